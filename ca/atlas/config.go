@@ -1,0 +1,46 @@
+package atlas
+
+import "github.com/certd/certd/config"
+
+// DefaultURL is the HVCA v2 API of GlobalSign Atlas (EMEA region). The
+// version is part of the path and the port is 8443.
+const DefaultURL = "https://emea.api.hvca.globalsign.com:8443/v2"
+
+// Config is a globalsign-atlas account block.
+type Config struct {
+	// URL of the HVCA API, ending in the version (default DefaultURL).
+	URL string `yaml:"url"`
+	// APIKey and APISecret are the login credentials (/login api_key,
+	// api_secret).
+	APIKey    config.Secret `yaml:"api_key"`
+	APISecret config.Secret `yaml:"api_secret"`
+	// ClientCert is the PEM file of the mTLS client certificate GlobalSign
+	// issued for the account; ClientKey its private key (PKCS#1, PKCS#8).
+	ClientCert string        `yaml:"client_cert"`
+	ClientKey  config.Secret `yaml:"client_key"`
+	// ReassertBefore is how long before a claim's expires_at certd
+	// reasserts it (default 30 days).
+	ReassertBefore config.Duration `yaml:"reassert_before"`
+	// ClaimDomains are parent domains to claim instead of each certificate
+	// name (a verified claim on example.com covers www.example.com).
+	ClaimDomains []string `yaml:"claim_domains"`
+}
+
+// DecodeConfig decodes and validates a globalsign-atlas account block.
+func DecodeConfig(b *config.Block) (any, error) {
+	return config.DecodeWith(b, Config{URL: DefaultURL, ReassertBefore: config.Duration(30 * 24 * 3600e9)}, func(c *Config, ck *config.Checker) {
+		ck.URL("url", c.URL)
+		ck.Required("api_key", c.APIKey.IsSet())
+		ck.Required("api_secret", c.APISecret.IsSet())
+		ck.Required("client_cert", c.ClientCert != "")
+		ck.Required("client_key", c.ClientKey.IsSet())
+		for i, d := range c.ClaimDomains {
+			n, err := config.NormalizeDomain(d)
+			if err != nil {
+				ck.Errorf(indexKey("claim_domains", i), "%v", err)
+				continue
+			}
+			c.ClaimDomains[i] = n
+		}
+	})
+}

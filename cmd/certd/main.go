@@ -1,0 +1,87 @@
+// Command certd keeps TLS certificates valid with no person in the loop.
+// See README.md for operators; `certd help` for the commands.
+package main
+
+import (
+	"errors"
+	"flag"
+	"fmt"
+	"io"
+	"os"
+)
+
+// Exit codes, documented in README.md and `certd help`.
+const (
+	exitOK      = 0 // success; for status: every certificate healthy
+	exitFailure = 1 // a runtime failure; for status: a certificate is failing or near expiry
+	exitUsage   = 2 // bad command line or invalid configuration
+	exitStore   = 3 // the store is in use by another daemon, or newer than this binary
+)
+
+// DefaultConfig is where certd looks for its configuration.
+const DefaultConfig = "/etc/certd/certd.yaml"
+
+const usage = `certd keeps TLS certificates valid with no person in the loop.
+
+Usage:
+  certd run          [-config FILE]           run the daemon (systemd: Type=notify)
+  certd check-config [FILE]                   validate a configuration; print every error
+  certd status       [-config FILE] [-json]   show certificates and claims
+  certd version                               print the version
+
+FILE defaults to ` + DefaultConfig + `.
+
+Exit codes:
+  0  success (status: every certificate is healthy)
+  1  runtime failure (status: a certificate is failing or inside its emergency window)
+  2  bad command line or invalid configuration
+  3  the store is in use by another certd, or was written by a newer one
+`
+
+func main() {
+	os.Exit(run(os.Args[1:], os.Stdout, os.Stderr))
+}
+
+// run dispatches a command line and returns the exit code.
+func run(args []string, stdout, stderr io.Writer) int {
+	if len(args) == 0 {
+		fmt.Fprint(stderr, usage)
+		return exitUsage
+	}
+	cmd, rest := args[0], args[1:]
+	switch cmd {
+	case "run":
+		return cmdRun(rest, stderr)
+	case "check-config":
+		return cmdCheckConfig(rest, stdout, stderr)
+	case "status":
+		return cmdStatus(rest, stdout, stderr)
+	case "version", "--version", "-version":
+		fmt.Fprintln(stdout, versionString())
+		return exitOK
+	case "help", "-h", "-help", "--help":
+		fmt.Fprint(stdout, usage)
+		return exitOK
+	}
+	fmt.Fprintf(stderr, "certd: unknown command %q\n\n%s", cmd, usage)
+	return exitUsage
+}
+
+// newFlags returns a flag set that reports errors to stderr and does not
+// exit the process.
+func newFlags(name string, stderr io.Writer) *flag.FlagSet {
+	fs := flag.NewFlagSet("certd "+name, flag.ContinueOnError)
+	fs.SetOutput(stderr)
+	return fs
+}
+
+// parseFlags parses args and maps flag errors to an exit code (0 for -h).
+func parseFlags(fs *flag.FlagSet, args []string) (int, bool) {
+	if err := fs.Parse(args); err != nil {
+		if errors.Is(err, flag.ErrHelp) {
+			return exitOK, false
+		}
+		return exitUsage, false
+	}
+	return 0, true
+}

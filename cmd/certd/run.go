@@ -1,0 +1,225 @@
+package main
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"os"
+	"os/signal"
+	"strconv"
+	"sync/atomic"
+	"syscall"
+	"time"
+
+	"github.com/coreos/go-systemd/v22/daemon"
+	"go.uber.org/zap"
+	"go.uber.org/zap/zapcore"
+	"golang.org/x/sys/unix"
+
+	"github.com/certd/certd/config"
+	"github.com/certd/certd/internal/logkey"
+	"github.com/certd/certd/scheduler"
+	"github.com/certd/certd/store"
+)
+
+// stopGrace is how long SIGTERM waits for running jobs to finish their
+// current step before cancelling them; below systemd's TimeoutStopSec.
+const stopGrace = 30 * time.Second
+
+func cmdRun(args []string, stderr io.Writer) int {
+	fs := newFlags("run", stderr)
+	path := fs.String("config", DefaultConfig, "configuration file")
+	if code, ok := parseFlags(fs, args); !ok {
+		return code
+	}
+	cfg, err := loadConfig(*path)
+	if err != nil {
+		fmt.Fprintf(stderr, "certd: configuration refused:\n%v\n", err)
+		return exitUsage
+	}
+	level := zap.NewAtomicLevel()
+	log := newLogger(cfg.Log, level, stderr)
+	defer func() { _ = log.Sync() }()
+
+	ctx := context.Background()
+	st, err := store.Open(ctx, cfg.Store.SQLite, store.Options{Exclusive: true})
+	if err != nil {
+		log.Error("cannot open the store", zap.String(logkey.Store, cfg.Store.SQLite), zap.Error(err))
+		if errors.Is(err, store.ErrLocked) || errors.Is(err, store.ErrSchemaNewer) {
+			return exitStore
+		}
+		return exitFailure
+	}
+	defer st.Close()
+
+	d := &daemonState{log: log, level: level, store: st, path: *path}
+	d.cfg.Store(cfg)
+	sched, err := scheduler.New(scheduler.Options{
+		Store: st, Work: d.work, Logger: log.Named("scheduler"), Schedule: cfg.Schedule,
+	})
+	if err != nil {
+		log.Error("cannot start the scheduler", zap.Error(err))
+		return exitFailure
+	}
+	d.sched = sched
+
+	// Signals are caught before READY so that none is lost between.
+	sigs := make(chan os.Signal, 4)
+	signal.Notify(sigs, syscall.SIGHUP, syscall.SIGTERM, syscall.SIGINT)
+	defer signal.Stop(sigs)
+
+	if err := sched.Apply(ctx, certSpecs(cfg)); err != nil {
+		log.Error("cannot reconcile the configuration with the store", zap.Error(err))
+		return exitFailure
+	}
+	if cfg.Metrics.Listen != "" {
+		log.Warn("metrics.listen is set but this release has no metrics endpoint yet; ignoring it")
+	}
+	sched.Start()
+	log.Info("certd started", zap.String(logkey.Version, versionString()), zap.String(logkey.Config, *path),
+		zap.String(logkey.Store, cfg.Store.SQLite), zap.Int("certificates", len(cfg.Certificates)), zap.String("schedule", cfg.Schedule))
+	notify(log, daemon.SdNotifyReady, "STATUS=running")
+
+	stopWatchdog := startWatchdog(log)
+	defer stopWatchdog()
+
+	for sig := range sigs {
+		switch sig {
+		case syscall.SIGHUP:
+			d.reload(ctx)
+		default:
+			log.Info("stopping: finishing the current step of running jobs", zap.String(logkey.Signal, sig.String()))
+			notify(log, daemon.SdNotifyStopping)
+			sched.Stop(stopGrace)
+			log.Info("certd stopped")
+			return exitOK
+		}
+	}
+	return exitOK
+}
+
+// daemonState is what the running daemon swaps on reload.
+type daemonState struct {
+	log   *zap.Logger
+	level zap.AtomicLevel
+	store *store.SQLite
+	sched *scheduler.Scheduler
+	path  string
+	cfg   atomic.Pointer[config.Config] // swapped by reload, read by jobs
+}
+
+// reload loads the configuration again; an invalid one is refused whole
+// and the running configuration stays.
+func (d *daemonState) reload(ctx context.Context) {
+	notify(d.log, daemon.SdNotifyReloading, "MONOTONIC_USEC="+strconv.FormatInt(monotonicUsec(), 10))
+	defer notify(d.log, daemon.SdNotifyReady, "STATUS=running")
+	cfg, err := loadConfig(d.path)
+	if err != nil {
+		d.log.Error("reload refused: the new configuration is invalid; keeping the running one",
+			zap.String(logkey.Config, d.path), zap.String("errors", err.Error()))
+		_, _ = d.store.AppendEvent(ctx, store.Event{Level: "error", Kind: "reload_refused", Message: "configuration reload refused: " + err.Error()})
+		return
+	}
+	old := d.cfg.Load()
+	if cfg.Store != old.Store {
+		d.log.Warn("the store setting changed; it takes effect at the next restart")
+		cfg.Store = old.Store
+	}
+	if err := d.sched.SetSchedule(cfg.Schedule); err != nil {
+		d.log.Error("reload refused: schedule", zap.Error(err))
+		return
+	}
+	if lvl, err := zapcore.ParseLevel(cfg.Log.Level); err == nil {
+		d.level.SetLevel(lvl)
+	}
+	if err := d.sched.Apply(ctx, certSpecs(cfg)); err != nil {
+		d.log.Error("reload: reconciling the configuration failed; will retry at the next reload", zap.Error(err))
+		return
+	}
+	d.cfg.Store(cfg)
+	d.sched.Kick()
+	d.log.Info("configuration reloaded", zap.String(logkey.Config, d.path), zap.Int("certificates", len(cfg.Certificates)))
+	_, _ = d.store.AppendEvent(ctx, store.Event{Level: "info", Kind: "reloaded", Message: "configuration reloaded"})
+}
+
+// work is the scheduler's job. Issuance through each CA type arrives with
+// its issuer; until then a due certificate fails loudly and is retried
+// with backoff, so nothing waits in silence.
+func (d *daemonState) work(_ context.Context, c store.Certificate) error {
+	typ := "unknown"
+	if a, ok := d.cfg.Load().Accounts[c.Account]; ok {
+		typ = a.Type
+	}
+	return fmt.Errorf("%s of %s: issuing through %s accounts is not available in this certd release", c.NextAction, c.Name, typ)
+}
+
+func certSpecs(cfg *config.Config) []scheduler.CertSpec {
+	specs := make([]scheduler.CertSpec, len(cfg.Certificates))
+	for i, c := range cfg.Certificates {
+		specs[i] = scheduler.CertSpec{Name: c.Name, Account: c.Account, Domains: c.Domains, KeyType: c.KeyType}
+	}
+	return specs
+}
+
+func newLogger(c config.Log, level zap.AtomicLevel, w io.Writer) *zap.Logger {
+	if lvl, err := zapcore.ParseLevel(c.Level); err == nil {
+		level.SetLevel(lvl)
+	}
+	enc := zap.NewProductionEncoderConfig()
+	enc.TimeKey = "ts"
+	enc.EncodeTime = zapcore.ISO8601TimeEncoder
+	var encoder zapcore.Encoder
+	if c.Format == "console" {
+		enc.EncodeLevel = zapcore.CapitalLevelEncoder
+		encoder = zapcore.NewConsoleEncoder(enc)
+	} else {
+		encoder = zapcore.NewJSONEncoder(enc)
+	}
+	return zap.New(zapcore.NewCore(encoder, zapcore.AddSync(w), level))
+}
+
+// notify tells systemd about a state change when it asked for that
+// (NOTIFY_SOCKET set); otherwise it does nothing.
+func notify(log *zap.Logger, states ...string) {
+	msg := ""
+	for i, s := range states {
+		if i > 0 {
+			msg += "\n"
+		}
+		msg += s
+	}
+	if _, err := daemon.SdNotify(false, msg); err != nil {
+		log.Warn("sd_notify failed", zap.Error(err))
+	}
+}
+
+// startWatchdog pings systemd at half the WatchdogSec interval when the
+// unit asks for it.
+func startWatchdog(log *zap.Logger) (stop func()) {
+	interval, err := daemon.SdWatchdogEnabled(false)
+	if err != nil || interval <= 0 {
+		return func() {}
+	}
+	t := time.NewTicker(interval / 2)
+	done := make(chan struct{})
+	go func() {
+		for {
+			select {
+			case <-done:
+				return
+			case <-t.C:
+				notify(log, daemon.SdNotifyWatchdog)
+			}
+		}
+	}()
+	return func() { t.Stop(); close(done) }
+}
+
+func monotonicUsec() int64 {
+	var ts unix.Timespec
+	if err := unix.ClockGettime(unix.CLOCK_MONOTONIC, &ts); err != nil {
+		return 0
+	}
+	return ts.Nano() / 1e3
+}

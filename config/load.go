@@ -1,0 +1,265 @@
+package config
+
+import (
+	"errors"
+	"fmt"
+	"os"
+	"path/filepath"
+	"reflect"
+	"sort"
+	"strings"
+
+	"gopkg.in/yaml.v3"
+)
+
+// Decoder decodes one plug-in block (an account, DNS provider or HTTP
+// target of a given type) into the plug-in's own validated config struct.
+// It should return an Errors (use Block.Decode and Block.Errorf) so that
+// every problem is reported with its file:line.
+type Decoder func(b *Block) (any, error)
+
+// Options are what the loader needs from the rest of certd: for each kind
+// of plug-in, the table from type name to decoder. A type missing from its
+// table is an error.
+type Options struct {
+	Accounts map[string]Decoder
+	DNS      map[string]Decoder
+	HTTP     map[string]Decoder
+}
+
+// ConfDir is the name of the folder beside the main file whose *.yaml and
+// *.yml files are loaded after it, in lexical order.
+const ConfDir = "conf.d"
+
+// Load reads the main configuration file at path and the conf.d folder
+// beside it, and validates the whole. On any problem it returns an Errors
+// with every problem found, and no Config: a configuration is used whole or
+// not at all.
+func Load(path string, opts Options) (*Config, error) {
+	data, err := os.ReadFile(path)
+	if err != nil {
+		return nil, fmt.Errorf("reading configuration: %w", err)
+	}
+	l := newLoader(opts)
+	l.main(path, data)
+	dir := filepath.Join(filepath.Dir(path), ConfDir)
+	entries, err := os.ReadDir(dir)
+	if err != nil && !errors.Is(err, os.ErrNotExist) {
+		return nil, fmt.Errorf("reading %s: %w", dir, err)
+	}
+	var frags []string
+	for _, e := range entries {
+		if ext := filepath.Ext(e.Name()); !e.IsDir() && (ext == ".yaml" || ext == ".yml") && !strings.HasPrefix(e.Name(), ".") {
+			frags = append(frags, filepath.Join(dir, e.Name()))
+		}
+	}
+	sort.Strings(frags)
+	for _, f := range frags {
+		fd, err := os.ReadFile(f)
+		if err != nil {
+			return nil, fmt.Errorf("reading configuration: %w", err)
+		}
+		l.fragment(f, fd)
+	}
+	return l.finish()
+}
+
+// Parse loads a configuration from memory, as Load does without a conf.d
+// folder. name is used in error positions and to resolve relative paths.
+func Parse(name string, data []byte, opts Options) (*Config, error) {
+	l := newLoader(opts)
+	l.main(name, data)
+	return l.finish()
+}
+
+type loader struct {
+	opts     Options
+	errs     errorList
+	pos      map[string]map[string]Pos // file -> key path -> position
+	defaults *Defaults
+	cfg      *Config
+	blocks   [3]map[string]*Block // accounts, dns, http
+}
+
+func newLoader(opts Options) *loader {
+	return &loader{
+		opts: opts,
+		pos:  map[string]map[string]Pos{},
+		cfg: &Config{
+			Accounts: map[string]*Plugin{},
+			DNS:      map[string]*Plugin{},
+			HTTP:     map[string]*Plugin{},
+		},
+		blocks: [3]map[string]*Block{{}, {}, {}},
+	}
+}
+
+func (l *loader) decodeFile(file string, data []byte, into any, skip map[string]bool) bool {
+	l.cfg.Files = append(l.cfg.Files, file)
+	root, err := parseYAML(file, data)
+	if err != nil {
+		l.errs.errs = append(l.errs.errs, err.(Errors)...)
+		return false
+	}
+	d := &decoder{file: file, errs: &l.errs, pos: map[string]Pos{}, skip: skip}
+	l.pos[file] = d.pos
+	if len(root.Content) == 0 {
+		return true // an empty file is an empty configuration
+	}
+	d.decode(root, reflect.ValueOf(into).Elem(), "", nil)
+	return true
+}
+
+func (l *loader) main(file string, data []byte) {
+	var m mainFile
+	if !l.decodeFile(file, data, &m, nil) {
+		return
+	}
+	l.cfg.Schedule = m.Schedule
+	l.cfg.Store = m.Store
+	l.cfg.Log = m.Log
+	l.cfg.Metrics = m.Metrics
+	l.defaults = m.Defaults
+	l.add(file, m.Accounts, m.DNS, m.HTTP, m.Certificates)
+	l.checkSettings(file)
+}
+
+func (l *loader) fragment(file string, data []byte) {
+	// Daemon-wide keys are named as such rather than as unknown.
+	mainOnly := map[string]bool{}
+	for _, k := range []string{"schedule", "store", "log", "metrics", "defaults"} {
+		mainOnly[k] = true
+	}
+	var f fragment
+	if !l.decodeFile(file, data, &f, mainOnly) {
+		return
+	}
+	if root, err := parseYAML(file, data); err == nil && len(root.Content) > 0 && root.Content[0].Kind == yaml.MappingNode {
+		n := root.Content[0]
+		for i := 0; i+1 < len(n.Content); i += 2 {
+			if k := n.Content[i]; mainOnly[k.Value] {
+				l.errs.add(Pos{File: file, Line: k.Line, Col: k.Column, Path: k.Value}, "only the main configuration file may set %s", k.Value)
+			}
+		}
+	}
+	l.add(file, f.Accounts, f.DNS, f.HTTP, f.Certificates)
+}
+
+func (l *loader) add(file string, accounts, dns, http map[string]*Block, certs []*Certificate) {
+	for i, m := range []map[string]*Block{accounts, dns, http} {
+		kind := [...]string{"account", "DNS provider", "HTTP target"}[i]
+		names := make([]string, 0, len(m))
+		for name := range m {
+			names = append(names, name)
+		}
+		sort.Strings(names)
+		for _, name := range names {
+			b := m[name]
+			if b == nil {
+				continue
+			}
+			if prev, ok := l.blocks[i][name]; ok {
+				l.errs.add(b.Pos(), "%s %q is already defined at %s", kind, name, prev.Pos())
+				continue
+			}
+			l.blocks[i][name] = b
+		}
+	}
+	for i, c := range certs {
+		if c == nil {
+			continue
+		}
+		c.Pos = l.pos[file][fmt.Sprintf("certificates[%d]", i)]
+		l.cfg.Certificates = append(l.cfg.Certificates, c)
+	}
+}
+
+// at returns the position of path in file, or of its nearest written
+// ancestor when the key itself was not written (a missing required key is
+// reported where its parent is). The returned Path is always path.
+func (l *loader) at(file, path string) Pos {
+	idx := l.pos[file]
+	for p := path; ; {
+		if pos, ok := idx[p]; ok {
+			pos.Path = path
+			return pos
+		}
+		cut := strings.LastIndexAny(p, ".[")
+		if cut <= 0 {
+			return Pos{File: file, Line: 1, Col: 1, Path: path}
+		}
+		p = p[:cut]
+	}
+}
+
+func (l *loader) errAt(file, path, format string, args ...any) {
+	l.errs.add(l.at(file, path), format, args...)
+}
+
+func (l *loader) finish() (*Config, error) {
+	l.decodePlugins()
+	l.checkCertificates()
+	if err := l.errs.err(); err != nil {
+		return nil, dedupe(err.(Errors))
+	}
+	return l.cfg, nil
+}
+
+func dedupe(es Errors) Errors {
+	seen := map[string]bool{}
+	out := es[:0]
+	for _, e := range es {
+		if k := e.Error(); !seen[k] {
+			seen[k] = true
+			out = append(out, e)
+		}
+	}
+	return out
+}
+
+func (l *loader) decodePlugins() {
+	tables := [3]map[string]Decoder{l.opts.Accounts, l.opts.DNS, l.opts.HTTP}
+	dests := [3]map[string]*Plugin{l.cfg.Accounts, l.cfg.DNS, l.cfg.HTTP}
+	for i := range tables {
+		for name, b := range l.blocks[i] {
+			typePos := b.Pos()
+			typePos.Path = joinPath(typePos.Path, "type")
+			if b.Type == "" {
+				l.errs.add(typePos, "missing type (one of: %s)", strings.Join(sortedKeys(tables[i]), ", "))
+				continue
+			}
+			dec, ok := tables[i][b.Type]
+			if !ok {
+				l.errs.add(typePos, "unknown type %q (one of: %s)", b.Type, strings.Join(sortedKeys(tables[i]), ", "))
+				continue
+			}
+			settings, err := dec(b)
+			if err != nil {
+				var es Errors
+				var e *Error
+				switch {
+				case errors.As(err, &es):
+					l.errs.errs = append(l.errs.errs, es...)
+				case errors.As(err, &e):
+					l.errs.errs = append(l.errs.errs, e)
+				default:
+					l.errs.add(b.Pos(), "%v", err)
+				}
+				continue
+			}
+			dests[i][name] = &Plugin{Name: name, Type: b.Type, Pos: b.Pos(), Settings: settings}
+		}
+	}
+}
+
+func sortedKeys[V any](m map[string]V) []string {
+	keys := make([]string, 0, len(m))
+	for k := range m {
+		keys = append(keys, k)
+	}
+	sort.Strings(keys)
+	if len(keys) == 0 {
+		return []string{"none defined"}
+	}
+	return keys
+}

@@ -1,0 +1,184 @@
+package config
+
+// The schema of certd's configuration file. Field comments are the
+// reference for operators; README.md and config.example.yaml repeat them.
+
+// Defaults applied when a key is not written.
+const (
+	DefaultSchedule    = "*/5 * * * *"
+	DefaultSQLitePath  = "/var/lib/certd/certd.db"
+	DefaultLogLevel    = "info"
+	DefaultLogFormat   = "json"
+	DefaultKeyType     = "ecdsa-p256"
+	DefaultRemaining   = 1.0 / 3.0
+	DefaultKeep        = 3
+	DefaultHookTimeout = Duration(60e9)  // 60s
+	DefaultVerifyWait  = Duration(30e9)  // 30s
+	DefaultCertMode    = FileMode(0o644) //
+	DefaultKeyMode     = FileMode(0o600) //
+	DefaultDirMode     = FileMode(0o755) //
+	emergencyFraction  = 1.0 / 20.0      // see scheduler; renew policies must leave room above it
+	maxDomainsPerCert  = 100             // the most any supported CA accepts in one certificate
+	maxCertificateName = 64              //
+)
+
+// KeyTypes are the private key algorithms certd generates.
+var KeyTypes = []string{"ecdsa-p256", "ecdsa-p384", "rsa-2048", "rsa-3072", "rsa-4096"}
+
+// DCV methods a certificate's domains can be proved by.
+const (
+	MethodDNS      = "dns"       // a TXT record published through a DNS provider
+	MethodDNSCNAME = "dns-cname" // the record is published at a delegated name the CA follows a CNAME to
+	MethodHTTP     = "http"      // a token file served under /.well-known/ by an HTTP target
+	MethodEmail    = "email"     // an approval email to an address the CA allows
+)
+
+// Config is a loaded, validated configuration.
+type Config struct {
+	// Files are the files the configuration was read from: the main file
+	// first, then conf.d/*.yaml in lexical order.
+	Files []string
+
+	Schedule string
+	Store    Store
+	Log      Log
+	Metrics  Metrics
+
+	Accounts     map[string]*Plugin
+	DNS          map[string]*Plugin
+	HTTP         map[string]*Plugin
+	Certificates []*Certificate
+}
+
+// Plugin is a decoded account, DNS provider or HTTP target.
+type Plugin struct {
+	Name string
+	Type string
+	Pos  Pos
+	// Settings is what the plug-in's decoder returned: its own config
+	// struct, validated.
+	Settings any
+}
+
+// Store selects the persistence backend.
+type Store struct {
+	// SQLite is the path of the embedded database (default
+	// /var/lib/certd/certd.db). Relative paths are relative to the
+	// configuration file.
+	SQLite string `yaml:"sqlite"`
+	// Postgres is a PostgreSQL DSN for fleets (not in this release).
+	Postgres string `yaml:"postgres"`
+}
+
+// Log sets logging.
+type Log struct {
+	Level  string `yaml:"level"`  // debug, info (default), warn, error
+	Format string `yaml:"format"` // json (default) or console
+}
+
+// Metrics sets the Prometheus endpoint.
+type Metrics struct {
+	Listen string `yaml:"listen"` // host:port; empty disables it
+}
+
+// Certificate is one certificate certd keeps valid.
+type Certificate struct {
+	Name    string   `yaml:"name"`
+	Domains []string `yaml:"domains"`
+	Account string   `yaml:"account"`
+	KeyType string   `yaml:"key_type"`
+	// DCV is the default proof method for every domain; DomainDCV
+	// overrides it per domain.
+	DCV       *DCV            `yaml:"dcv"`
+	DomainDCV map[string]*DCV `yaml:"domain_dcv"`
+	Renew     *Renew          `yaml:"renew"`
+	Deploy    *Deploy         `yaml:"deploy"`
+
+	Pos Pos `yaml:"-"`
+}
+
+// DCVFor returns the method that proves domain (normalised).
+func (c *Certificate) DCVFor(domain string) *DCV {
+	if d, ok := c.DomainDCV[domain]; ok {
+		return d
+	}
+	return c.DCV
+}
+
+// DCV is how one domain is proved.
+type DCV struct {
+	Method string `yaml:"method"`
+	// Provider names a DNS provider (dns, dns-cname).
+	Provider string `yaml:"provider"`
+	// Delegate is the name the CA's record name is CNAMEd to (dns-cname);
+	// the record is published there, in the provider's zone.
+	Delegate string `yaml:"delegate"`
+	// Target names an HTTP target (http).
+	Target string `yaml:"target"`
+	// Email is the approver address (email).
+	Email string `yaml:"email"`
+}
+
+// Renew is the renewal policy: renew when RemainingFraction of the lifetime
+// is left (default 1/3), or Before the expiry; never both.
+type Renew struct {
+	RemainingFraction float64  `yaml:"remaining_fraction"`
+	Before            Duration `yaml:"before"`
+}
+
+// Deploy says where and how the certificate is put in place.
+type Deploy struct {
+	// Dir holds <name>/{cert,chain,fullchain,privkey}.pem.
+	Dir      string   `yaml:"dir"`
+	Owner    string   `yaml:"owner"`
+	Group    string   `yaml:"group"`
+	CertMode FileMode `yaml:"cert_mode"`
+	KeyMode  FileMode `yaml:"key_mode"`
+	// Combined also writes combined.pem (key then fullchain, for HAProxy).
+	Combined bool `yaml:"combined"`
+	// Keep is how many earlier versions stay on disk for rollback.
+	Keep        int      `yaml:"keep"`
+	Check       Argv     `yaml:"check"`
+	Reload      []Argv   `yaml:"reload"`
+	HookTimeout Duration `yaml:"hook_timeout"`
+	Verify      *Verify  `yaml:"verify"`
+}
+
+// Verify is the live check after a reload: dial Address with SNI
+// ServerName and expect the new leaf within Timeout.
+type Verify struct {
+	Address    string   `yaml:"address"`
+	ServerName string   `yaml:"server_name"`
+	Timeout    Duration `yaml:"timeout"`
+}
+
+// Defaults are applied to every certificate that does not set the key.
+type Defaults struct {
+	Account string  `yaml:"account"`
+	KeyType string  `yaml:"key_type"`
+	DCV     *DCV    `yaml:"dcv"`
+	Renew   *Renew  `yaml:"renew"`
+	Deploy  *Deploy `yaml:"deploy"`
+}
+
+// mainFile is the shape of the main configuration file.
+type mainFile struct {
+	Schedule     string            `yaml:"schedule"`
+	Store        Store             `yaml:"store"`
+	Log          Log               `yaml:"log"`
+	Metrics      Metrics           `yaml:"metrics"`
+	Defaults     *Defaults         `yaml:"defaults"`
+	Accounts     map[string]*Block `yaml:"accounts"`
+	DNS          map[string]*Block `yaml:"dns"`
+	HTTP         map[string]*Block `yaml:"http"`
+	Certificates []*Certificate    `yaml:"certificates"`
+}
+
+// fragment is the shape of a conf.d file: it adds accounts, providers,
+// targets and certificates; daemon-wide settings stay in the main file.
+type fragment struct {
+	Accounts     map[string]*Block `yaml:"accounts"`
+	DNS          map[string]*Block `yaml:"dns"`
+	HTTP         map[string]*Block `yaml:"http"`
+	Certificates []*Certificate    `yaml:"certificates"`
+}

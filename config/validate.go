@@ -1,0 +1,356 @@
+package config
+
+import (
+	"fmt"
+	"net"
+	"net/mail"
+	"os/user"
+	"path/filepath"
+	"regexp"
+	"slices"
+	"strconv"
+	"strings"
+
+	"github.com/robfig/cron/v3"
+)
+
+// checkSettings validates and defaults the daemon-wide settings of the
+// main file.
+func (l *loader) checkSettings(file string) {
+	c := l.cfg
+	if c.Schedule == "" {
+		c.Schedule = DefaultSchedule
+	} else if _, err := cron.ParseStandard(c.Schedule); err != nil {
+		l.errAt(file, "schedule", "invalid cron spec %q: %v", c.Schedule, err)
+	}
+
+	switch {
+	case c.Store.Postgres != "" && c.Store.SQLite != "":
+		l.errAt(file, "store", "set either sqlite or postgres, not both")
+	case c.Store.Postgres != "":
+		l.errAt(file, "store.postgres", "the PostgreSQL backend is not in this release; use sqlite")
+	case c.Store.SQLite == "":
+		c.Store.SQLite = DefaultSQLitePath
+	case !filepath.IsAbs(c.Store.SQLite):
+		c.Store.SQLite = filepath.Join(filepath.Dir(file), c.Store.SQLite)
+	}
+
+	if c.Log.Level == "" {
+		c.Log.Level = DefaultLogLevel
+	} else if !slices.Contains([]string{"debug", "info", "warn", "error"}, c.Log.Level) {
+		l.errAt(file, "log.level", "unknown level %q (one of: debug, info, warn, error)", c.Log.Level)
+	}
+	if c.Log.Format == "" {
+		c.Log.Format = DefaultLogFormat
+	} else if c.Log.Format != "json" && c.Log.Format != "console" {
+		l.errAt(file, "log.format", "unknown format %q (json or console)", c.Log.Format)
+	}
+
+	if c.Metrics.Listen != "" {
+		if err := checkHostPort(c.Metrics.Listen); err != nil {
+			l.errAt(file, "metrics.listen", "%v", err)
+		}
+	}
+
+	if d := l.defaults; d != nil {
+		if d.KeyType != "" && !slices.Contains(KeyTypes, d.KeyType) {
+			l.errAt(file, "defaults.key_type", "unknown key type %q (one of: %s)", d.KeyType, strings.Join(KeyTypes, ", "))
+		}
+		if d.DCV != nil {
+			l.checkDCV(file, "defaults.dcv", d.DCV)
+		}
+		if d.Renew != nil {
+			l.checkRenew(file, "defaults.renew", d.Renew)
+		}
+		if d.Deploy != nil {
+			l.checkDeploy(file, "defaults.deploy", d.Deploy)
+		}
+	}
+}
+
+var certName = regexp.MustCompile(`^[A-Za-z0-9_][A-Za-z0-9._-]*$`)
+
+// checkCertificates validates every certificate, applies defaults and
+// normalises names. It runs after all files are read, so references across
+// files resolve.
+func (l *loader) checkCertificates() {
+	byName := map[string]*Certificate{}
+	defaults := l.defaults
+	if defaults == nil {
+		defaults = &Defaults{}
+	}
+	for _, c := range l.cfg.Certificates {
+		file, base := c.Pos.File, c.Pos.Path
+		at := func(sub string) string { return base + sub }
+
+		switch {
+		case c.Name == "":
+			l.errAt(file, at(".name"), "name is required")
+		case len(c.Name) > maxCertificateName || !certName.MatchString(c.Name):
+			l.errAt(file, at(".name"), "invalid name %q: use letters, digits, '.', '_' and '-' (it names a directory), at most %d characters", c.Name, maxCertificateName)
+		default:
+			if prev, ok := byName[c.Name]; ok {
+				l.errAt(file, at(".name"), "duplicate certificate name %q (first defined at %s)", c.Name, prev.Pos)
+			}
+			byName[c.Name] = c
+		}
+
+		if len(c.Domains) == 0 {
+			l.errAt(file, at(".domains"), "at least one domain is required")
+		}
+		if len(c.Domains) > maxDomainsPerCert {
+			l.errAt(file, at(".domains"), "%d domains; at most %d fit in one certificate", len(c.Domains), maxDomainsPerCert)
+		}
+		seen := map[string]int{}
+		for i, d := range c.Domains {
+			p := at(fmt.Sprintf(".domains[%d]", i))
+			n, err := NormalizeDomain(d)
+			if err != nil {
+				l.errAt(file, p, "%v", err)
+				continue
+			}
+			if j, dup := seen[n]; dup {
+				l.errAt(file, p, "%s is listed twice (also domains[%d])", n, j)
+			}
+			seen[n] = i
+			c.Domains[i] = n
+		}
+
+		if c.Account == "" {
+			c.Account = defaults.Account
+		}
+		if c.Account == "" {
+			l.errAt(file, at(".account"), "account is required (here or in defaults)")
+		} else if _, ok := l.blocks[0][c.Account]; !ok {
+			l.errAt(file, at(".account"), "unknown account %q (defined: %s)", c.Account, strings.Join(sortedKeys(l.blocks[0]), ", "))
+		}
+
+		if c.KeyType != "" && !slices.Contains(KeyTypes, c.KeyType) {
+			l.errAt(file, at(".key_type"), "unknown key type %q (one of: %s)", c.KeyType, strings.Join(KeyTypes, ", "))
+		}
+		if c.KeyType == "" {
+			c.KeyType = defaults.KeyType
+		}
+		if c.KeyType == "" {
+			c.KeyType = DefaultKeyType
+		}
+
+		if c.DCV != nil {
+			l.checkDCV(file, at(".dcv"), c.DCV)
+		} else {
+			c.DCV = defaults.DCV
+		}
+		normDCV := map[string]*DCV{}
+		for key, d := range c.DomainDCV {
+			p := joinPath(at(".domain_dcv"), key)
+			n, err := NormalizeDomain(key)
+			if err != nil {
+				l.errAt(file, p, "%v", err)
+				continue
+			}
+			if _, ok := seen[n]; !ok {
+				l.errAt(file, p, "%s is not one of this certificate's domains", n)
+				continue
+			}
+			if d == nil {
+				l.errAt(file, p, "a DCV method is required")
+				continue
+			}
+			l.checkDCV(file, p, d)
+			normDCV[n] = d
+		}
+		c.DomainDCV = normDCV
+		for i, d := range c.Domains {
+			m := c.DCVFor(d)
+			p := at(fmt.Sprintf(".domains[%d]", i))
+			if m == nil {
+				l.errAt(file, p, "no DCV method for %s: set dcv (here or in defaults) or domain_dcv", d)
+				continue
+			}
+			if m.Method == MethodHTTP && strings.HasPrefix(d, "*.") {
+				l.errAt(file, p, "wildcard %s cannot be validated over HTTP; CAs require dns or dns-cname (or email) for wildcards", d)
+			}
+		}
+
+		if c.Renew != nil {
+			l.checkRenew(file, at(".renew"), c.Renew)
+		} else if defaults.Renew != nil {
+			c.Renew = defaults.Renew
+		} else {
+			c.Renew = &Renew{RemainingFraction: DefaultRemaining}
+		}
+
+		if c.Deploy != nil {
+			l.checkDeploy(file, at(".deploy"), c.Deploy)
+		} else if defaults.Deploy != nil {
+			d := *defaults.Deploy
+			c.Deploy = &d
+		}
+		if c.Deploy == nil {
+			l.errAt(file, at(".deploy"), "deploy is required (here or in defaults): certd needs to know where to put the certificate")
+		} else if c.Deploy.Verify != nil && c.Deploy.Verify.ServerName == "" {
+			v := *c.Deploy.Verify
+			for _, d := range c.Domains {
+				if !strings.HasPrefix(d, "*.") {
+					v.ServerName = d
+					break
+				}
+			}
+			c.Deploy.Verify = &v
+		}
+	}
+}
+
+func (l *loader) checkDCV(file, path string, d *DCV) {
+	unused := func(key, val string) {
+		if val != "" {
+			l.errAt(file, path+"."+key, "%s is not used with method %s", key, d.Method)
+		}
+	}
+	dnsRef := func() {
+		if d.Provider == "" {
+			l.errAt(file, path+".provider", "method %s needs a DNS provider", d.Method)
+		} else if _, ok := l.blocks[1][d.Provider]; !ok {
+			l.errAt(file, path+".provider", "unknown DNS provider %q (defined: %s)", d.Provider, strings.Join(sortedKeys(l.blocks[1]), ", "))
+		}
+	}
+	switch d.Method {
+	case MethodDNS:
+		dnsRef()
+		unused("delegate", d.Delegate)
+		unused("target", d.Target)
+		unused("email", d.Email)
+	case MethodDNSCNAME:
+		dnsRef()
+		if d.Delegate == "" {
+			l.errAt(file, path+".delegate", "method dns-cname needs the delegated name the CNAME points to")
+		} else if n, err := NormalizeDNSName(d.Delegate); err != nil {
+			l.errAt(file, path+".delegate", "%v", err)
+		} else {
+			d.Delegate = n
+		}
+		unused("target", d.Target)
+		unused("email", d.Email)
+	case MethodHTTP:
+		if d.Target == "" {
+			l.errAt(file, path+".target", "method http needs an HTTP target")
+		} else if _, ok := l.blocks[2][d.Target]; !ok {
+			l.errAt(file, path+".target", "unknown HTTP target %q (defined: %s)", d.Target, strings.Join(sortedKeys(l.blocks[2]), ", "))
+		}
+		unused("provider", d.Provider)
+		unused("delegate", d.Delegate)
+		unused("email", d.Email)
+	case MethodEmail:
+		if a, err := mail.ParseAddress(d.Email); err != nil || a.Address != d.Email {
+			l.errAt(file, path+".email", "method email needs a plain address such as admin@example.com, got %q", d.Email)
+		}
+		unused("provider", d.Provider)
+		unused("delegate", d.Delegate)
+		unused("target", d.Target)
+	case "":
+		l.errAt(file, path+".method", "method is required (dns, dns-cname, http or email)")
+	default:
+		l.errAt(file, path+".method", "unknown method %q (dns, dns-cname, http or email)", d.Method)
+	}
+}
+
+func (l *loader) checkRenew(file, path string, r *Renew) {
+	switch {
+	case r.RemainingFraction != 0 && r.Before != 0:
+		l.errAt(file, path, "set remaining_fraction or before, not both")
+	case r.RemainingFraction == 0 && r.Before == 0:
+		r.RemainingFraction = DefaultRemaining
+	case r.Before == 0 && (r.RemainingFraction <= emergencyFraction || r.RemainingFraction >= 1):
+		l.errAt(file, path+".remaining_fraction", "%v is out of range: renew with between 1/20 and all of the lifetime remaining (default 1/3 ≈ 0.333)", r.RemainingFraction)
+	}
+}
+
+func (l *loader) checkDeploy(file, path string, d *Deploy) {
+	switch {
+	case d.Dir == "":
+		l.errAt(file, path+".dir", "dir is required")
+	case !filepath.IsAbs(d.Dir):
+		l.errAt(file, path+".dir", "dir must be an absolute path, got %q", d.Dir)
+	}
+	if d.Owner != "" {
+		if _, err := lookupUser(d.Owner); err != nil {
+			l.errAt(file, path+".owner", "%v", err)
+		}
+	}
+	if d.Group != "" {
+		if _, err := lookupGroup(d.Group); err != nil {
+			l.errAt(file, path+".group", "%v", err)
+		}
+	}
+	if d.CertMode == 0 {
+		d.CertMode = DefaultCertMode
+	}
+	if d.KeyMode == 0 {
+		d.KeyMode = DefaultKeyMode
+	}
+	switch {
+	case d.KeyMode&0o007 != 0:
+		l.errAt(file, path+".key_mode", "private keys must not be readable by others (mode %04o); use 0600, or 0640 with a group", d.KeyMode)
+	case d.KeyMode&0o070 != 0 && d.Group == "":
+		l.errAt(file, path+".key_mode", "mode %04o gives a group access to the private key, but no group is set", d.KeyMode)
+	case d.KeyMode&0o400 == 0:
+		l.errAt(file, path+".key_mode", "mode %04o leaves the private key unreadable by its owner", d.KeyMode)
+	}
+	if d.Keep < 0 {
+		l.errAt(file, path+".keep", "keep must be 1 or more, got %d", d.Keep)
+	} else if d.Keep == 0 {
+		d.Keep = DefaultKeep
+	}
+	if d.HookTimeout == 0 {
+		d.HookTimeout = DefaultHookTimeout
+	}
+	if v := d.Verify; v != nil {
+		if err := checkHostPort(v.Address); err != nil {
+			l.errAt(file, path+".verify.address", "%v", err)
+		}
+		if v.ServerName != "" {
+			if n, err := NormalizeDomain(v.ServerName); err != nil || strings.HasPrefix(n, "*.") {
+				l.errAt(file, path+".verify.server_name", "invalid server name %q", v.ServerName)
+			} else {
+				v.ServerName = n
+			}
+		}
+		if v.Timeout == 0 {
+			v.Timeout = DefaultVerifyWait
+		}
+	}
+}
+
+func checkHostPort(s string) error {
+	host, port, err := net.SplitHostPort(s)
+	if err != nil {
+		return fmt.Errorf("invalid address %q: expected host:port", s)
+	}
+	if p, err := strconv.Atoi(port); err != nil || p < 1 || p > 65535 {
+		return fmt.Errorf("invalid address %q: port must be 1-65535", s)
+	}
+	_ = host // an empty host means all interfaces, which is allowed
+	return nil
+}
+
+func lookupUser(name string) (*user.User, error) {
+	if _, err := strconv.Atoi(name); err == nil {
+		return user.LookupId(name)
+	}
+	u, err := user.Lookup(name)
+	if err != nil {
+		return nil, fmt.Errorf("unknown user %q", name)
+	}
+	return u, nil
+}
+
+func lookupGroup(name string) (*user.Group, error) {
+	if _, err := strconv.Atoi(name); err == nil {
+		return user.LookupGroupId(name)
+	}
+	g, err := user.LookupGroup(name)
+	if err != nil {
+		return nil, fmt.Errorf("unknown group %q", name)
+	}
+	return g, nil
+}

@@ -1,0 +1,229 @@
+package providers
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"net"
+	"net/http"
+	"os"
+	"path/filepath"
+	"strings"
+	"sync"
+
+	"github.com/certd/certd/config"
+	"github.com/certd/certd/dcv"
+)
+
+var (
+	_ dcv.HTTPTarget = (*Webroot)(nil)
+	_ dcv.HTTPTarget = (*Responder)(nil)
+)
+
+// Token files live only under these prefixes.
+var wellKnown = []string{"/.well-known/pki-validation/", "/.well-known/acme-challenge/"}
+
+func checkTokenPath(p string) error {
+	for _, prefix := range wellKnown {
+		rest, ok := strings.CutPrefix(p, prefix)
+		if ok && rest != "" && !strings.ContainsAny(rest, "/\\") && rest != "." && rest != ".." {
+			return nil
+		}
+	}
+	return fmt.Errorf("token path %q is not a file directly under %s", p, strings.Join(wellKnown, " or "))
+}
+
+// WebrootConfig is a webroot HTTP target block: token files are written
+// under Root, the document root a web server already serves.
+type WebrootConfig struct {
+	Root string `yaml:"root"`
+}
+
+func decodeWebroot(b *config.Block) (any, error) {
+	return config.DecodeWith(b, WebrootConfig{}, func(c *WebrootConfig, ck *config.Checker) {
+		switch fi, err := os.Stat(c.Root); {
+		case c.Root == "":
+			ck.Errorf("root", "root is required")
+		case !filepath.IsAbs(c.Root):
+			ck.Errorf("root", "root must be an absolute path, got %q", c.Root)
+		case err != nil:
+			ck.Errorf("root", "document root: %v", err)
+		case !fi.IsDir():
+			ck.Errorf("root", "document root %s is not a directory", c.Root)
+		}
+	})
+}
+
+func newWebroot(settings any) (dcv.HTTPTarget, error) {
+	c, err := settingsOf[WebrootConfig]("webroot", settings)
+	if err != nil {
+		return nil, err
+	}
+	return &Webroot{Root: c.Root}, nil
+}
+
+// Webroot writes token files under a document root. Directories it creates
+// are 0755 and files 0644, whatever the umask, because the web server
+// (often another user) must read them; tokens are public by design.
+type Webroot struct {
+	Root string
+}
+
+// Put writes the file atomically: a temporary file in the same directory,
+// synced, then renamed over the name.
+func (w *Webroot) Put(_ context.Context, path string, content []byte) error {
+	if err := checkTokenPath(path); err != nil {
+		return fmt.Errorf("webroot: %w", err)
+	}
+	full := filepath.Join(w.Root, filepath.FromSlash(path))
+	dir := filepath.Dir(full)
+	if err := mkdirAll(w.Root, dir); err != nil {
+		return fmt.Errorf("webroot: %w", err)
+	}
+	tmp, err := os.CreateTemp(dir, ".certd-*")
+	if err != nil {
+		return fmt.Errorf("webroot: %w", err)
+	}
+	defer os.Remove(tmp.Name()) // no-op after a successful rename
+	_, err = tmp.Write(content)
+	if err == nil {
+		err = tmp.Chmod(0o644)
+	}
+	if err == nil {
+		err = tmp.Sync()
+	}
+	if cerr := tmp.Close(); err == nil {
+		err = cerr
+	}
+	if err == nil {
+		err = os.Rename(tmp.Name(), full)
+	}
+	if err != nil {
+		return fmt.Errorf("webroot: writing %s: %w", path, err)
+	}
+	return nil
+}
+
+// mkdirAll creates dir and its parents below root with mode 0755
+// regardless of the umask.
+func mkdirAll(root, dir string) error {
+	rel, err := filepath.Rel(root, dir)
+	if err != nil || strings.HasPrefix(rel, "..") {
+		return fmt.Errorf("%s is outside %s", dir, root)
+	}
+	cur := root
+	for _, part := range strings.Split(rel, string(filepath.Separator)) {
+		cur = filepath.Join(cur, part)
+		if err := os.Mkdir(cur, 0o755); err != nil {
+			if errors.Is(err, os.ErrExist) {
+				continue
+			}
+			return err
+		}
+		if err := os.Chmod(cur, 0o755); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+// Remove deletes the token file. The engine journals what it put, so only
+// certd's own files are ever named here.
+func (w *Webroot) Remove(_ context.Context, path string) error {
+	if err := checkTokenPath(path); err != nil {
+		return fmt.Errorf("webroot: %w", err)
+	}
+	err := os.Remove(filepath.Join(w.Root, filepath.FromSlash(path)))
+	if err != nil && !errors.Is(err, os.ErrNotExist) {
+		return fmt.Errorf("webroot: removing %s: %w", path, err)
+	}
+	return nil
+}
+
+// ResponderConfig is a responder HTTP target block: certd itself serves
+// token files on Listen, for hosts with no web server on port 80.
+type ResponderConfig struct {
+	Listen string `yaml:"listen"`
+}
+
+func decodeResponder(b *config.Block) (any, error) {
+	return config.DecodeWith(b, ResponderConfig{}, func(c *ResponderConfig, ck *config.Checker) {
+		if _, _, err := net.SplitHostPort(c.Listen); err != nil {
+			ck.Errorf("listen", "listen must be host:port, got %q", c.Listen)
+		}
+	})
+}
+
+func newResponder(settings any) (dcv.HTTPTarget, error) {
+	c, err := settingsOf[ResponderConfig]("responder", settings)
+	if err != nil {
+		return nil, err
+	}
+	return NewResponder(c.Listen), nil
+}
+
+// Responder serves token files from memory. It answers only GET and HEAD
+// for paths under the well-known prefixes; everything else is 404.
+type Responder struct {
+	Addr string
+
+	mu    sync.RWMutex
+	files map[string][]byte
+}
+
+// NewResponder returns a responder for addr; Serve starts it.
+func NewResponder(addr string) *Responder {
+	return &Responder{Addr: addr, files: map[string][]byte{}}
+}
+
+// Put implements dcv.HTTPTarget.
+func (r *Responder) Put(_ context.Context, path string, content []byte) error {
+	if err := checkTokenPath(path); err != nil {
+		return fmt.Errorf("responder: %w", err)
+	}
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	r.files[path] = append([]byte(nil), content...)
+	return nil
+}
+
+// Remove implements dcv.HTTPTarget.
+func (r *Responder) Remove(_ context.Context, path string) error {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	delete(r.files, path)
+	return nil
+}
+
+// ServeHTTP implements http.Handler.
+func (r *Responder) ServeHTTP(w http.ResponseWriter, req *http.Request) {
+	if req.Method != http.MethodGet && req.Method != http.MethodHead {
+		w.Header().Set("Allow", "GET, HEAD")
+		http.Error(w, "method not allowed", http.StatusMethodNotAllowed)
+		return
+	}
+	r.mu.RLock()
+	body, ok := r.files[req.URL.Path]
+	r.mu.RUnlock()
+	if !ok {
+		http.NotFound(w, req)
+		return
+	}
+	w.Header().Set("Content-Type", "text/plain; charset=utf-8")
+	w.Header().Set("Cache-Control", "no-store")
+	_, _ = w.Write(body)
+}
+
+// Serve listens on r.Addr and serves until ctx is done.
+func (r *Responder) Serve(ctx context.Context, ln net.Listener) error {
+	srv := &http.Server{Handler: r, ReadHeaderTimeout: 10e9}
+	go func() {
+		<-ctx.Done()
+		_ = srv.Close()
+	}()
+	err := srv.Serve(ln)
+	if errors.Is(err, http.ErrServerClosed) {
+		return nil
+	}
+	return fmt.Errorf("responder: %w", err)
+}

@@ -1,0 +1,363 @@
+package scheduler
+
+import (
+	"context"
+	"crypto/sha256"
+	"encoding/hex"
+	"errors"
+	"fmt"
+	"math/rand/v2"
+	"runtime/debug"
+	"slices"
+	"strings"
+	"sync"
+	"time"
+
+	"github.com/robfig/cron/v3"
+	"go.uber.org/zap"
+
+	"github.com/certd/certd/internal/logkey"
+	"github.com/certd/certd/store"
+)
+
+// CertSpec is what the configuration asks for one certificate.
+type CertSpec struct {
+	Name    string
+	Account string
+	Domains []string
+	KeyType string
+}
+
+// Hash identifies the parts of the spec whose change needs a new
+// certificate: the names and the key type (not the account: moving a
+// certificate to another account of the same CA needs no reissue until
+// renewal).
+func (c CertSpec) Hash() string {
+	d := slices.Clone(c.Domains)
+	slices.Sort(d)
+	sum := sha256.Sum256([]byte(c.KeyType + "\n" + strings.Join(d, "\n")))
+	return hex.EncodeToString(sum[:])
+}
+
+// Store is what the scheduler needs of persistence.
+type Store interface {
+	store.Certificates
+	store.Events
+}
+
+// Work does the due action of one certificate. It returns nil when the
+// action is done and the certificate saved with its next action, or an
+// error, in which case the scheduler records the failure and schedules a
+// retry. Work must honour ctx between atomic steps.
+type Work func(ctx context.Context, cert store.Certificate) error
+
+// RetryAfterError is implemented by errors that carry a server's
+// Retry-After; the next attempt is never sooner.
+type RetryAfterError interface {
+	error
+	RetryAfter() time.Duration
+}
+
+// Options configure a Scheduler.
+type Options struct {
+	Store  Store
+	Work   Work
+	Logger *zap.Logger
+	// Schedule is the cron spec of the periodic pass.
+	Schedule string
+	// Workers bounds how many certificates are worked at once (default 4).
+	Workers int
+	// Now is the clock (default time.Now).
+	Now func() time.Time
+	// Rand draws jitter (default seeded from the runtime).
+	Rand *rand.Rand
+}
+
+// Scheduler runs the periodic pass: it reads what is due from the store by
+// index and works it with bounded concurrency.
+type Scheduler struct {
+	opts Options
+	log  *zap.Logger
+
+	mu    sync.Mutex // guards specs, rand
+	specs []CertSpec
+
+	cron    *cron.Cron
+	passMu  sync.Mutex // one pass at a time
+	jobs    sync.WaitGroup
+	jobCtx  context.Context
+	stopJob context.CancelFunc
+	kick    chan struct{}
+	done    chan struct{}
+}
+
+// New validates opts and returns a Scheduler that is not yet running.
+func New(opts Options) (*Scheduler, error) {
+	if opts.Store == nil || opts.Work == nil {
+		return nil, errors.New("scheduler: Store and Work are required")
+	}
+	if opts.Logger == nil {
+		opts.Logger = zap.NewNop()
+	}
+	if opts.Workers <= 0 {
+		opts.Workers = 4
+	}
+	if opts.Now == nil {
+		opts.Now = time.Now
+	}
+	if opts.Rand == nil {
+		opts.Rand = rand.New(rand.NewPCG(rand.Uint64(), rand.Uint64()))
+	}
+	s := &Scheduler{opts: opts, log: opts.Logger, kick: make(chan struct{}, 1), done: make(chan struct{})}
+	if err := s.SetSchedule(opts.Schedule); err != nil {
+		return nil, err
+	}
+	return s, nil
+}
+
+// SetSchedule replaces the cron spec of the periodic pass. Call it before
+// Start, or after a reload (it takes effect at once).
+func (s *Scheduler) SetSchedule(spec string) error {
+	c := cron.New(cron.WithLocation(time.UTC))
+	if _, err := c.AddFunc(spec, s.Kick); err != nil {
+		return fmt.Errorf("scheduler: schedule %q: %w", spec, err)
+	}
+	s.mu.Lock()
+	old := s.cron
+	s.cron = c
+	running := s.jobCtx != nil
+	s.mu.Unlock()
+	if old != nil {
+		old.Stop()
+	}
+	if running {
+		c.Start()
+	}
+	return nil
+}
+
+// Apply makes specs the configured certificates and reconciles the store
+// with them: new ones become due at once, changed ones are due for
+// reissue, removed ones are retired (their history is kept).
+func (s *Scheduler) Apply(ctx context.Context, specs []CertSpec) error {
+	s.mu.Lock()
+	s.specs = slices.Clone(specs)
+	s.mu.Unlock()
+
+	now := s.opts.Now()
+	stored, err := s.opts.Store.ListCertificates(ctx)
+	if err != nil {
+		return fmt.Errorf("scheduler: reconciling configuration: %w", err)
+	}
+	byName := make(map[string]store.Certificate, len(stored))
+	for _, c := range stored {
+		byName[c.Name] = c
+	}
+	for _, spec := range specs {
+		c, ok := byName[spec.Name]
+		delete(byName, spec.Name)
+		hash := spec.Hash()
+		switch {
+		case !ok:
+			c = store.Certificate{Name: spec.Name, State: store.StatePending, NextAction: ActionIssue, NextActionAt: now}
+			s.event(ctx, "info", "configured", spec.Name, spec.Account, "certificate added to the configuration; first issuance is due")
+		case c.State == store.StateRetired:
+			c.State, c.NextAction, c.NextActionAt = store.StatePending, ActionIssue, now
+			s.event(ctx, "info", "configured", spec.Name, spec.Account, "certificate back in the configuration; issuance is due")
+		case c.SpecHash != hash && c.CurrentVersion != 0:
+			c.NextAction, c.NextActionAt = ActionReissue, now
+			s.event(ctx, "info", "changed", spec.Name, spec.Account, "names or key type changed in the configuration; reissue is due")
+		case c.SpecHash == hash && c.Account == spec.Account && slices.Equal(c.Domains, spec.Domains) && c.KeyType == spec.KeyType:
+			continue // unchanged
+		}
+		c.Account, c.Domains, c.KeyType, c.SpecHash = spec.Account, spec.Domains, spec.KeyType, hash
+		if err := s.opts.Store.SaveCertificate(ctx, c); err != nil {
+			return fmt.Errorf("scheduler: reconciling %s: %w", spec.Name, err)
+		}
+	}
+	for name, c := range byName {
+		if c.State == store.StateRetired {
+			continue
+		}
+		c.State, c.NextAction, c.NextActionAt = store.StateRetired, "", time.Time{}
+		if err := s.opts.Store.SaveCertificate(ctx, c); err != nil {
+			return fmt.Errorf("scheduler: retiring %s: %w", name, err)
+		}
+		s.event(ctx, "info", "retired", name, c.Account, "certificate removed from the configuration; files and history are kept")
+	}
+	return nil
+}
+
+// Actions a certificate can be due for.
+const (
+	ActionIssue   = "issue"
+	ActionReissue = "reissue"
+	ActionRenew   = "renew"
+)
+
+func (s *Scheduler) event(ctx context.Context, level, kind, cert, account, msg string) {
+	if _, err := s.opts.Store.AppendEvent(ctx, store.Event{Level: level, Kind: kind, CertName: cert, Account: account, Message: msg}); err != nil {
+		s.log.Error("recording event failed", zap.String(logkey.Cert, cert), zap.Error(err))
+	}
+}
+
+// Start runs a pass now and then on the schedule, until Stop.
+func (s *Scheduler) Start() {
+	s.mu.Lock()
+	s.jobCtx, s.stopJob = context.WithCancel(context.Background())
+	c := s.cron
+	s.mu.Unlock()
+	c.Start()
+	go s.loop()
+	s.Kick()
+}
+
+// Kick asks for a pass as soon as the current one (if any) ends.
+func (s *Scheduler) Kick() {
+	select {
+	case s.kick <- struct{}{}:
+	default: // a pass is already pending
+	}
+}
+
+func (s *Scheduler) loop() {
+	for {
+		select {
+		case <-s.done:
+			return
+		case <-s.kick:
+			s.mu.Lock()
+			ctx := s.jobCtx
+			s.mu.Unlock()
+			if err := s.Pass(ctx); err != nil {
+				s.log.Error("scheduler pass failed", zap.Error(err))
+			}
+		}
+	}
+}
+
+// Stop stops scheduling new work and waits for running jobs to finish
+// their current step. If grace runs out first, their context is cancelled
+// and Stop waits for them to return.
+func (s *Scheduler) Stop(grace time.Duration) {
+	s.mu.Lock()
+	c, cancel := s.cron, s.stopJob
+	s.mu.Unlock()
+	c.Stop()
+	select {
+	case <-s.done:
+	default:
+		close(s.done)
+	}
+	// The pass in progress (if any) launches no new job once done is
+	// closed; wait for it and its jobs, cancelling them after grace.
+	finished := make(chan struct{})
+	go func() {
+		s.passMu.Lock()
+		s.jobs.Wait()
+		s.passMu.Unlock()
+		close(finished)
+	}()
+	select {
+	case <-finished:
+	case <-time.After(grace):
+		s.log.Warn("stopping: cancelling jobs still running after the grace period", zap.Duration("grace", grace))
+		if cancel != nil {
+			cancel()
+		}
+		<-finished
+	}
+	if cancel != nil {
+		cancel()
+	}
+}
+
+// Pass works everything due now, at most Workers at a time, and returns
+// when all of it is done. Only one pass runs at a time.
+func (s *Scheduler) Pass(ctx context.Context) error {
+	s.passMu.Lock()
+	defer s.passMu.Unlock()
+	select {
+	case <-s.done:
+		return nil
+	default:
+	}
+	const batch = 1000
+	due, err := s.opts.Store.DueCertificates(ctx, s.opts.Now(), batch)
+	if err != nil {
+		return fmt.Errorf("scheduler: reading due certificates: %w", err)
+	}
+	sem := make(chan struct{}, s.opts.Workers)
+	for _, c := range due {
+		sem <- struct{}{}
+		select {
+		case <-s.done: // stopping: leave the rest due for the next start
+			<-sem
+			return nil
+		default:
+		}
+		s.jobs.Add(1)
+		go func(c store.Certificate) {
+			defer func() { <-sem; s.jobs.Done() }()
+			s.run(ctx, c)
+		}(c)
+	}
+	for range s.opts.Workers {
+		sem <- struct{}{}
+	}
+	if len(due) == batch {
+		s.Kick() // more than one batch is due: go on after this one
+	}
+	return nil
+}
+
+// run works one certificate, turning a failure or a panic into a persisted
+// retry: no certificate is left due-less after a failure (N8).
+func (s *Scheduler) run(ctx context.Context, c store.Certificate) {
+	log := s.log.With(zap.String(logkey.Cert, c.Name), zap.String(logkey.Account, c.Account), zap.String(logkey.Action, c.NextAction))
+	err := func() (err error) {
+		defer func() {
+			if r := recover(); r != nil {
+				log.Error("job panicked", zap.Any("panic", r), zap.ByteString("stack", debug.Stack()))
+				err = fmt.Errorf("internal error (panic): %v", r)
+			}
+		}()
+		return s.opts.Work(ctx, c)
+	}()
+	if err == nil {
+		return
+	}
+	if ctx.Err() != nil {
+		log.Info("job interrupted by shutdown; it stays due", zap.Error(err))
+		return
+	}
+	// Re-read: the job may have saved progress before failing.
+	cur, gerr := s.opts.Store.GetCertificate(context.WithoutCancel(ctx), c.Name)
+	if gerr != nil {
+		log.Error("cannot record failure", zap.Error(gerr), zap.NamedError("failure", err))
+		return
+	}
+	var retryAfter time.Duration
+	var ra RetryAfterError
+	if errors.As(err, &ra) {
+		retryAfter = ra.RetryAfter()
+	}
+	cur.Failures++
+	s.mu.Lock()
+	delay := Backoff(cur.Failures, retryAfter, s.opts.Rand)
+	s.mu.Unlock()
+	now := s.opts.Now()
+	cur.State = store.StateFailing
+	cur.LastError = err.Error()
+	cur.NextActionAt = now.Add(delay)
+	if retryAfter > 0 {
+		cur.RetryAfter = now.Add(retryAfter)
+	}
+	if serr := s.opts.Store.SaveCertificate(context.WithoutCancel(ctx), cur); serr != nil {
+		log.Error("cannot record failure", zap.Error(serr), zap.NamedError("failure", err))
+		return
+	}
+	log.Warn("job failed; retry scheduled", zap.Error(err), zap.Int(logkey.Attempt, cur.Failures), zap.Duration(logkey.RetryIn, delay))
+	s.event(context.WithoutCancel(ctx), "error", "failed", c.Name, c.Account,
+		fmt.Sprintf("%s failed (attempt %d): %v; next attempt in %s", c.NextAction, cur.Failures, err, delay.Round(time.Second)))
+}

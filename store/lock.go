@@ -1,0 +1,45 @@
+package store
+
+import (
+	"errors"
+	"fmt"
+	"os"
+	"strconv"
+	"strings"
+	"syscall"
+)
+
+// lockFile is an exclusive, non-blocking flock on PATH.lock. The kernel
+// drops it when the process dies, so a crash never leaves a stale lock.
+type lockFile struct{ f *os.File }
+
+func acquireLock(path string) (*lockFile, error) {
+	f, err := os.OpenFile(path, os.O_RDWR|os.O_CREATE, 0o600)
+	if err != nil {
+		return nil, fmt.Errorf("store: opening lock %s: %w", path, err)
+	}
+	if err := syscall.Flock(int(f.Fd()), syscall.LOCK_EX|syscall.LOCK_NB); err != nil {
+		b, _ := os.ReadFile(path)
+		f.Close()
+		if errors.Is(err, syscall.EWOULDBLOCK) {
+			holder := "another process"
+			if pid, perr := strconv.Atoi(strings.TrimSpace(string(b))); perr == nil {
+				holder = fmt.Sprintf("pid %d", pid)
+			}
+			return nil, fmt.Errorf("%w: %s holds %s; only one daemon may use a store", ErrLocked, holder, path)
+		}
+		return nil, fmt.Errorf("store: locking %s: %w", path, err)
+	}
+	if err := f.Truncate(0); err == nil {
+		_, _ = f.WriteAt([]byte(strconv.Itoa(os.Getpid())+"\n"), 0)
+		_ = f.Sync()
+	}
+	return &lockFile{f: f}, nil
+}
+
+func (l *lockFile) release() error {
+	if l == nil {
+		return nil
+	}
+	return l.f.Close() // closing the descriptor drops the flock
+}

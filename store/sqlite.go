@@ -1,0 +1,650 @@
+package store
+
+import (
+	"context"
+	"database/sql"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"os"
+	"path/filepath"
+	"strings"
+	"time"
+
+	"modernc.org/sqlite"
+	sqlite3 "modernc.org/sqlite/lib"
+)
+
+// Options tune Open.
+type Options struct {
+	// Exclusive takes the daemon lock (PATH.lock): a second Exclusive
+	// open of the same store fails at once with ErrLocked. Readers such as
+	// `certd status` open without it.
+	Exclusive bool
+	// Now is the clock used for created_at and updated_at (default
+	// time.Now).
+	Now func() time.Time
+}
+
+// SQLite is the embedded store: one database file in WAL mode with
+// synchronous=FULL, so a committed transaction survives a power cut, and a
+// transaction cut short by a crash leaves the previous state.
+type SQLite struct {
+	db   *sql.DB
+	lock *lockFile
+	now  func() time.Time
+	path string
+}
+
+var _ Store = (*SQLite)(nil)
+
+// Open opens (creating if needed) the SQLite store at path and brings its
+// schema up to date. The database file and its directory are private to
+// the owner: the store holds private keys.
+func Open(ctx context.Context, path string, opts Options) (*SQLite, error) {
+	if strings.ContainsAny(path, "?#") {
+		return nil, fmt.Errorf("store: path %q must not contain '?' or '#'", path)
+	}
+	if opts.Now == nil {
+		opts.Now = time.Now
+	}
+	if err := os.MkdirAll(filepath.Dir(path), 0o700); err != nil {
+		return nil, fmt.Errorf("store: %w", err)
+	}
+	s := &SQLite{now: opts.Now, path: path}
+	if opts.Exclusive {
+		l, err := acquireLock(path + ".lock")
+		if err != nil {
+			return nil, err
+		}
+		s.lock = l
+	}
+	// Create the file ourselves so it is 0600 whatever the umask; SQLite
+	// gives the -wal and -shm files the database file's mode.
+	f, err := os.OpenFile(path, os.O_RDWR|os.O_CREATE, 0o600)
+	if err != nil {
+		s.lock.release()
+		return nil, fmt.Errorf("store: %w", err)
+	}
+	f.Close()
+	if err := os.Chmod(path, 0o600); err != nil {
+		s.lock.release()
+		return nil, fmt.Errorf("store: %w", err)
+	}
+	dsn := path + "?_pragma=busy_timeout(10000)&_pragma=journal_mode(WAL)&_pragma=synchronous(FULL)&_pragma=foreign_keys(1)&_txlock=immediate"
+	db, err := sql.Open("sqlite", dsn)
+	if err != nil {
+		s.lock.release()
+		return nil, fmt.Errorf("store: %w", err)
+	}
+	s.db = db
+	if err := s.migrate(ctx); err != nil {
+		s.Close()
+		return nil, err
+	}
+	return s, nil
+}
+
+// Path is the database file.
+func (s *SQLite) Path() string { return s.path }
+
+// Close closes the database and releases the daemon lock.
+func (s *SQLite) Close() error {
+	var err error
+	if s.db != nil {
+		err = s.db.Close()
+	}
+	if lerr := s.lock.release(); err == nil {
+		err = lerr
+	}
+	return err
+}
+
+func (s *SQLite) migrate(ctx context.Context) error {
+	tx, err := s.db.BeginTx(ctx, nil)
+	if err != nil {
+		return fmt.Errorf("store: starting migration: %w", err)
+	}
+	defer tx.Rollback()
+	var v int
+	if err := tx.QueryRowContext(ctx, "PRAGMA user_version").Scan(&v); err != nil {
+		return fmt.Errorf("store: reading schema version: %w", err)
+	}
+	if v > len(migrations) {
+		return fmt.Errorf("%w: %s has schema version %d, this certd knows up to %d; run a newer certd", ErrSchemaNewer, s.path, v, len(migrations))
+	}
+	for i := v; i < len(migrations); i++ {
+		if _, err := tx.ExecContext(ctx, migrations[i]); err != nil {
+			return fmt.Errorf("store: migration %d: %w", i+1, err)
+		}
+		if _, err := tx.ExecContext(ctx, fmt.Sprintf("PRAGMA user_version = %d", i+1)); err != nil {
+			return fmt.Errorf("store: migration %d: %w", i+1, err)
+		}
+	}
+	if err := tx.Commit(); err != nil {
+		return fmt.Errorf("store: committing migrations: %w", err)
+	}
+	return nil
+}
+
+// ms converts a time to unix milliseconds; the zero time is NULL.
+func ms(t time.Time) sql.NullInt64 {
+	if t.IsZero() {
+		return sql.NullInt64{}
+	}
+	return sql.NullInt64{Int64: t.UnixMilli(), Valid: true}
+}
+
+func fromMs(v sql.NullInt64) time.Time {
+	if !v.Valid {
+		return time.Time{}
+	}
+	return time.UnixMilli(v.Int64).UTC()
+}
+
+func isUnique(err error) bool {
+	var se *sqlite.Error
+	if errors.As(err, &se) {
+		c := se.Code()
+		return c == sqlite3.SQLITE_CONSTRAINT_UNIQUE || c == sqlite3.SQLITE_CONSTRAINT_PRIMARYKEY
+	}
+	return false
+}
+
+func notFound(err error, what string) error {
+	if errors.Is(err, sql.ErrNoRows) {
+		return fmt.Errorf("%w: %s", ErrNotFound, what)
+	}
+	return fmt.Errorf("store: %s: %w", what, err)
+}
+
+type scanner interface{ Scan(dest ...any) error }
+
+// --- certificates
+
+const certCols = `c.name, c.account, c.domains, c.key_type, c.spec_hash, c.state, c.current_version,
+	c.next_action, c.next_action_at, c.failures, c.last_error, c.retry_after, c.created_at, c.updated_at,
+	v.id, v.serial, v.not_before, v.not_after, v.fingerprint`
+
+const certFrom = ` FROM certificates c LEFT JOIN cert_versions v ON v.id = c.current_version `
+
+func scanCert(r scanner) (Certificate, error) {
+	var c Certificate
+	var domains string
+	var next, retry, created, updated sql.NullInt64
+	var vid sql.NullInt64
+	var serial, fp sql.NullString
+	var nb, na sql.NullInt64
+	err := r.Scan(&c.Name, &c.Account, &domains, &c.KeyType, &c.SpecHash, &c.State, &c.CurrentVersion,
+		&c.NextAction, &next, &c.Failures, &c.LastError, &retry, &created, &updated,
+		&vid, &serial, &nb, &na, &fp)
+	if err != nil {
+		return c, err
+	}
+	if err := json.Unmarshal([]byte(domains), &c.Domains); err != nil {
+		return c, fmt.Errorf("decoding domains of %s: %w", c.Name, err)
+	}
+	c.NextActionAt, c.RetryAfter, c.CreatedAt, c.UpdatedAt = fromMs(next), fromMs(retry), fromMs(created), fromMs(updated)
+	if vid.Valid {
+		c.Current = &Version{ID: vid.Int64, CertName: c.Name, Serial: serial.String, NotBefore: fromMs(nb), NotAfter: fromMs(na), Fingerprint: fp.String}
+	}
+	return c, nil
+}
+
+// GetCertificate implements Certificates.
+func (s *SQLite) GetCertificate(ctx context.Context, name string) (Certificate, error) {
+	c, err := scanCert(s.db.QueryRowContext(ctx, "SELECT "+certCols+certFrom+"WHERE c.name = ?", name))
+	if err != nil {
+		return c, notFound(err, "certificate "+name)
+	}
+	return c, nil
+}
+
+// SaveCertificate implements Certificates.
+func (s *SQLite) SaveCertificate(ctx context.Context, c Certificate) error {
+	domains, err := json.Marshal(c.Domains)
+	if err != nil {
+		return fmt.Errorf("store: %w", err)
+	}
+	now := s.now()
+	_, err = s.db.ExecContext(ctx, `
+INSERT INTO certificates (name, account, domains, key_type, spec_hash, state, current_version,
+	next_action, next_action_at, failures, last_error, retry_after, created_at, updated_at)
+VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)
+ON CONFLICT (name) DO UPDATE SET account = excluded.account, domains = excluded.domains,
+	key_type = excluded.key_type, spec_hash = excluded.spec_hash, state = excluded.state,
+	current_version = excluded.current_version, next_action = excluded.next_action,
+	next_action_at = excluded.next_action_at, failures = excluded.failures,
+	last_error = excluded.last_error, retry_after = excluded.retry_after, updated_at = excluded.updated_at`,
+		c.Name, c.Account, string(domains), c.KeyType, c.SpecHash, c.State, c.CurrentVersion,
+		c.NextAction, ms(c.NextActionAt), c.Failures, c.LastError, ms(c.RetryAfter), ms(now), ms(now))
+	if err != nil {
+		return fmt.Errorf("store: saving certificate %s: %w", c.Name, err)
+	}
+	return nil
+}
+
+// ListCertificates implements Certificates.
+func (s *SQLite) ListCertificates(ctx context.Context) ([]Certificate, error) {
+	return s.queryCerts(ctx, "SELECT "+certCols+certFrom+"ORDER BY c.name")
+}
+
+// DueCertificates implements Certificates.
+func (s *SQLite) DueCertificates(ctx context.Context, now time.Time, limit int) ([]Certificate, error) {
+	return s.queryCerts(ctx, "SELECT "+certCols+certFrom+
+		"WHERE c.next_action_at IS NOT NULL AND c.next_action_at <= ? ORDER BY c.next_action_at LIMIT ?", now.UnixMilli(), limit)
+}
+
+func (s *SQLite) queryCerts(ctx context.Context, q string, args ...any) ([]Certificate, error) {
+	rows, err := s.db.QueryContext(ctx, q, args...)
+	if err != nil {
+		return nil, fmt.Errorf("store: listing certificates: %w", err)
+	}
+	defer rows.Close()
+	var out []Certificate
+	for rows.Next() {
+		c, err := scanCert(rows)
+		if err != nil {
+			return nil, fmt.Errorf("store: listing certificates: %w", err)
+		}
+		out = append(out, c)
+	}
+	return out, rows.Err()
+}
+
+// --- claims
+
+const claimCols = `account, domain, ca_claim_id, status, method, assert_by, expires_at,
+	next_action, next_action_at, failures, last_error, updated_at`
+
+func scanClaim(r scanner) (Claim, error) {
+	var c Claim
+	var ab, ea, next, upd sql.NullInt64
+	err := r.Scan(&c.Account, &c.Domain, &c.CAClaimID, &c.Status, &c.Method, &ab, &ea,
+		&c.NextAction, &next, &c.Failures, &c.LastError, &upd)
+	c.AssertBy, c.ExpiresAt, c.NextActionAt, c.UpdatedAt = fromMs(ab), fromMs(ea), fromMs(next), fromMs(upd)
+	return c, err
+}
+
+// GetClaim implements Claims.
+func (s *SQLite) GetClaim(ctx context.Context, account, domain string) (Claim, error) {
+	c, err := scanClaim(s.db.QueryRowContext(ctx, "SELECT "+claimCols+" FROM claims WHERE account = ? AND domain = ?", account, domain))
+	if err != nil {
+		return c, notFound(err, "claim "+account+"/"+domain)
+	}
+	return c, nil
+}
+
+// SaveClaim implements Claims.
+func (s *SQLite) SaveClaim(ctx context.Context, c Claim) error {
+	_, err := s.db.ExecContext(ctx, `
+INSERT INTO claims (`+claimCols+`) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)
+ON CONFLICT (account, domain) DO UPDATE SET ca_claim_id = excluded.ca_claim_id, status = excluded.status,
+	method = excluded.method, assert_by = excluded.assert_by, expires_at = excluded.expires_at,
+	next_action = excluded.next_action, next_action_at = excluded.next_action_at,
+	failures = excluded.failures, last_error = excluded.last_error, updated_at = excluded.updated_at`,
+		c.Account, c.Domain, c.CAClaimID, c.Status, c.Method, ms(c.AssertBy), ms(c.ExpiresAt),
+		c.NextAction, ms(c.NextActionAt), c.Failures, c.LastError, ms(s.now()))
+	if err != nil {
+		return fmt.Errorf("store: saving claim %s/%s: %w", c.Account, c.Domain, err)
+	}
+	return nil
+}
+
+// ListClaims implements Claims.
+func (s *SQLite) ListClaims(ctx context.Context) ([]Claim, error) {
+	return s.queryClaims(ctx, "SELECT "+claimCols+" FROM claims ORDER BY account, domain")
+}
+
+// DueClaims implements Claims.
+func (s *SQLite) DueClaims(ctx context.Context, now time.Time, limit int) ([]Claim, error) {
+	return s.queryClaims(ctx, "SELECT "+claimCols+
+		" FROM claims WHERE next_action_at IS NOT NULL AND next_action_at <= ? ORDER BY next_action_at LIMIT ?", now.UnixMilli(), limit)
+}
+
+func (s *SQLite) queryClaims(ctx context.Context, q string, args ...any) ([]Claim, error) {
+	rows, err := s.db.QueryContext(ctx, q, args...)
+	if err != nil {
+		return nil, fmt.Errorf("store: listing claims: %w", err)
+	}
+	defer rows.Close()
+	var out []Claim
+	for rows.Next() {
+		c, err := scanClaim(rows)
+		if err != nil {
+			return nil, fmt.Errorf("store: listing claims: %w", err)
+		}
+		out = append(out, c)
+	}
+	return out, rows.Err()
+}
+
+// --- orders and keys
+
+const orderCols = `id, idempotency_key, cert_name, account, generation, key_id, csr, spec_hash, state,
+	ca_ref, last_error, next_poll_at, created_at, updated_at`
+
+func scanOrder(r scanner) (Order, error) {
+	var o Order
+	var next, created, updated sql.NullInt64
+	err := r.Scan(&o.ID, &o.IdempotencyKey, &o.CertName, &o.Account, &o.Generation, &o.KeyID, &o.CSR,
+		&o.SpecHash, &o.State, &o.CARef, &o.LastError, &next, &created, &updated)
+	o.NextPollAt, o.CreatedAt, o.UpdatedAt = fromMs(next), fromMs(created), fromMs(updated)
+	return o, err
+}
+
+// CreateOrder implements Orders.
+func (s *SQLite) CreateOrder(ctx context.Context, o Order, key PrivateKey) (int64, error) {
+	tx, err := s.db.BeginTx(ctx, nil)
+	if err != nil {
+		return 0, fmt.Errorf("store: creating order: %w", err)
+	}
+	defer tx.Rollback()
+	now := ms(s.now())
+	res, err := tx.ExecContext(ctx, `INSERT INTO private_keys (cert_name, key_type, key_pem, public_sha, created_at) VALUES (?, ?, ?, ?, ?)`,
+		key.CertName, key.KeyType, key.PEM, key.PublicSHA, now)
+	if err != nil {
+		return 0, fmt.Errorf("store: storing key for %s: %w", key.CertName, err)
+	}
+	keyID, _ := res.LastInsertId()
+	res, err = tx.ExecContext(ctx, `INSERT INTO orders (idempotency_key, cert_name, account, generation, key_id, csr,
+	spec_hash, state, ca_ref, last_error, next_poll_at, created_at, updated_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)`,
+		o.IdempotencyKey, o.CertName, o.Account, o.Generation, keyID, o.CSR, o.SpecHash, o.State, o.CARef, o.LastError, ms(o.NextPollAt), now, now)
+	if err != nil {
+		if isUnique(err) {
+			return 0, fmt.Errorf("%w: order %s (generation %d of %s)", ErrExists, o.IdempotencyKey, o.Generation, o.CertName)
+		}
+		return 0, fmt.Errorf("store: creating order for %s: %w", o.CertName, err)
+	}
+	id, _ := res.LastInsertId()
+	if err := tx.Commit(); err != nil {
+		return 0, fmt.Errorf("store: committing order for %s: %w", o.CertName, err)
+	}
+	return id, nil
+}
+
+// GetOrder implements Orders.
+func (s *SQLite) GetOrder(ctx context.Context, id int64) (Order, error) {
+	o, err := scanOrder(s.db.QueryRowContext(ctx, "SELECT "+orderCols+" FROM orders WHERE id = ?", id))
+	if err != nil {
+		return o, notFound(err, fmt.Sprintf("order %d", id))
+	}
+	return o, nil
+}
+
+// GetOrderByKey implements Orders.
+func (s *SQLite) GetOrderByKey(ctx context.Context, key string) (Order, error) {
+	o, err := scanOrder(s.db.QueryRowContext(ctx, "SELECT "+orderCols+" FROM orders WHERE idempotency_key = ?", key))
+	if err != nil {
+		return o, notFound(err, "order "+key)
+	}
+	return o, nil
+}
+
+// SaveOrder implements Orders. The idempotency key, certificate,
+// generation and key of an order never change.
+func (s *SQLite) SaveOrder(ctx context.Context, o Order) error {
+	res, err := s.db.ExecContext(ctx, `UPDATE orders SET state = ?, ca_ref = ?, last_error = ?, next_poll_at = ?, updated_at = ? WHERE id = ?`,
+		o.State, o.CARef, o.LastError, ms(o.NextPollAt), ms(s.now()), o.ID)
+	if err != nil {
+		return fmt.Errorf("store: saving order %d: %w", o.ID, err)
+	}
+	if n, _ := res.RowsAffected(); n == 0 {
+		return fmt.Errorf("%w: order %d", ErrNotFound, o.ID)
+	}
+	return nil
+}
+
+// OpenOrders implements Orders.
+func (s *SQLite) OpenOrders(ctx context.Context) ([]Order, error) {
+	rows, err := s.db.QueryContext(ctx, "SELECT "+orderCols+" FROM orders WHERE state NOT IN ('issued', 'failed', 'abandoned') ORDER BY id")
+	if err != nil {
+		return nil, fmt.Errorf("store: listing open orders: %w", err)
+	}
+	defer rows.Close()
+	var out []Order
+	for rows.Next() {
+		o, err := scanOrder(rows)
+		if err != nil {
+			return nil, fmt.Errorf("store: listing open orders: %w", err)
+		}
+		out = append(out, o)
+	}
+	return out, rows.Err()
+}
+
+// GetKey implements Orders.
+func (s *SQLite) GetKey(ctx context.Context, id int64) (PrivateKey, error) {
+	var k PrivateKey
+	var created sql.NullInt64
+	err := s.db.QueryRowContext(ctx, "SELECT id, cert_name, key_type, key_pem, public_sha, created_at FROM private_keys WHERE id = ?", id).
+		Scan(&k.ID, &k.CertName, &k.KeyType, &k.PEM, &k.PublicSHA, &created)
+	if err != nil {
+		return k, notFound(err, fmt.Sprintf("key %d", id))
+	}
+	k.CreatedAt = fromMs(created)
+	return k, nil
+}
+
+// --- versions
+
+const versionCols = `id, cert_name, order_id, key_id, serial, not_before, not_after, fingerprint, cert_pem, chain_pem, created_at`
+
+func scanVersion(r scanner) (Version, error) {
+	var v Version
+	var order sql.NullInt64
+	var nb, na, created sql.NullInt64
+	err := r.Scan(&v.ID, &v.CertName, &order, &v.KeyID, &v.Serial, &nb, &na, &v.Fingerprint, &v.CertPEM, &v.ChainPEM, &created)
+	v.OrderID, v.NotBefore, v.NotAfter, v.CreatedAt = order.Int64, fromMs(nb), fromMs(na), fromMs(created)
+	return v, err
+}
+
+// AddVersion implements Versions.
+func (s *SQLite) AddVersion(ctx context.Context, v Version) (int64, error) {
+	order := sql.NullInt64{Int64: v.OrderID, Valid: v.OrderID != 0}
+	res, err := s.db.ExecContext(ctx, `INSERT INTO cert_versions (cert_name, order_id, key_id, serial, not_before, not_after,
+	fingerprint, cert_pem, chain_pem, created_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)`,
+		v.CertName, order, v.KeyID, v.Serial, ms(v.NotBefore), ms(v.NotAfter), v.Fingerprint, v.CertPEM, v.ChainPEM, ms(s.now()))
+	if err != nil {
+		return 0, fmt.Errorf("store: adding version of %s: %w", v.CertName, err)
+	}
+	return res.LastInsertId()
+}
+
+// GetVersion implements Versions.
+func (s *SQLite) GetVersion(ctx context.Context, id int64) (Version, error) {
+	v, err := scanVersion(s.db.QueryRowContext(ctx, "SELECT "+versionCols+" FROM cert_versions WHERE id = ?", id))
+	if err != nil {
+		return v, notFound(err, fmt.Sprintf("version %d", id))
+	}
+	return v, nil
+}
+
+// ListVersions implements Versions, newest first.
+func (s *SQLite) ListVersions(ctx context.Context, certName string) ([]Version, error) {
+	rows, err := s.db.QueryContext(ctx, "SELECT "+versionCols+" FROM cert_versions WHERE cert_name = ? ORDER BY id DESC", certName)
+	if err != nil {
+		return nil, fmt.Errorf("store: listing versions: %w", err)
+	}
+	defer rows.Close()
+	var out []Version
+	for rows.Next() {
+		v, err := scanVersion(rows)
+		if err != nil {
+			return nil, fmt.Errorf("store: listing versions: %w", err)
+		}
+		out = append(out, v)
+	}
+	return out, rows.Err()
+}
+
+// --- DCV artefacts
+
+// JournalArtefact implements Artefacts.
+func (s *SQLite) JournalArtefact(ctx context.Context, a Artefact) (int64, error) {
+	if a.State == "" {
+		a.State = ArtefactIntent
+	}
+	now := ms(s.now())
+	res, err := s.db.ExecContext(ctx, `INSERT INTO dcv_artefacts (owner, kind, provider, zone, name, value, state, attempts,
+	last_error, created_at, updated_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)`,
+		a.Owner, a.Kind, a.Provider, a.Zone, a.Name, a.Value, a.State, a.Attempts, a.LastError, now, now)
+	if err != nil {
+		return 0, fmt.Errorf("store: journaling %s %s: %w", a.Kind, a.Name, err)
+	}
+	return res.LastInsertId()
+}
+
+// SaveArtefact implements Artefacts.
+func (s *SQLite) SaveArtefact(ctx context.Context, a Artefact) error {
+	res, err := s.db.ExecContext(ctx, `UPDATE dcv_artefacts SET zone = ?, state = ?, attempts = ?, last_error = ?, updated_at = ? WHERE id = ?`,
+		a.Zone, a.State, a.Attempts, a.LastError, ms(s.now()), a.ID)
+	if err != nil {
+		return fmt.Errorf("store: saving artefact %d: %w", a.ID, err)
+	}
+	if n, _ := res.RowsAffected(); n == 0 {
+		return fmt.Errorf("%w: artefact %d", ErrNotFound, a.ID)
+	}
+	return nil
+}
+
+// LiveArtefacts implements Artefacts.
+func (s *SQLite) LiveArtefacts(ctx context.Context) ([]Artefact, error) {
+	rows, err := s.db.QueryContext(ctx, `SELECT id, owner, kind, provider, zone, name, value, state, attempts, last_error,
+	created_at, updated_at FROM dcv_artefacts WHERE state != 'removed' ORDER BY id`)
+	if err != nil {
+		return nil, fmt.Errorf("store: listing artefacts: %w", err)
+	}
+	defer rows.Close()
+	var out []Artefact
+	for rows.Next() {
+		var a Artefact
+		var created, updated sql.NullInt64
+		if err := rows.Scan(&a.ID, &a.Owner, &a.Kind, &a.Provider, &a.Zone, &a.Name, &a.Value, &a.State, &a.Attempts,
+			&a.LastError, &created, &updated); err != nil {
+			return nil, fmt.Errorf("store: listing artefacts: %w", err)
+		}
+		a.CreatedAt, a.UpdatedAt = fromMs(created), fromMs(updated)
+		out = append(out, a)
+	}
+	return out, rows.Err()
+}
+
+// --- deployments
+
+// AddDeployment implements Deployments.
+func (s *SQLite) AddDeployment(ctx context.Context, d Deployment) (int64, error) {
+	if d.StartedAt.IsZero() {
+		d.StartedAt = s.now()
+	}
+	res, err := s.db.ExecContext(ctx, `INSERT INTO deployments (cert_name, version_id, dir, state, error, started_at, finished_at)
+	VALUES (?, ?, ?, ?, ?, ?, ?)`, d.CertName, d.VersionID, d.Dir, d.State, d.Error, ms(d.StartedAt), ms(d.FinishedAt))
+	if err != nil {
+		return 0, fmt.Errorf("store: adding deployment of %s: %w", d.CertName, err)
+	}
+	return res.LastInsertId()
+}
+
+// SaveDeployment implements Deployments.
+func (s *SQLite) SaveDeployment(ctx context.Context, d Deployment) error {
+	res, err := s.db.ExecContext(ctx, `UPDATE deployments SET state = ?, error = ?, finished_at = ? WHERE id = ?`,
+		d.State, d.Error, ms(d.FinishedAt), d.ID)
+	if err != nil {
+		return fmt.Errorf("store: saving deployment %d: %w", d.ID, err)
+	}
+	if n, _ := res.RowsAffected(); n == 0 {
+		return fmt.Errorf("%w: deployment %d", ErrNotFound, d.ID)
+	}
+	return nil
+}
+
+// ListDeployments implements Deployments, newest first.
+func (s *SQLite) ListDeployments(ctx context.Context, certName string) ([]Deployment, error) {
+	rows, err := s.db.QueryContext(ctx, `SELECT id, cert_name, version_id, dir, state, error, started_at, finished_at
+	FROM deployments WHERE cert_name = ? ORDER BY id DESC`, certName)
+	if err != nil {
+		return nil, fmt.Errorf("store: listing deployments: %w", err)
+	}
+	defer rows.Close()
+	var out []Deployment
+	for rows.Next() {
+		var d Deployment
+		var started, finished sql.NullInt64
+		if err := rows.Scan(&d.ID, &d.CertName, &d.VersionID, &d.Dir, &d.State, &d.Error, &started, &finished); err != nil {
+			return nil, fmt.Errorf("store: listing deployments: %w", err)
+		}
+		d.StartedAt, d.FinishedAt = fromMs(started), fromMs(finished)
+		out = append(out, d)
+	}
+	return out, rows.Err()
+}
+
+// --- events
+
+// AppendEvent implements Events.
+func (s *SQLite) AppendEvent(ctx context.Context, e Event) (int64, error) {
+	if e.At.IsZero() {
+		e.At = s.now()
+	}
+	fields := []byte("{}")
+	if len(e.Fields) > 0 {
+		var err error
+		if fields, err = json.Marshal(e.Fields); err != nil {
+			return 0, fmt.Errorf("store: %w", err)
+		}
+	}
+	res, err := s.db.ExecContext(ctx, `INSERT INTO events (at, level, kind, cert_name, claim, account, message, fields)
+	VALUES (?, ?, ?, ?, ?, ?, ?, ?)`, ms(e.At), e.Level, e.Kind, e.CertName, e.Claim, e.Account, e.Message, string(fields))
+	if err != nil {
+		return 0, fmt.Errorf("store: appending event: %w", err)
+	}
+	return res.LastInsertId()
+}
+
+// ListEvents implements Events.
+func (s *SQLite) ListEvents(ctx context.Context, f EventFilter) ([]Event, error) {
+	q := `SELECT id, at, level, kind, cert_name, claim, account, message, fields FROM events WHERE 1 = 1`
+	var args []any
+	if f.CertName != "" {
+		q += " AND cert_name = ?"
+		args = append(args, f.CertName)
+	}
+	if !f.Since.IsZero() {
+		q += " AND at >= ?"
+		args = append(args, f.Since.UnixMilli())
+	}
+	q += " ORDER BY id DESC"
+	if f.Limit > 0 {
+		q += " LIMIT ?"
+		args = append(args, f.Limit)
+	}
+	rows, err := s.db.QueryContext(ctx, q, args...)
+	if err != nil {
+		return nil, fmt.Errorf("store: listing events: %w", err)
+	}
+	defer rows.Close()
+	var out []Event
+	for rows.Next() {
+		var e Event
+		var at sql.NullInt64
+		var fields string
+		if err := rows.Scan(&e.ID, &at, &e.Level, &e.Kind, &e.CertName, &e.Claim, &e.Account, &e.Message, &fields); err != nil {
+			return nil, fmt.Errorf("store: listing events: %w", err)
+		}
+		e.At = fromMs(at)
+		if fields != "{}" {
+			if err := json.Unmarshal([]byte(fields), &e.Fields); err != nil {
+				return nil, fmt.Errorf("store: decoding event %d: %w", e.ID, err)
+			}
+		}
+		out = append(out, e)
+	}
+	if err := rows.Err(); err != nil {
+		return nil, err
+	}
+	// oldest first
+	for i, j := 0, len(out)-1; i < j; i, j = i+1, j-1 {
+		out[i], out[j] = out[j], out[i]
+	}
+	return out, nil
+}
