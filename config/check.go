@@ -14,6 +14,9 @@ import (
 type Checker struct {
 	b    *Block
 	errs Errors
+	// failed holds the paths that already have an error from decoding,
+	// so Required does not report a key twice.
+	failed map[string]bool
 }
 
 // Check starts validating the block's decoded values.
@@ -26,7 +29,7 @@ func (c *Checker) Errorf(key, format string, args ...any) {
 
 // Required records an error when ok is false.
 func (c *Checker) Required(key string, ok bool) {
-	if !ok {
+	if !ok && !c.failed[c.b.Errorf(key, "").Pos.Path] {
 		c.Errorf(key, "%s is required", key)
 	}
 }
@@ -69,6 +72,10 @@ func DecodeWith[T any](b *Block, defaults T, check func(c *T, ck *Checker)) (any
 		// Checks run even when decoding failed, so that a missing key is
 		// reported together with a misspelt one.
 		ck := b.Check()
+		ck.failed = map[string]bool{}
+		for _, e := range errs {
+			ck.failed[e.Pos.Path] = true
+		}
 		check(&c, ck)
 		errs = append(errs, ck.errs...)
 	}

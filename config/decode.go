@@ -240,7 +240,11 @@ func (d *decoder) decodeMap(n *yaml.Node, v reflect.Value, path string) {
 func parseYAML(file string, data []byte) (*yaml.Node, error) {
 	var root yaml.Node
 	if err := yaml.Unmarshal(data, &root); err != nil {
-		return nil, Errors{syntaxError(file, err)}
+		e := syntaxError(file, err)
+		if l := tabLine(data); l > 0 && strings.Contains(e.Msg, "tab") {
+			e.Pos.Line, e.Msg = l, "invalid YAML: a tab is used for indentation; YAML indents with spaces"
+		}
+		return nil, Errors{e}
 	}
 	return &root, nil
 }
@@ -257,4 +261,16 @@ func syntaxError(file string, err error) *Error {
 		}
 	}
 	return &Error{Pos: Pos{File: file, Line: line, Col: 1}, Msg: "invalid YAML: " + msg}
+}
+
+// tabLine returns the first line indented with a tab (1-based), or 0.
+// yaml.v3 reports such errors at the line before, which misleads.
+func tabLine(data []byte) int {
+	for i, line := range strings.Split(string(data), "\n") {
+		indent := line[:len(line)-len(strings.TrimLeft(line, " \t"))]
+		if strings.Contains(indent, "\t") && strings.TrimSpace(line) != "" {
+			return i + 1
+		}
+	}
+	return 0
 }

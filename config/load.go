@@ -77,6 +77,7 @@ type loader struct {
 	errs     errorList
 	pos      map[string]map[string]Pos // file -> key path -> position
 	defaults *Defaults
+	mainFile string
 	cfg      *Config
 	blocks   [3]map[string]*Block // accounts, dns, http
 }
@@ -122,6 +123,7 @@ func (l *loader) main(file string, data []byte) {
 	l.defaults = m.Defaults
 	l.add(file, m.Accounts, m.DNS, m.HTTP, m.Certificates)
 	l.checkSettings(file)
+	l.mainFile = file
 }
 
 func (l *loader) fragment(file string, data []byte) {
@@ -155,8 +157,8 @@ func (l *loader) add(file string, accounts, dns, http map[string]*Block, certs [
 		sort.Strings(names)
 		for _, name := range names {
 			b := m[name]
-			if b == nil {
-				continue
+			if b == nil || b.node == nil {
+				continue // null, or not a mapping: already reported
 			}
 			if prev, ok := l.blocks[i][name]; ok {
 				l.errs.add(b.Pos(), "%s %q is already defined at %s", kind, name, prev.Pos())
@@ -198,6 +200,7 @@ func (l *loader) errAt(file, path, format string, args ...any) {
 
 func (l *loader) finish() (*Config, error) {
 	l.decodePlugins()
+	l.checkDefaults()
 	l.checkCertificates()
 	if err := l.errs.err(); err != nil {
 		return nil, dedupe(err.(Errors))
@@ -222,8 +225,7 @@ func (l *loader) decodePlugins() {
 	dests := [3]map[string]*Plugin{l.cfg.Accounts, l.cfg.DNS, l.cfg.HTTP}
 	for i := range tables {
 		for name, b := range l.blocks[i] {
-			typePos := b.Pos()
-			typePos.Path = joinPath(typePos.Path, "type")
+			typePos := b.typePos
 			if b.Type == "" {
 				l.errs.add(typePos, "missing type (one of: %s)", strings.Join(sortedKeys(tables[i]), ", "))
 				continue

@@ -52,6 +52,12 @@ func (l *loader) checkSettings(file string) {
 		}
 	}
 
+}
+
+// checkDefaults validates the defaults section once all files are read, so
+// that it may name providers defined in conf.d.
+func (l *loader) checkDefaults() {
+	file := l.mainFile
 	if d := l.defaults; d != nil {
 		if d.KeyType != "" && !slices.Contains(KeyTypes, d.KeyType) {
 			l.errAt(file, "defaults.key_type", "unknown key type %q (one of: %s)", d.KeyType, strings.Join(KeyTypes, ", "))

@@ -270,9 +270,10 @@ func (s SecretValue) MarshalText() ([]byte, error) { return []byte("[REDACTED]")
 // the rest of the block into its own struct with Decode, just as strictly
 // as the rest of the file.
 type Block struct {
-	Type string
-	node *yaml.Node
-	pos  Pos
+	Type    string
+	node    *yaml.Node
+	pos     Pos
+	typePos Pos
 	// positions of keys inside the block, filled by Decode.
 	keys map[string]Pos
 }
@@ -289,6 +290,7 @@ func (b *Block) UnmarshalYAML(n *yaml.Node) error {
 				return errors.New("type must be a string")
 			}
 			b.Type = n.Content[i+1].Value
+			b.typePos = Pos{Line: n.Content[i].Line, Col: n.Content[i].Column}
 		}
 	}
 	return nil
@@ -296,6 +298,10 @@ func (b *Block) UnmarshalYAML(n *yaml.Node) error {
 
 func (b *Block) afterDecode(pos Pos, _ *errorList) {
 	b.pos = pos
+	if b.typePos.Line == 0 {
+		b.typePos = pos
+	}
+	b.typePos.File, b.typePos.Path = pos.File, joinPath(pos.Path, "type")
 	b.keys = map[string]Pos{}
 }
 
