@@ -179,7 +179,7 @@ func relative(t *time.Time, now time.Time) string {
 	}
 	d := t.Sub(now)
 	switch {
-	case d > -time.Minute && d < time.Minute:
+	case d > -time.Second && d < time.Second:
 		return "now"
 	case d > 0:
 		return "in " + human(d)
@@ -197,7 +197,9 @@ func human(d time.Duration) string {
 		return fmt.Sprintf("%dd%dh", days, hours)
 	case hours > 0:
 		return fmt.Sprintf("%dh%dm", hours, mins)
-	default:
+	case mins > 0:
 		return fmt.Sprintf("%dm", mins)
+	default:
+		return fmt.Sprintf("%ds", int(d/time.Second))
 	}
 }

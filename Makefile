@@ -1,0 +1,60 @@
+# certd — build, test, install.
+PREFIX   ?= /usr/local
+DESTDIR  ?=
+BINDIR   ?= $(PREFIX)/bin
+UNITDIR  ?= /etc/systemd/system
+CONFDIR  ?= /etc/certd
+DOCDIR   ?= $(PREFIX)/share/doc/certd
+VERSION  ?= $(shell git describe --tags --always --dirty 2>/dev/null || echo devel)
+GO       ?= go
+GOFLAGS  ?=
+LDFLAGS  := -s -w -X main.version=$(VERSION)
+
+.PHONY: all build test test-short fuzz bench lint install uninstall clean run
+
+all: build
+
+build:
+	CGO_ENABLED=0 $(GO) build $(GOFLAGS) -trimpath -ldflags '$(LDFLAGS)' -o bin/certd ./cmd/certd
+
+# Every test, with the race detector, plus vet, gofmt and a short fuzz run.
+test: lint
+	$(GO) test -race -count=1 ./...
+	$(MAKE) fuzz FUZZTIME=20s
+
+test-short:
+	$(GO) test -count=1 ./...
+
+FUZZTIME ?= 60s
+fuzz:
+	$(GO) test -run '^$$' -fuzz FuzzParse -fuzztime $(FUZZTIME) ./config
+
+lint:
+	@out=$$(gofmt -l $$(git ls-files '*.go' 2>/dev/null || find . -name '*.go')); \
+	  if [ -n "$$out" ]; then echo "gofmt needed:"; echo "$$out"; exit 1; fi
+	$(GO) vet ./...
+
+# Benchmarks print figures; they assert nothing.
+bench:
+	$(GO) test -run '^$$' -bench . -benchmem ./...
+
+# Run the daemon on the example configuration with a store under ./demo.
+run: build
+	mkdir -p demo
+	sed 's#/var/lib/certd/certd.db#$(CURDIR)/demo/certd.db#' config.example.yaml > demo/certd.yaml
+	./bin/certd run -config demo/certd.yaml
+
+install: build
+	install -D -m 0755 bin/certd $(DESTDIR)$(BINDIR)/certd
+	install -D -m 0644 systemd/certd.service $(DESTDIR)$(UNITDIR)/certd.service
+	sed -i 's#/usr/local/bin/certd#$(BINDIR)/certd#g' $(DESTDIR)$(UNITDIR)/certd.service
+	install -d -m 0755 $(DESTDIR)$(CONFDIR)
+	install -D -m 0644 config.example.yaml $(DESTDIR)$(CONFDIR)/certd.yaml.example
+	install -D -m 0644 README.md $(DESTDIR)$(DOCDIR)/README.md
+
+uninstall:
+	rm -f $(DESTDIR)$(BINDIR)/certd $(DESTDIR)$(UNITDIR)/certd.service $(DESTDIR)$(CONFDIR)/certd.yaml.example
+	rm -rf $(DESTDIR)$(DOCDIR)
+
+clean:
+	rm -rf bin demo
