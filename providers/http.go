@@ -214,7 +214,7 @@ func (r *Responder) ServeHTTP(w http.ResponseWriter, req *http.Request) {
 	_, _ = w.Write(body)
 }
 
-// Serve listens on r.Addr and serves until ctx is done.
+// Serve serves on ln (opened by the caller on r.Addr) until ctx is done.
 func (r *Responder) Serve(ctx context.Context, ln net.Listener) error {
 	srv := &http.Server{Handler: r, ReadHeaderTimeout: 10e9}
 	go func() {

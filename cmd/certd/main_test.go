@@ -150,7 +150,8 @@ func TestDaemonLifecycle(t *testing.T) {
 
 	var logs syncBuffer
 	cmd := exec.Command(bin, "run", "-config", cfgPath)
-	cmd.Env = append(os.Environ(), "NOTIFY_SOCKET="+sock.path)
+	// WATCHDOG_USEC asks for keep-alives, as WatchdogSec= does.
+	cmd.Env = append(os.Environ(), "NOTIFY_SOCKET="+sock.path, "WATCHDOG_USEC=200000")
 	cmd.Stderr = &logs
 	if err := cmd.Start(); err != nil {
 		t.Fatal(err)
@@ -161,6 +162,7 @@ func TestDaemonLifecycle(t *testing.T) {
 
 	sock.expect(t, "READY=1")
 	logs.waitFor(t, `"msg":"certd started"`)
+	sock.expect(t, "WATCHDOG=1")
 
 	// The due certificate fails loudly (no issuer in this release) and gets
 	// a persisted retry: nothing waits in silence.
