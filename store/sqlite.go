@@ -160,6 +160,28 @@ func notFound(err error, what string) error {
 
 type scanner interface{ Scan(dest ...any) error }
 
+// queryAll runs q and scans every row with scan; what names the listing in
+// errors.
+func queryAll[T any](ctx context.Context, db *sql.DB, what string, scan func(scanner) (T, error), q string, args ...any) ([]T, error) {
+	rows, err := db.QueryContext(ctx, q, args...)
+	if err != nil {
+		return nil, fmt.Errorf("store: listing %s: %w", what, err)
+	}
+	defer rows.Close()
+	var out []T
+	for rows.Next() {
+		v, err := scan(rows)
+		if err != nil {
+			return nil, fmt.Errorf("store: listing %s: %w", what, err)
+		}
+		out = append(out, v)
+	}
+	if err := rows.Err(); err != nil {
+		return nil, fmt.Errorf("store: listing %s: %w", what, err)
+	}
+	return out, nil
+}
+
 // --- certificates
 
 const certCols = `c.name, c.account, c.domains, c.key_type, c.spec_hash, c.state, c.current_version,
@@ -236,20 +258,7 @@ func (s *SQLite) DueCertificates(ctx context.Context, now time.Time, limit int) 
 }
 
 func (s *SQLite) queryCerts(ctx context.Context, q string, args ...any) ([]Certificate, error) {
-	rows, err := s.db.QueryContext(ctx, q, args...)
-	if err != nil {
-		return nil, fmt.Errorf("store: listing certificates: %w", err)
-	}
-	defer rows.Close()
-	var out []Certificate
-	for rows.Next() {
-		c, err := scanCert(rows)
-		if err != nil {
-			return nil, fmt.Errorf("store: listing certificates: %w", err)
-		}
-		out = append(out, c)
-	}
-	return out, rows.Err()
+	return queryAll(ctx, s.db, "certificates", scanCert, q, args...)
 }
 
 // --- claims
@@ -303,20 +312,7 @@ func (s *SQLite) DueClaims(ctx context.Context, now time.Time, limit int) ([]Cla
 }
 
 func (s *SQLite) queryClaims(ctx context.Context, q string, args ...any) ([]Claim, error) {
-	rows, err := s.db.QueryContext(ctx, q, args...)
-	if err != nil {
-		return nil, fmt.Errorf("store: listing claims: %w", err)
-	}
-	defer rows.Close()
-	var out []Claim
-	for rows.Next() {
-		c, err := scanClaim(rows)
-		if err != nil {
-			return nil, fmt.Errorf("store: listing claims: %w", err)
-		}
-		out = append(out, c)
-	}
-	return out, rows.Err()
+	return queryAll(ctx, s.db, "claims", scanClaim, q, args...)
 }
 
 // --- orders and keys
@@ -397,20 +393,8 @@ func (s *SQLite) SaveOrder(ctx context.Context, o Order) error {
 
 // OpenOrders implements Orders.
 func (s *SQLite) OpenOrders(ctx context.Context) ([]Order, error) {
-	rows, err := s.db.QueryContext(ctx, "SELECT "+orderCols+" FROM orders WHERE state NOT IN ('issued', 'failed', 'abandoned') ORDER BY id")
-	if err != nil {
-		return nil, fmt.Errorf("store: listing open orders: %w", err)
-	}
-	defer rows.Close()
-	var out []Order
-	for rows.Next() {
-		o, err := scanOrder(rows)
-		if err != nil {
-			return nil, fmt.Errorf("store: listing open orders: %w", err)
-		}
-		out = append(out, o)
-	}
-	return out, rows.Err()
+	return queryAll(ctx, s.db, "open orders", scanOrder,
+		"SELECT "+orderCols+" FROM orders WHERE state NOT IN ('issued', 'failed', 'abandoned') ORDER BY id")
 }
 
 // GetKey implements Orders.
@@ -462,20 +446,8 @@ func (s *SQLite) GetVersion(ctx context.Context, id int64) (Version, error) {
 
 // ListVersions implements Versions, newest first.
 func (s *SQLite) ListVersions(ctx context.Context, certName string) ([]Version, error) {
-	rows, err := s.db.QueryContext(ctx, "SELECT "+versionCols+" FROM cert_versions WHERE cert_name = ? ORDER BY id DESC", certName)
-	if err != nil {
-		return nil, fmt.Errorf("store: listing versions: %w", err)
-	}
-	defer rows.Close()
-	var out []Version
-	for rows.Next() {
-		v, err := scanVersion(rows)
-		if err != nil {
-			return nil, fmt.Errorf("store: listing versions: %w", err)
-		}
-		out = append(out, v)
-	}
-	return out, rows.Err()
+	return queryAll(ctx, s.db, "versions", scanVersion,
+		"SELECT "+versionCols+" FROM cert_versions WHERE cert_name = ? ORDER BY id DESC", certName)
 }
 
 // --- DCV artefacts
@@ -510,24 +482,15 @@ func (s *SQLite) SaveArtefact(ctx context.Context, a Artefact) error {
 
 // LiveArtefacts implements Artefacts.
 func (s *SQLite) LiveArtefacts(ctx context.Context) ([]Artefact, error) {
-	rows, err := s.db.QueryContext(ctx, `SELECT id, owner, kind, provider, zone, name, value, state, attempts, last_error,
-	created_at, updated_at FROM dcv_artefacts WHERE state != 'removed' ORDER BY id`)
-	if err != nil {
-		return nil, fmt.Errorf("store: listing artefacts: %w", err)
-	}
-	defer rows.Close()
-	var out []Artefact
-	for rows.Next() {
+	return queryAll(ctx, s.db, "artefacts", func(r scanner) (Artefact, error) {
 		var a Artefact
 		var created, updated sql.NullInt64
-		if err := rows.Scan(&a.ID, &a.Owner, &a.Kind, &a.Provider, &a.Zone, &a.Name, &a.Value, &a.State, &a.Attempts,
-			&a.LastError, &created, &updated); err != nil {
-			return nil, fmt.Errorf("store: listing artefacts: %w", err)
-		}
+		err := r.Scan(&a.ID, &a.Owner, &a.Kind, &a.Provider, &a.Zone, &a.Name, &a.Value, &a.State, &a.Attempts,
+			&a.LastError, &created, &updated)
 		a.CreatedAt, a.UpdatedAt = fromMs(created), fromMs(updated)
-		out = append(out, a)
-	}
-	return out, rows.Err()
+		return a, err
+	}, `SELECT id, owner, kind, provider, zone, name, value, state, attempts, last_error,
+	created_at, updated_at FROM dcv_artefacts WHERE state != 'removed' ORDER BY id`)
 }
 
 // --- deployments
@@ -560,23 +523,14 @@ func (s *SQLite) SaveDeployment(ctx context.Context, d Deployment) error {
 
 // ListDeployments implements Deployments, newest first.
 func (s *SQLite) ListDeployments(ctx context.Context, certName string) ([]Deployment, error) {
-	rows, err := s.db.QueryContext(ctx, `SELECT id, cert_name, version_id, dir, state, error, started_at, finished_at
-	FROM deployments WHERE cert_name = ? ORDER BY id DESC`, certName)
-	if err != nil {
-		return nil, fmt.Errorf("store: listing deployments: %w", err)
-	}
-	defer rows.Close()
-	var out []Deployment
-	for rows.Next() {
+	return queryAll(ctx, s.db, "deployments", func(r scanner) (Deployment, error) {
 		var d Deployment
 		var started, finished sql.NullInt64
-		if err := rows.Scan(&d.ID, &d.CertName, &d.VersionID, &d.Dir, &d.State, &d.Error, &started, &finished); err != nil {
-			return nil, fmt.Errorf("store: listing deployments: %w", err)
-		}
+		err := r.Scan(&d.ID, &d.CertName, &d.VersionID, &d.Dir, &d.State, &d.Error, &started, &finished)
 		d.StartedAt, d.FinishedAt = fromMs(started), fromMs(finished)
-		out = append(out, d)
-	}
-	return out, rows.Err()
+		return d, err
+	}, `SELECT id, cert_name, version_id, dir, state, error, started_at, finished_at
+	FROM deployments WHERE cert_name = ? ORDER BY id DESC`, certName)
 }
 
 // --- events
@@ -618,28 +572,22 @@ func (s *SQLite) ListEvents(ctx context.Context, f EventFilter) ([]Event, error)
 		q += " LIMIT ?"
 		args = append(args, f.Limit)
 	}
-	rows, err := s.db.QueryContext(ctx, q, args...)
-	if err != nil {
-		return nil, fmt.Errorf("store: listing events: %w", err)
-	}
-	defer rows.Close()
-	var out []Event
-	for rows.Next() {
+	out, err := queryAll(ctx, s.db, "events", func(r scanner) (Event, error) {
 		var e Event
 		var at sql.NullInt64
 		var fields string
-		if err := rows.Scan(&e.ID, &at, &e.Level, &e.Kind, &e.CertName, &e.Claim, &e.Account, &e.Message, &fields); err != nil {
-			return nil, fmt.Errorf("store: listing events: %w", err)
+		if err := r.Scan(&e.ID, &at, &e.Level, &e.Kind, &e.CertName, &e.Claim, &e.Account, &e.Message, &fields); err != nil {
+			return e, err
 		}
 		e.At = fromMs(at)
 		if fields != "{}" {
 			if err := json.Unmarshal([]byte(fields), &e.Fields); err != nil {
-				return nil, fmt.Errorf("store: decoding event %d: %w", e.ID, err)
+				return e, fmt.Errorf("decoding event %d: %w", e.ID, err)
 			}
 		}
-		out = append(out, e)
-	}
-	if err := rows.Err(); err != nil {
+		return e, nil
+	}, q, args...)
+	if err != nil {
 		return nil, err
 	}
 	// oldest first

@@ -1,6 +1,9 @@
 package main
 
 import (
+	"fmt"
+	"io"
+
 	"github.com/certd/certd/ca/acme"
 	"github.com/certd/certd/ca/atlas"
 	"github.com/certd/certd/ca/markmonitor"
@@ -34,4 +37,15 @@ func loadOptions() config.Options {
 // loadConfig loads and validates the configuration at path.
 func loadConfig(path string) (*config.Config, error) {
 	return config.Load(path, loadOptions())
+}
+
+// loadOrReport loads the configuration, printing every error to stderr
+// when it is refused.
+func loadOrReport(path string, stderr io.Writer) (*config.Config, bool) {
+	cfg, err := loadConfig(path)
+	if err != nil {
+		fmt.Fprintf(stderr, "certd: configuration %s refused:\n%v\n", path, err)
+		return nil, false
+	}
+	return cfg, true
 }

@@ -33,9 +33,8 @@ func cmdRun(args []string, stderr io.Writer) int {
 	if code, ok := parseFlags(fs, args); !ok {
 		return code
 	}
-	cfg, err := loadConfig(*path)
-	if err != nil {
-		fmt.Fprintf(stderr, "certd: configuration refused:\n%v\n", err)
+	cfg, ok := loadOrReport(*path, stderr)
+	if !ok {
 		return exitUsage
 	}
 	level := zap.NewAtomicLevel()

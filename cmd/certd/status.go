@@ -20,9 +20,8 @@ func cmdStatus(args []string, stdout, stderr io.Writer) int {
 	if code, ok := parseFlags(fs, args); !ok {
 		return code
 	}
-	cfg, err := loadConfig(*path)
-	if err != nil {
-		fmt.Fprintf(stderr, "certd: configuration refused:\n%v\n", err)
+	cfg, ok := loadOrReport(*path, stderr)
+	if !ok {
 		return exitUsage
 	}
 	ctx := context.Background()

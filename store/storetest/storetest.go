@@ -125,6 +125,17 @@ func saveCert(t *testing.T, s store.Store, name string) {
 	must(t, s.SaveCertificate(ctx, store.Certificate{Name: name, Domains: []string{"a.example"}, State: store.StatePending}))
 }
 
+// newOrder creates an intent order (and its key) for generation 1 of cert.
+func newOrder(t *testing.T, s store.Store, cert string) store.Order {
+	t.Helper()
+	id, err := s.CreateOrder(ctx, store.Order{IdempotencyKey: cert + "-1", CertName: cert, Generation: 1, State: store.OrderIntent},
+		store.PrivateKey{CertName: cert, KeyType: "ecdsa-p256", PEM: []byte("k"), PublicSHA: "x"})
+	must(t, err)
+	o, err := s.GetOrder(ctx, id)
+	must(t, err)
+	return o
+}
+
 func orderJournal(t *testing.T, s store.Store) {
 	saveCert(t, s, "www")
 	key := store.PrivateKey{CertName: "www", KeyType: "ecdsa-p256", PEM: []byte("-----BEGIN PRIVATE KEY-----"), PublicSHA: "abc"}
@@ -183,11 +194,8 @@ func orderIdempotency(t *testing.T, s store.Store) {
 
 func versionsAndCurrent(t *testing.T, s store.Store) {
 	saveCert(t, s, "www")
-	id, err := s.CreateOrder(ctx, store.Order{IdempotencyKey: "k", CertName: "www", Generation: 1, State: store.OrderIntent},
-		store.PrivateKey{CertName: "www", KeyType: "ecdsa-p256", PEM: []byte("k"), PublicSHA: "x"})
-	must(t, err)
-	o, err := s.GetOrder(ctx, id)
-	must(t, err)
+	o := newOrder(t, s, "www")
+	id := o.ID
 	v := store.Version{CertName: "www", OrderID: id, KeyID: o.KeyID, Serial: "01AB", NotBefore: at, NotAfter: at.Add(90 * 24 * time.Hour),
 		Fingerprint: "ff", CertPEM: []byte("cert"), ChainPEM: []byte("chain")}
 	vid, err := s.AddVersion(ctx, v)
@@ -236,10 +244,7 @@ func artefacts(t *testing.T, s store.Store) {
 
 func deployments(t *testing.T, s store.Store) {
 	saveCert(t, s, "www")
-	id, err := s.CreateOrder(ctx, store.Order{IdempotencyKey: "k", CertName: "www", Generation: 1, State: store.OrderIntent},
-		store.PrivateKey{CertName: "www", KeyType: "ecdsa-p256", PEM: []byte("k"), PublicSHA: "x"})
-	must(t, err)
-	o, _ := s.GetOrder(ctx, id)
+	o := newOrder(t, s, "www")
 	vid, err := s.AddVersion(ctx, store.Version{CertName: "www", KeyID: o.KeyID, Serial: "1", NotBefore: at, NotAfter: at, Fingerprint: "f",
 		CertPEM: []byte("c"), ChainPEM: []byte("c")})
 	must(t, err)
