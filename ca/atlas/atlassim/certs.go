@@ -428,4 +428,3 @@ func (s *Server) quotas(w http.ResponseWriter, _ *http.Request) {
 	}
 	writeJSON(w, http.StatusOK, value{Value: q})
 }
-

@@ -153,7 +153,9 @@ func (s *Server) listClaims(w http.ResponseWriter, r *http.Request) {
 		}
 	}
 	s.mu.Unlock()
-	sort.Slice(all, func(i, j int) bool { return all[i].CreatedAt < all[j].CreatedAt || all[i].CreatedAt == all[j].CreatedAt && all[i].ID < all[j].ID })
+	sort.Slice(all, func(i, j int) bool {
+		return all[i].CreatedAt < all[j].CreatedAt || all[i].CreatedAt == all[j].CreatedAt && all[i].ID < all[j].ID
+	})
 	writePage(w, r, all, page, perPage)
 }
 
