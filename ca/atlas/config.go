@@ -18,6 +18,10 @@ type Config struct {
 	// issued for the account; ClientKey its private key (PKCS#1, PKCS#8).
 	ClientCert string        `yaml:"client_cert"`
 	ClientKey  config.Secret `yaml:"client_key"`
+	// CA is an optional PEM file of roots for the API's own TLS
+	// certificate (a private endpoint, the simulator); empty means the
+	// system roots.
+	CA string `yaml:"ca"`
 	// ReassertBefore is how long before a claim's expires_at certd
 	// reasserts it (default 30 days).
 	ReassertBefore config.Duration `yaml:"reassert_before"`
