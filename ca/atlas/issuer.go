@@ -1,0 +1,240 @@
+package atlas
+
+import (
+	"context"
+	"crypto/x509"
+	"encoding/pem"
+	"errors"
+	"fmt"
+	"time"
+
+	"github.com/certd/certd/ca"
+	"github.com/certd/certd/dcv"
+)
+
+// Issuer is certd's ca.Issuer and ca.DomainAuthorizer for one Atlas
+// account.
+type Issuer struct {
+	c   *Client
+	now func() time.Time
+}
+
+var (
+	_ ca.Issuer           = (*Issuer)(nil)
+	_ ca.DomainAuthorizer = (*Issuer)(nil)
+)
+
+// NewIssuer wraps a client.
+func NewIssuer(c *Client) *Issuer { return &Issuer{c: c, now: c.opts.Now} }
+
+// Client is the underlying API client.
+func (is *Issuer) Client() *Client { return is.c }
+
+// Submit builds the request from the account's validation policy and
+// posts it. Atlas has no client reference: an ambiguous answer is settled
+// by Reconcile through the public key.
+func (is *Issuer) Submit(ctx context.Context, req ca.Request) (ca.Order, error) {
+	pol, err := is.c.ValidationPolicy(ctx)
+	if err != nil {
+		return ca.Order{}, err
+	}
+	body, err := BuildRequest(pol, RequestSpec{Domains: req.Domains, Key: req.Key, CSR: req.CSR, NotBefore: is.now(), NotAfter: req.NotAfter})
+	if err != nil {
+		return ca.Order{}, err
+	}
+	serial, err := is.c.CreateCertificate(ctx, body)
+	if err != nil {
+		if errors.Is(err, ErrAmbiguous) {
+			return ca.Order{}, fmt.Errorf("%w: %w", ca.ErrAmbiguous, err)
+		}
+		return ca.Order{}, err
+	}
+	return ca.Order{Ref: serial}, nil
+}
+
+// Reconcile finds a certificate issued since req.Since for req's key.
+func (is *Issuer) Reconcile(ctx context.Context, req ca.Request) (ca.Order, bool, error) {
+	spki, err := x509.MarshalPKIXPublicKey(req.Key.Public())
+	if err != nil {
+		return ca.Order{}, false, fmt.Errorf("atlas: %w", err)
+	}
+	serial, found, err := is.c.FindIssued(ctx, spki, req.Since)
+	if errors.Is(err, ErrNotReady) {
+		return ca.Order{}, false, fmt.Errorf("%w: %w", ca.ErrPending, err)
+	}
+	if err != nil || !found {
+		return ca.Order{}, false, err
+	}
+	return ca.Order{Ref: serial}, true, nil
+}
+
+// Fetch reads the certificate and, since Atlas rotates issuing CAs, the
+// trust chain current right after it.
+func (is *Issuer) Fetch(ctx context.Context, order ca.Order, _ ca.Request) (*ca.Result, error) {
+	info, err := is.c.Certificate(ctx, order.Ref)
+	if errors.Is(err, ErrNotReady) {
+		return nil, fmt.Errorf("%w: %w", ca.ErrPending, err)
+	}
+	if err != nil {
+		return nil, err
+	}
+	leaf, err := parseCert(info.PEM)
+	if err != nil {
+		return nil, fmt.Errorf("atlas: certificate %s: %w", order.Ref, err)
+	}
+	chainPEM, err := is.c.TrustChain(ctx)
+	if err != nil {
+		return nil, err
+	}
+	res := &ca.Result{Leaf: leaf}
+	for i, p := range chainPEM {
+		c, err := parseCert(p)
+		if err != nil {
+			return nil, fmt.Errorf("atlas: trust chain entry %d: %w", i, err)
+		}
+		if i == len(chainPEM)-1 {
+			res.Roots = append(res.Roots, c)
+		} else {
+			res.Chain = append(res.Chain, c)
+		}
+	}
+	return res, nil
+}
+
+func parseCert(s string) (*x509.Certificate, error) {
+	block, _ := pem.Decode([]byte(s))
+	if block == nil || block.Type != "CERTIFICATE" {
+		return nil, errors.New("no PEM certificate")
+	}
+	return x509.ParseCertificate(block.Bytes)
+}
+
+func toAuth(c *Claim) ca.Authorization {
+	a := ca.Authorization{ID: c.ID, Domain: c.Name(), Status: ca.AuthStatus(c.Status)}
+	if c.AssertBy > 0 {
+		a.AssertBy = time.Unix(c.AssertBy, 0)
+	}
+	if c.ExpiresAt > 0 {
+		a.ExpiresAt = time.Unix(c.ExpiresAt, 0)
+	}
+	for i := len(c.Log) - 1; i >= 0; i-- {
+		if c.Log[i].Status == "ERROR" {
+			a.Detail = c.Log[i].Description
+			break
+		}
+	}
+	return a
+}
+
+// Authorization finds the account's claim on domain: by id when known
+// (the guide recommends keeping claim ids), else by listing claims and
+// preferring a verified one.
+func (is *Issuer) Authorization(ctx context.Context, id, domain string) (ca.Authorization, bool, error) {
+	if id != "" {
+		c, err := is.c.Claim(ctx, id)
+		if IsStatus(err, 404) {
+			return ca.Authorization{}, false, nil
+		}
+		if err != nil {
+			return ca.Authorization{}, false, err
+		}
+		return toAuth(c), true, nil
+	}
+	claims, err := is.c.Claims(ctx, "")
+	if err != nil {
+		return ca.Authorization{}, false, err
+	}
+	var best *Claim
+	for i := range claims {
+		c := &claims[i]
+		if c.Name() != domain {
+			continue
+		}
+		if best == nil || c.Status == "VERIFIED" && (best.Status != "VERIFIED" || c.ExpiresAt > best.ExpiresAt) {
+			best = c
+		}
+	}
+	if best == nil {
+		return ca.Authorization{}, false, nil
+	}
+	return toAuth(best), true, nil
+}
+
+// Authorize creates a claim on domain, or reasserts auth's claim when it
+// has one (a new token; a verified claim stays verified meanwhile), and
+// returns the challenge to publish.
+func (is *Issuer) Authorize(ctx context.Context, auth ca.Authorization, domain string, how ca.Proof) (ca.Authorization, dcv.Challenge, error) {
+	var tok *ClaimToken
+	var err error
+	if auth.ID != "" {
+		tok, err = is.c.Reassert(ctx, auth.ID)
+	} else {
+		tok, err = is.c.CreateClaim(ctx, domain)
+	}
+	if err != nil {
+		return ca.Authorization{}, dcv.Challenge{}, err
+	}
+	if auth.ID == "" {
+		auth = ca.Authorization{ID: tok.ID, Domain: domain, Status: ca.AuthPending}
+	}
+	auth.Token, auth.AssertBy = tok.Token, time.Unix(tok.AssertBy, 0)
+	ch := dcv.Challenge{Domain: domain, Expires: auth.AssertBy, CARef: auth.ID}
+	switch how.Method {
+	case dcv.DNSTXT:
+		ch.Method, ch.RecordName, ch.Value = dcv.DNSTXT, authDomain(how, domain), tok.Token
+	case dcv.HTTPFile:
+		ch.Method, ch.Path, ch.Content = dcv.HTTPFile, "/.well-known/pki-validation/gsdv.txt", tok.Token
+	case dcv.Email:
+		ch.Method, ch.EmailAddress = dcv.Email, how.Email
+	default:
+		return ca.Authorization{}, dcv.Challenge{}, fmt.Errorf("atlas: claims cannot be proved by %s", how.Method)
+	}
+	return auth, ch, nil
+}
+
+func authDomain(how ca.Proof, domain string) string {
+	if how.AuthorizationDomain != "" {
+		return how.AuthorizationDomain
+	}
+	return domain
+}
+
+// ErrTokenLapsed: the claim's assert_by passed; Authorize again.
+var ErrTokenLapsed = errors.New("atlas: claim token lapsed; reassert")
+
+// Verify asks Atlas to check the published token and returns the claim
+// as it stands afterwards.
+func (is *Issuer) Verify(ctx context.Context, auth ca.Authorization, how ca.Proof) (ca.Authorization, error) {
+	var err error
+	switch how.Method {
+	case dcv.DNSTXT:
+		adn := ""
+		if how.AuthorizationDomain != "" && how.AuthorizationDomain != auth.Domain {
+			adn = how.AuthorizationDomain
+		}
+		_, err = is.c.VerifyDNS(ctx, auth.ID, adn)
+	case dcv.HTTPFile:
+		_, err = is.c.VerifyHTTP(ctx, auth.ID, authDomain(how, auth.Domain), "http")
+	case dcv.Email:
+		_, err = is.c.SendEmail(ctx, auth.ID, how.Email)
+	default:
+		return auth, fmt.Errorf("atlas: claims cannot be proved by %s", how.Method)
+	}
+	if IsStatus(err, 424) {
+		return auth, fmt.Errorf("%w: %w", ErrTokenLapsed, err)
+	}
+	if err != nil {
+		return auth, err
+	}
+	c, err := is.c.Claim(ctx, auth.ID)
+	if err != nil {
+		return auth, err
+	}
+	out := toAuth(c)
+	out.Token = auth.Token
+	return out, nil
+}
+
+// Quota is the issuances left on the account.
+func (is *Issuer) Quota(ctx context.Context) (int, error) { return is.c.Quota(ctx) }
+
