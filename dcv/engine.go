@@ -210,7 +210,9 @@ func (e *Engine) wait(ctx context.Context, p *Published) error {
 		}
 		check = func(ctx context.Context) error { return e.checkTXT(ctx, servers, p.rec.Name, p.rec.Value) }
 	case HTTPFile:
-		check = func(ctx context.Context) error { return e.checkHTTP(ctx, p.Challenge.Domain, p.Challenge.Path, p.Challenge.Content) }
+		check = func(ctx context.Context) error {
+			return e.checkHTTP(ctx, p.Challenge.Domain, p.Challenge.Path, p.Challenge.Content)
+		}
 	default:
 		return nil
 	}
@@ -459,4 +461,3 @@ func (e *Engine) checkHTTP(ctx context.Context, domain, path, content string) er
 	}
 	return nil
 }
-

@@ -237,4 +237,3 @@ func (is *Issuer) Verify(ctx context.Context, auth ca.Authorization, how ca.Proo
 
 // Quota is the issuances left on the account.
 func (is *Issuer) Quota(ctx context.Context) (int, error) { return is.c.Quota(ctx) }
-
