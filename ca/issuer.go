@@ -80,6 +80,9 @@ type DomainAuthorizer interface {
 	// has no ID, else a fresh token for auth (after its token lapsed). It
 	// returns the challenge to publish.
 	Authorize(ctx context.Context, auth Authorization, domain string, how Proof) (Authorization, dcv.Challenge, error)
+	// Challenge is what to publish for auth's current token, without
+	// asking the CA anything (the token was stored when it was issued).
+	Challenge(auth Authorization, how Proof) (dcv.Challenge, error)
 	// Verify asks the CA to check the published challenge. It returns the
 	// authorization as it now stands (Valid when verified at once).
 	Verify(ctx context.Context, auth Authorization, how Proof) (Authorization, error)

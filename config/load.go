@@ -120,6 +120,7 @@ func (l *loader) main(file string, data []byte) {
 	l.cfg.Store = m.Store
 	l.cfg.Log = m.Log
 	l.cfg.Metrics = m.Metrics
+	l.cfg.DCV = m.DCV
 	l.defaults = m.Defaults
 	l.add(file, m.Accounts, m.DNS, m.HTTP, m.Certificates)
 	l.checkSettings(file)
@@ -201,6 +202,7 @@ func (l *loader) errAt(file, path, format string, args ...any) {
 func (l *loader) finish() (*Config, error) {
 	l.decodePlugins()
 	l.checkDefaults()
+	l.checkDCVSettings()
 	l.checkCertificates()
 	if err := l.errs.err(); err != nil {
 		return nil, dedupe(err.(Errors))

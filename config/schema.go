@@ -44,10 +44,28 @@ type Config struct {
 	Log      Log
 	Metrics  Metrics
 
+	DCV DCVSettings
+
 	Accounts     map[string]*Plugin
 	DNS          map[string]*Plugin
 	HTTP         map[string]*Plugin
 	Certificates []*Certificate
+}
+
+// DCVSettings tune how certd checks that a challenge is visible.
+type DCVSettings struct {
+	// Resolvers (host:port) answer certd's own lookups: zones, name
+	// servers, CNAMEs. Default: /etc/resolv.conf.
+	Resolvers []string `yaml:"resolvers"`
+	// CheckServers, per DNS provider, are the authoritative servers
+	// (host:port) that must all serve a record before the CA is asked;
+	// default: the zone's NS records. For split horizon and private zones.
+	CheckServers map[string][]string `yaml:"check_servers"`
+	// HTTPCheckAddress, when set, is where the HTTP self-check connects
+	// (host:port) instead of the domain's own address.
+	HTTPCheckAddress string `yaml:"http_check_address"`
+	// Timeout bounds the wait for visibility (default 2m).
+	Timeout Duration `yaml:"timeout"`
 }
 
 // Plugin is a decoded account, DNS provider or HTTP target.
@@ -93,6 +111,8 @@ type Certificate struct {
 	DomainDCV map[string]*DCV `yaml:"domain_dcv"`
 	Renew     *Renew          `yaml:"renew"`
 	Deploy    *Deploy         `yaml:"deploy"`
+	// Lifetime asks for a shorter validity than the CA's maximum.
+	Lifetime Duration `yaml:"lifetime"`
 
 	Pos Pos `yaml:"-"`
 }
@@ -167,6 +187,7 @@ type mainFile struct {
 	Store        Store             `yaml:"store"`
 	Log          Log               `yaml:"log"`
 	Metrics      Metrics           `yaml:"metrics"`
+	DCV          DCVSettings       `yaml:"dcv"`
 	Defaults     *Defaults         `yaml:"defaults"`
 	Accounts     map[string]*Block `yaml:"accounts"`
 	DNS          map[string]*Block `yaml:"dns"`

@@ -74,6 +74,32 @@ func (l *loader) checkDefaults() {
 	}
 }
 
+// checkDCVSettings validates the dcv section once every provider is known.
+func (l *loader) checkDCVSettings() {
+	file, d := l.mainFile, &l.cfg.DCV
+	for i, r := range d.Resolvers {
+		if err := checkHostPort(r); err != nil {
+			l.errAt(file, fmt.Sprintf("dcv.resolvers[%d]", i), "%v", err)
+		}
+	}
+	for name, servers := range d.CheckServers {
+		p := joinPath("dcv.check_servers", name)
+		if _, ok := l.blocks[1][name]; !ok {
+			l.errAt(file, p, "unknown DNS provider %q (defined: %s)", name, strings.Join(sortedKeys(l.blocks[1]), ", "))
+		}
+		for i, s := range servers {
+			if err := checkHostPort(s); err != nil {
+				l.errAt(file, fmt.Sprintf("%s[%d]", p, i), "%v", err)
+			}
+		}
+	}
+	if d.HTTPCheckAddress != "" {
+		if err := checkHostPort(d.HTTPCheckAddress); err != nil {
+			l.errAt(file, "dcv.http_check_address", "%v", err)
+		}
+	}
+}
+
 var certName = regexp.MustCompile(`^[A-Za-z0-9_][A-Za-z0-9._-]*$`)
 
 // checkCertificates validates every certificate, applies defaults and

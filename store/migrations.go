@@ -71,6 +71,7 @@ CREATE TABLE claims (
 	account         TEXT NOT NULL,
 	domain          TEXT NOT NULL,
 	ca_claim_id     TEXT NOT NULL DEFAULT '',
+	token           TEXT NOT NULL DEFAULT '',   -- public by design: it is published in DNS
 	status          TEXT NOT NULL,
 	method          TEXT NOT NULL DEFAULT '',
 	assert_by       INTEGER,

@@ -263,13 +263,13 @@ func (s *SQLite) queryCerts(ctx context.Context, q string, args ...any) ([]Certi
 
 // --- claims
 
-const claimCols = `account, domain, ca_claim_id, status, method, assert_by, expires_at,
+const claimCols = `account, domain, ca_claim_id, token, status, method, assert_by, expires_at,
 	next_action, next_action_at, failures, last_error, updated_at`
 
 func scanClaim(r scanner) (Claim, error) {
 	var c Claim
 	var ab, ea, next, upd sql.NullInt64
-	err := r.Scan(&c.Account, &c.Domain, &c.CAClaimID, &c.Status, &c.Method, &ab, &ea,
+	err := r.Scan(&c.Account, &c.Domain, &c.CAClaimID, &c.Token, &c.Status, &c.Method, &ab, &ea,
 		&c.NextAction, &next, &c.Failures, &c.LastError, &upd)
 	c.AssertBy, c.ExpiresAt, c.NextActionAt, c.UpdatedAt = fromMs(ab), fromMs(ea), fromMs(next), fromMs(upd)
 	return c, err
@@ -287,12 +287,12 @@ func (s *SQLite) GetClaim(ctx context.Context, account, domain string) (Claim, e
 // SaveClaim implements Claims.
 func (s *SQLite) SaveClaim(ctx context.Context, c Claim) error {
 	_, err := s.db.ExecContext(ctx, `
-INSERT INTO claims (`+claimCols+`) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)
-ON CONFLICT (account, domain) DO UPDATE SET ca_claim_id = excluded.ca_claim_id, status = excluded.status,
+INSERT INTO claims (`+claimCols+`) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)
+ON CONFLICT (account, domain) DO UPDATE SET ca_claim_id = excluded.ca_claim_id, token = excluded.token, status = excluded.status,
 	method = excluded.method, assert_by = excluded.assert_by, expires_at = excluded.expires_at,
 	next_action = excluded.next_action, next_action_at = excluded.next_action_at,
 	failures = excluded.failures, last_error = excluded.last_error, updated_at = excluded.updated_at`,
-		c.Account, c.Domain, c.CAClaimID, c.Status, c.Method, ms(c.AssertBy), ms(c.ExpiresAt),
+		c.Account, c.Domain, c.CAClaimID, c.Token, c.Status, c.Method, ms(c.AssertBy), ms(c.ExpiresAt),
 		c.NextAction, ms(c.NextActionAt), c.Failures, c.LastError, ms(s.now()))
 	if err != nil {
 		return fmt.Errorf("store: saving claim %s/%s: %w", c.Account, c.Domain, err)
@@ -373,6 +373,15 @@ func (s *SQLite) GetOrderByKey(ctx context.Context, key string) (Order, error) {
 	o, err := scanOrder(s.db.QueryRowContext(ctx, "SELECT "+orderCols+" FROM orders WHERE idempotency_key = ?", key))
 	if err != nil {
 		return o, notFound(err, "order "+key)
+	}
+	return o, nil
+}
+
+// LatestOrder implements Orders.
+func (s *SQLite) LatestOrder(ctx context.Context, certName string) (Order, error) {
+	o, err := scanOrder(s.db.QueryRowContext(ctx, "SELECT "+orderCols+" FROM orders WHERE cert_name = ? ORDER BY generation DESC LIMIT 1", certName))
+	if err != nil {
+		return o, notFound(err, "orders of "+certName)
 	}
 	return o, nil
 }

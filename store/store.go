@@ -89,6 +89,7 @@ type Claim struct {
 	Account      string
 	Domain       string
 	CAClaimID    string
+	Token        string // the current token (published in DNS, not a secret)
 	Status       string // the CA's status (PENDING, VERIFIED, ...)
 	Method       string
 	AssertBy     time.Time
@@ -109,6 +110,8 @@ type Orders interface {
 	CreateOrder(ctx context.Context, o Order, key PrivateKey) (int64, error)
 	GetOrder(ctx context.Context, id int64) (Order, error)
 	GetOrderByKey(ctx context.Context, idempotencyKey string) (Order, error)
+	// LatestOrder is the certificate's order with the highest generation.
+	LatestOrder(ctx context.Context, certName string) (Order, error)
 	SaveOrder(ctx context.Context, o Order) error
 	// OpenOrders lists orders not yet in a terminal state.
 	OpenOrders(ctx context.Context) ([]Order, error)

@@ -178,18 +178,28 @@ func (is *Issuer) Authorize(ctx context.Context, auth ca.Authorization, domain s
 		auth = ca.Authorization{ID: tok.ID, Domain: domain, Status: ca.AuthPending}
 	}
 	auth.Token, auth.AssertBy = tok.Token, time.Unix(tok.AssertBy, 0)
-	ch := dcv.Challenge{Domain: domain, Expires: auth.AssertBy, CARef: auth.ID}
+	ch, err := is.Challenge(auth, how)
+	return auth, ch, err
+}
+
+// Challenge is the artefact for auth's token: TXT at the authorization
+// domain, gsdv.txt, or the approver email.
+func (is *Issuer) Challenge(auth ca.Authorization, how ca.Proof) (dcv.Challenge, error) {
+	ch := dcv.Challenge{Domain: auth.Domain, Expires: auth.AssertBy, CARef: auth.ID}
 	switch how.Method {
 	case dcv.DNSTXT:
-		ch.Method, ch.RecordName, ch.Value = dcv.DNSTXT, authDomain(how, domain), tok.Token
+		ch.Method, ch.RecordName, ch.Value = dcv.DNSTXT, authDomain(how, auth.Domain), auth.Token
 	case dcv.HTTPFile:
-		ch.Method, ch.Path, ch.Content = dcv.HTTPFile, "/.well-known/pki-validation/gsdv.txt", tok.Token
+		ch.Method, ch.Path, ch.Content = dcv.HTTPFile, "/.well-known/pki-validation/gsdv.txt", auth.Token
 	case dcv.Email:
 		ch.Method, ch.EmailAddress = dcv.Email, how.Email
 	default:
-		return ca.Authorization{}, dcv.Challenge{}, fmt.Errorf("atlas: claims cannot be proved by %s", how.Method)
+		return dcv.Challenge{}, fmt.Errorf("atlas: claims cannot be proved by %s", how.Method)
 	}
-	return auth, ch, nil
+	if auth.Token == "" && how.Method != dcv.Email {
+		return dcv.Challenge{}, fmt.Errorf("atlas: claim %s has no token to publish", auth.ID)
+	}
+	return ch, nil
 }
 
 func authDomain(how ca.Proof, domain string) string {

@@ -155,7 +155,7 @@ func TestDaemonLifecycle(t *testing.T) {
 	var logs syncBuffer
 	cmd := exec.Command(bin, "run", "-config", cfgPath)
 	// WATCHDOG_USEC asks for keep-alives, as WatchdogSec= does.
-	cmd.Env = append(os.Environ(), "NOTIFY_SOCKET="+sock.path, "WATCHDOG_USEC=200000")
+	cmd.Env = append(os.Environ(), "NOTIFY_SOCKET="+sock.path, "WATCHDOG_USEC=200000", "TSIG=c2VjcmV0")
 	cmd.Stderr = &logs
 	if err := cmd.Start(); err != nil {
 		t.Fatal(err)
@@ -196,6 +196,7 @@ func TestDaemonLifecycle(t *testing.T) {
 
 	// While it runs, a second daemon on the same store is refused.
 	second := exec.Command(bin, "run", "-config", cfgPath)
+	second.Env = append(os.Environ(), "TSIG=c2VjcmV0")
 	var secondLog bytes.Buffer
 	second.Stderr = &secondLog
 	start := time.Now()

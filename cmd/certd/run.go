@@ -5,6 +5,8 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	mrand "math/rand/v2"
+	"net"
 	"os"
 	"os/signal"
 	"strconv"
@@ -18,7 +20,9 @@ import (
 	"golang.org/x/sys/unix"
 
 	"github.com/certd/certd/config"
+	"github.com/certd/certd/deploy"
 	"github.com/certd/certd/internal/logkey"
+	"github.com/certd/certd/providers"
 	"github.com/certd/certd/scheduler"
 	"github.com/certd/certd/store"
 )
@@ -54,8 +58,33 @@ func cmdRun(args []string, stderr io.Writer) int {
 
 	d := &daemonState{log: log, level: level, store: st, path: *path}
 	d.cfg.Store(cfg)
+	built, err := build(cfg, st, log)
+	if err != nil {
+		log.Error("cannot set up from the configuration", zap.Error(err))
+		return exitUsage
+	}
+	d.parts.Store(built)
+	// Leftover DNS records and token files of an earlier run are removed
+	// before anything new is published.
+	if err := built.engine.Reconcile(ctx); err != nil {
+		log.Warn("removing leftover DCV artefacts failed; will retry", zap.Error(err))
+	}
+	stopResponders, err := serveResponders(built.responders, log)
+	if err != nil {
+		log.Error("cannot start the HTTP responder", zap.Error(err))
+		return exitFailure
+	}
+	defer stopResponders()
+	issuing := &scheduler.Issuing{
+		Store:    st,
+		Plans:    func(name string) (scheduler.Plan, error) { return d.parts.Load().plan(name) },
+		Claims:   &scheduler.Claims{Store: st, Log: log.Named("claims")},
+		Deployer: &deploy.Deployer{Log: log.Named("deploy")},
+		Log:      log.Named("issue"),
+		Rand:     mrand.New(mrand.NewPCG(mrand.Uint64(), mrand.Uint64())),
+	}
 	sched, err := scheduler.New(scheduler.Options{
-		Store: st, Work: d.work, Logger: log.Named("scheduler"), Schedule: cfg.Schedule,
+		Store: st, Work: issuing.Work, Logger: log.Named("scheduler"), Schedule: cfg.Schedule,
 	})
 	if err != nil {
 		log.Error("cannot start the scheduler", zap.Error(err))
@@ -106,6 +135,7 @@ type daemonState struct {
 	sched *scheduler.Scheduler
 	path  string
 	cfg   atomic.Pointer[config.Config] // swapped by reload, read by jobs
+	parts atomic.Pointer[parts]         // built from cfg
 }
 
 // reload loads the configuration again; an invalid one is refused whole
@@ -125,6 +155,16 @@ func (d *daemonState) reload(ctx context.Context) {
 		d.log.Warn("the store setting changed; it takes effect at the next restart")
 		cfg.Store = old.Store
 	}
+	built, err := build(cfg, d.store, d.log)
+	if err != nil {
+		d.log.Error("reload refused: the new configuration cannot be set up; keeping the running one", zap.Error(err))
+		_, _ = d.store.AppendEvent(ctx, store.Event{Level: "error", Kind: "reload_refused", Message: "configuration reload refused: " + err.Error()})
+		return
+	}
+	if len(built.responders) > 0 {
+		d.log.Warn("HTTP responders keep their listeners from the start; changes to them take effect at the next restart")
+		built.responders = d.parts.Load().responders
+	}
 	if err := d.sched.SetSchedule(cfg.Schedule); err != nil {
 		d.log.Error("reload refused: schedule", zap.Error(err))
 		return
@@ -137,20 +177,10 @@ func (d *daemonState) reload(ctx context.Context) {
 		return
 	}
 	d.cfg.Store(cfg)
+	d.parts.Store(built)
 	d.sched.Kick()
 	d.log.Info("configuration reloaded", zap.String(logkey.Config, d.path), zap.Int("certificates", len(cfg.Certificates)))
 	_, _ = d.store.AppendEvent(ctx, store.Event{Level: "info", Kind: "reloaded", Message: "configuration reloaded"})
-}
-
-// work is the scheduler's job. Issuance through each CA type arrives with
-// its issuer; until then a due certificate fails loudly and is retried
-// with backoff, so nothing waits in silence.
-func (d *daemonState) work(_ context.Context, c store.Certificate) error {
-	typ := "unknown"
-	if a, ok := d.cfg.Load().Accounts[c.Account]; ok {
-		typ = a.Type
-	}
-	return fmt.Errorf("%s of %s: issuing through %s accounts is not available in this certd release", c.NextAction, c.Name, typ)
 }
 
 func certSpecs(cfg *config.Config) []scheduler.CertSpec {
@@ -159,6 +189,25 @@ func certSpecs(cfg *config.Config) []scheduler.CertSpec {
 		specs[i] = scheduler.CertSpec{Name: c.Name, Account: c.Account, Domains: c.Domains, KeyType: c.KeyType}
 	}
 	return specs
+}
+
+// serveResponders starts the built-in HTTP responders on their addresses.
+func serveResponders(rs []*providers.Responder, log *zap.Logger) (stop func(), err error) {
+	ctx, cancel := context.WithCancel(context.Background())
+	for _, r := range rs {
+		ln, err := net.Listen("tcp", r.Addr)
+		if err != nil {
+			cancel()
+			return nil, fmt.Errorf("responder on %s: %w", r.Addr, err)
+		}
+		go func() {
+			if err := r.Serve(ctx, ln); err != nil {
+				log.Error("HTTP responder stopped", zap.Error(err))
+			}
+		}()
+		log.Info("HTTP responder listening", zap.String("address", r.Addr))
+	}
+	return cancel, nil
 }
 
 func newLogger(c config.Log, level zap.AtomicLevel, w io.Writer) *zap.Logger {

@@ -99,14 +99,14 @@ func dueByNextAction(t *testing.T, s store.Store) {
 }
 
 func claimRoundTrip(t *testing.T, s store.Store) {
-	c := store.Claim{Account: "atlas", Domain: "example.com", CAClaimID: "01ABC", Status: "PENDING", Method: "dns",
+	c := store.Claim{Account: "atlas", Domain: "example.com", CAClaimID: "01ABC", Token: "tok", Status: "PENDING", Method: "dns",
 		AssertBy: at.Add(30 * 24 * time.Hour), NextAction: "verify", NextActionAt: at}
 	must(t, s.SaveClaim(ctx, c))
 	c.Status, c.ExpiresAt = "VERIFIED", at.Add(397*24*time.Hour)
 	must(t, s.SaveClaim(ctx, c))
 	got, err := s.GetClaim(ctx, "atlas", "example.com")
 	must(t, err)
-	if got.Status != "VERIFIED" || got.CAClaimID != "01ABC" || !got.ExpiresAt.Equal(c.ExpiresAt) || !got.AssertBy.Equal(c.AssertBy) {
+	if got.Status != "VERIFIED" || got.CAClaimID != "01ABC" || got.Token != "tok" || !got.ExpiresAt.Equal(c.ExpiresAt) || !got.AssertBy.Equal(c.AssertBy) {
 		t.Fatalf("claim: %+v", got)
 	}
 	due, err := s.DueClaims(ctx, at, 10)
@@ -163,6 +163,14 @@ func orderJournal(t *testing.T, s store.Store) {
 	must(t, err)
 	if byKey.CARef != "0A1B2C" || byKey.State != store.OrderPending {
 		t.Fatalf("by key: %+v", byKey)
+	}
+	latest, err := s.LatestOrder(ctx, "www")
+	must(t, err)
+	if latest.ID != id {
+		t.Fatalf("latest order %d, want %d", latest.ID, id)
+	}
+	if _, err := s.LatestOrder(ctx, "none"); !errors.Is(err, store.ErrNotFound) {
+		t.Fatalf("latest of nothing: %v", err)
 	}
 	o.State = store.OrderIssued
 	must(t, s.SaveOrder(ctx, o))

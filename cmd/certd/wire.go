@@ -1,0 +1,179 @@
+package main
+
+import (
+	"context"
+	"fmt"
+	"net"
+	"strings"
+
+	"go.uber.org/zap"
+
+	"github.com/certd/certd/ca"
+	"github.com/certd/certd/ca/atlas"
+	"github.com/certd/certd/config"
+	"github.com/certd/certd/dcv"
+	"github.com/certd/certd/deploy"
+	"github.com/certd/certd/providers"
+	"github.com/certd/certd/scheduler"
+	"github.com/certd/certd/store"
+)
+
+// parts are the working pieces built from one configuration.
+type parts struct {
+	cfg         *config.Config
+	issuers     map[string]ca.Issuer // by account name
+	unavailable map[string]string    // account name -> type not in this release
+	engine      *dcv.Engine
+	responders  []*providers.Responder
+}
+
+// build turns a configuration into issuers, providers and the DCV engine.
+// Secrets are resolved here, so an unresolvable one fails the start (or
+// the reload) with its file:line.
+func build(cfg *config.Config, st *store.SQLite, log *zap.Logger) (*parts, error) {
+	p := &parts{cfg: cfg, issuers: map[string]ca.Issuer{}, unavailable: map[string]string{}}
+	for name, acct := range cfg.Accounts {
+		switch acct.Type {
+		case "globalsign-atlas":
+			c, err := atlas.NewFromConfig(acct.Settings.(*atlas.Config), log.Named("atlas").With(zap.String("account", name)))
+			if err != nil {
+				return nil, fmt.Errorf("account %s (%s): %w", name, acct.Pos, err)
+			}
+			p.issuers[name] = atlas.NewIssuer(c)
+		default:
+			p.unavailable[name] = acct.Type
+		}
+	}
+	dnsTable, httpTable := providers.DNSTypes(), providers.HTTPTypes()
+	opts := dcv.Options{
+		DNS: map[string]dcv.DNSProvider{}, HTTP: map[string]dcv.HTTPTarget{},
+		Journal: storeJournal{st}, Resolvers: cfg.DCV.Resolvers, AuthServers: cfg.DCV.CheckServers,
+		Timeout: cfg.DCV.Timeout.D(), Logger: log.Named("dcv"),
+	}
+	for name, d := range cfg.DNS {
+		prov, err := dnsTable[d.Type].New(d.Settings)
+		if err != nil {
+			return nil, fmt.Errorf("DNS provider %s (%s): %w", name, d.Pos, err)
+		}
+		opts.DNS[name] = prov
+	}
+	for name, h := range cfg.HTTP {
+		tgt, err := httpTable[h.Type].New(h.Settings)
+		if err != nil {
+			return nil, fmt.Errorf("HTTP target %s (%s): %w", name, h.Pos, err)
+		}
+		opts.HTTP[name] = tgt
+		if r, ok := tgt.(*providers.Responder); ok {
+			p.responders = append(p.responders, r)
+		}
+	}
+	if addr := cfg.DCV.HTTPCheckAddress; addr != "" {
+		opts.HTTPDial = func(ctx context.Context, network, _ string) (net.Conn, error) {
+			return (&net.Dialer{}).DialContext(ctx, network, addr)
+		}
+	}
+	engine, err := dcv.NewEngine(opts)
+	if err != nil {
+		return nil, err
+	}
+	p.engine = engine
+	return p, nil
+}
+
+// plan resolves one certificate's configuration into a scheduler.Plan.
+func (p *parts) plan(name string) (scheduler.Plan, error) {
+	var c *config.Certificate
+	for _, cc := range p.cfg.Certificates {
+		if cc.Name == name {
+			c = cc
+		}
+	}
+	if c == nil {
+		return scheduler.Plan{}, fmt.Errorf("%s is not in the configuration", name)
+	}
+	issuer, ok := p.issuers[c.Account]
+	if !ok {
+		return scheduler.Plan{}, fmt.Errorf("issuing through %s accounts is not available in this certd release", p.unavailable[c.Account])
+	}
+	acct := p.cfg.Accounts[c.Account]
+	var claimParents []string
+	if ac, ok := acct.Settings.(*atlas.Config); ok {
+		claimParents = ac.ClaimDomains
+	}
+	claimDomain := func(d string) string {
+		d = strings.TrimPrefix(d, "*.")
+		for _, parent := range claimParents {
+			if d == parent || strings.HasSuffix(d, "."+parent) {
+				return parent
+			}
+		}
+		return d
+	}
+	proofs := map[string]scheduler.Proof{}
+	for _, d := range c.Domains {
+		m := c.DCVFor(d)
+		switch m.Method {
+		case config.MethodDNS:
+			proofs[d] = scheduler.Proof{CA: ca.Proof{Method: dcv.DNSTXT}, Target: dcv.Target{DNS: m.Provider}}
+		case config.MethodDNSCNAME:
+			proofs[d] = scheduler.Proof{CA: ca.Proof{Method: dcv.DNSTXT, AuthorizationDomain: "_acme-challenge." + claimDomain(d)},
+				Target: dcv.Target{DNS: m.Provider, Delegate: m.Delegate}}
+		case config.MethodHTTP:
+			proofs[d] = scheduler.Proof{CA: ca.Proof{Method: dcv.HTTPFile}, Target: dcv.Target{HTTP: m.Target}}
+		case config.MethodEmail:
+			proofs[d] = scheduler.Proof{CA: ca.Proof{Method: dcv.Email, Email: m.Email}}
+		}
+	}
+	pl := scheduler.Plan{
+		Spec:        specOf(c),
+		Issuer:      issuer,
+		Engine:      p.engine,
+		Policy:      scheduler.Policy{RemainingFraction: c.Renew.RemainingFraction, Before: c.Renew.Before.D()},
+		Deploy:      deploySpec(c),
+		Proofs:      proofs,
+		ClaimDomain: claimDomain,
+		Lifetime:    c.Lifetime.D(),
+	}
+	return pl, nil
+}
+
+func specOf(c *config.Certificate) scheduler.CertSpec {
+	return scheduler.CertSpec{Name: c.Name, Account: c.Account, Domains: c.Domains, KeyType: c.KeyType}
+}
+
+func deploySpec(c *config.Certificate) deploy.Spec {
+	d := c.Deploy
+	s := deploy.Spec{Name: c.Name, Dir: d.Dir, Owner: d.Owner, Group: d.Group, CertMode: d.CertMode.Mode(), KeyMode: d.KeyMode.Mode(),
+		Combined: d.Combined, Keep: d.Keep, Check: d.Check, Timeout: d.HookTimeout.D()}
+	for _, r := range d.Reload {
+		s.Reload = append(s.Reload, r)
+	}
+	if v := d.Verify; v != nil {
+		s.Verify = &deploy.Verify{Address: v.Address, ServerName: v.ServerName, Timeout: v.Timeout.D()}
+	}
+	return s
+}
+
+// storeJournal is the DCV journal kept in the store's dcv_artefacts.
+type storeJournal struct{ s store.Artefacts }
+
+func (j storeJournal) Record(ctx context.Context, r *dcv.Record) error {
+	id, err := j.s.JournalArtefact(ctx, store.Artefact{Owner: r.Owner, Kind: r.Kind, Provider: r.Provider, Zone: r.Zone,
+		Name: r.Name, Value: r.Value, State: store.ArtefactIntent})
+	r.ID = id
+	return err
+}
+
+func (j storeJournal) Update(ctx context.Context, r dcv.Record) error {
+	return j.s.SaveArtefact(ctx, store.Artefact{ID: r.ID, Zone: r.Zone, State: r.State, Attempts: r.Attempts, LastError: r.LastErr})
+}
+
+func (j storeJournal) Live(ctx context.Context) ([]dcv.Record, error) {
+	live, err := j.s.LiveArtefacts(ctx)
+	out := make([]dcv.Record, len(live))
+	for i, a := range live {
+		out[i] = dcv.Record{ID: a.ID, Owner: a.Owner, Kind: a.Kind, Provider: a.Provider, Zone: a.Zone, Name: a.Name,
+			Value: a.Value, State: a.State, Attempts: a.Attempts, LastErr: a.LastError}
+	}
+	return out, err
+}

@@ -1,0 +1,225 @@
+package scheduler
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"sync"
+	"time"
+
+	"go.uber.org/zap"
+
+	"github.com/certd/certd/ca"
+	"github.com/certd/certd/dcv"
+	"github.com/certd/certd/internal/logkey"
+	"github.com/certd/certd/store"
+)
+
+// Proof is how one domain is proved: what the CA is told, and where the
+// artefact is published.
+type Proof struct {
+	CA     ca.Proof
+	Target dcv.Target
+}
+
+// ClaimStore is what claims need of persistence.
+type ClaimStore interface {
+	store.Claims
+	store.Events
+}
+
+// Claims keeps account-level domain claims verified: it creates them,
+// publishes their tokens, asks the CA to verify, and reasserts them
+// ahead of expiry.
+type Claims struct {
+	Store ClaimStore
+	Log   *zap.Logger
+	Now   func() time.Time
+	// ReassertBefore is how long before expiry a claim is proved again
+	// (default 30 days).
+	ReassertBefore time.Duration
+	// PollTimeout bounds the wait for the CA's own check (default 2m).
+	PollTimeout time.Duration
+	// Sleep waits between polls (tests replace it).
+	Sleep func(ctx context.Context, d time.Duration) error
+
+	locks sync.Map // account/domain -> *sync.Mutex
+}
+
+func (m *Claims) now() time.Time {
+	if m.Now == nil {
+		return time.Now()
+	}
+	return m.Now()
+}
+
+func (m *Claims) lock(key string) func() {
+	v, _ := m.locks.LoadOrStore(key, &sync.Mutex{})
+	mu := v.(*sync.Mutex)
+	mu.Lock()
+	return mu.Unlock
+}
+
+// Ensure returns when the account holds a verified claim on domain that
+// does not expire within ReassertBefore, proving it if needed. Two callers
+// for the same claim wait for one proof.
+func (m *Claims) Ensure(ctx context.Context, engine *dcv.Engine, account string, da ca.DomainAuthorizer, domain string, p Proof) error {
+	defer m.lock(account + "/" + domain)()
+	log := m.Log
+	if log == nil {
+		log = zap.NewNop()
+	}
+	log = log.With(zap.String(logkey.Account, account), zap.String(logkey.Domain, domain))
+	margin := m.ReassertBefore
+	if margin == 0 {
+		margin = 30 * 24 * time.Hour
+	}
+	now := m.now()
+	st, err := m.Store.GetClaim(ctx, account, domain)
+	if err != nil && !errors.Is(err, store.ErrNotFound) {
+		return err
+	}
+	st.Account, st.Domain = account, domain
+	if st.Status == string(ca.AuthValid) && st.ExpiresAt.After(now.Add(margin)) {
+		return nil
+	}
+	err = m.prove(ctx, log, engine, da, &st, p, margin)
+	if err != nil {
+		st.Failures++
+		st.LastError = err.Error()
+		st.NextAction, st.NextActionAt = "verify", now.Add(Backoff(st.Failures, 0, nil))
+		if serr := m.Store.SaveClaim(context.WithoutCancel(ctx), st); serr != nil {
+			log.Error("recording the claim failure failed", zap.Error(serr))
+		}
+		m.event(ctx, "error", "claim_failed", st, fmt.Sprintf("claim on %s not verified: %v", domain, err))
+		return fmt.Errorf("claim on %s: %w", domain, err)
+	}
+	return nil
+}
+
+func (m *Claims) prove(ctx context.Context, log *zap.Logger, engine *dcv.Engine, da ca.DomainAuthorizer, st *store.Claim, p Proof, margin time.Duration) error {
+	now := m.now()
+	auth, found, err := da.Authorization(ctx, st.CAClaimID, st.Domain)
+	if err != nil {
+		return fmt.Errorf("looking up the claim: %w", err)
+	}
+	if found && auth.Status == ca.AuthValid && auth.ExpiresAt.After(now.Add(margin)) {
+		return m.saveValid(ctx, log, st, auth, p, margin)
+	}
+	if !found {
+		auth = ca.Authorization{}
+	}
+	auth.Token = st.Token
+	var ch dcv.Challenge
+	switch {
+	case found && auth.Status == ca.AuthPending && st.Token != "" && auth.AssertBy.After(now.Add(time.Hour)):
+		// A pending claim whose token is still good: publish it again.
+		if ch, err = da.Challenge(auth, p.CA); err != nil {
+			return err
+		}
+	default:
+		// No claim yet, its token lapsed, or it is verified but due for
+		// reassertion: get a (new) token.
+		if auth, ch, err = da.Authorize(ctx, auth, st.Domain, p.CA); err != nil {
+			return fmt.Errorf("getting a token: %w", err)
+		}
+		log.Info("claim token issued", zap.String(logkey.Claim, auth.ID), zap.Time("assert_by", auth.AssertBy))
+	}
+	// The claim id and token are stored before anything is published.
+	st.CAClaimID, st.Token, st.AssertBy, st.Method = auth.ID, auth.Token, auth.AssertBy, string(p.CA.Method)
+	if st.Status == "" {
+		st.Status = string(ca.AuthPending)
+	}
+	if err := m.Store.SaveClaim(ctx, *st); err != nil {
+		return err
+	}
+	m.event(ctx, "info", "claim_token", *st, fmt.Sprintf("claim %s on %s: token to publish by %s", auth.ID, st.Domain, p.CA.Method))
+
+	var published []*dcv.Published
+	defer func() {
+		if err := engine.CleanUp(ctx, published); err != nil {
+			log.Warn("cleaning up the claim's token failed; it will be retried", zap.Error(err))
+		}
+	}()
+	pub, err := engine.Present(ctx, "claim:"+st.Account+"/"+st.Domain, ch, p.Target)
+	if pub != nil {
+		published = append(published, pub)
+	}
+	if err != nil {
+		return err
+	}
+	if err := engine.Wait(ctx, published); err != nil {
+		return err
+	}
+	auth, err = da.Verify(ctx, auth, p.CA)
+	if err != nil {
+		return fmt.Errorf("asking the CA to verify: %w", err)
+	}
+	deadline := m.now().Add(m.pollTimeout())
+	wait := 250 * time.Millisecond
+	for auth.Status != ca.AuthValid {
+		if !m.now().Before(deadline) {
+			detail := auth.Detail
+			if detail == "" {
+				detail = "the CA has not verified it yet"
+			}
+			return fmt.Errorf("not verified within %s: %s", m.pollTimeout(), detail)
+		}
+		if err := m.sleep(ctx, wait); err != nil {
+			return err
+		}
+		wait = min(wait*2, 5*time.Second)
+		a, found, err := da.Authorization(ctx, auth.ID, st.Domain)
+		if err != nil {
+			return fmt.Errorf("polling the claim: %w", err)
+		}
+		if !found {
+			return errors.New("the claim disappeared at the CA")
+		}
+		auth.Status, auth.ExpiresAt, auth.Detail = a.Status, a.ExpiresAt, a.Detail
+	}
+	return m.saveValid(ctx, log, st, auth, p, margin)
+}
+
+func (m *Claims) saveValid(ctx context.Context, log *zap.Logger, st *store.Claim, auth ca.Authorization, p Proof, margin time.Duration) error {
+	st.CAClaimID, st.Status, st.ExpiresAt = auth.ID, string(ca.AuthValid), auth.ExpiresAt
+	if !auth.AssertBy.IsZero() {
+		st.AssertBy = auth.AssertBy
+	}
+	if st.Method == "" {
+		st.Method = string(p.CA.Method)
+	}
+	st.Failures, st.LastError = 0, ""
+	st.NextAction, st.NextActionAt = "reassert", auth.ExpiresAt.Add(-margin)
+	if err := m.Store.SaveClaim(ctx, *st); err != nil {
+		return err
+	}
+	log.Info("claim verified", zap.String(logkey.Claim, auth.ID), zap.Time("expires_at", auth.ExpiresAt))
+	m.event(ctx, "info", "claim_verified", *st, fmt.Sprintf("claim %s on %s verified until %s", auth.ID, st.Domain, auth.ExpiresAt.UTC().Format(time.RFC3339)))
+	return nil
+}
+
+func (m *Claims) pollTimeout() time.Duration {
+	if m.PollTimeout == 0 {
+		return 2 * time.Minute
+	}
+	return m.PollTimeout
+}
+
+func (m *Claims) sleep(ctx context.Context, d time.Duration) error {
+	if m.Sleep != nil {
+		return m.Sleep(ctx, d)
+	}
+	t := time.NewTimer(d)
+	defer t.Stop()
+	select {
+	case <-ctx.Done():
+		return ctx.Err()
+	case <-t.C:
+		return nil
+	}
+}
+
+func (m *Claims) event(ctx context.Context, level, kind string, c store.Claim, msg string) {
+	_, _ = m.Store.AppendEvent(context.WithoutCancel(ctx), store.Event{Level: level, Kind: kind, Claim: c.Domain, Account: c.Account, Message: msg})
+}

@@ -1,0 +1,462 @@
+package scheduler
+
+import (
+	"context"
+	"crypto"
+	"crypto/ecdsa"
+	"crypto/elliptic"
+	"crypto/rand"
+	"crypto/rsa"
+	"crypto/x509"
+	"crypto/x509/pkix"
+	"encoding/hex"
+	"encoding/pem"
+	"errors"
+	"fmt"
+	mrand "math/rand/v2"
+	"slices"
+	"strings"
+	"time"
+
+	"crypto/sha256"
+
+	"go.uber.org/zap"
+
+	"github.com/certd/certd/ca"
+	"github.com/certd/certd/dcv"
+	"github.com/certd/certd/deploy"
+	"github.com/certd/certd/internal/logkey"
+	"github.com/certd/certd/store"
+)
+
+// Plan is everything configuration says about one certificate, resolved
+// into the parts that do the work (cmd/certd builds it).
+type Plan struct {
+	Spec   CertSpec
+	Issuer ca.Issuer
+	// Engine publishes this certificate\'s challenges.
+	Engine *dcv.Engine
+	Policy Policy
+	Deploy deploy.Spec
+	// Proofs says how each domain is proved (for account-level claims).
+	Proofs map[string]Proof
+	// ClaimDomain maps each domain to the domain claimed for it (itself
+	// without "*.", or a configured parent).
+	ClaimDomain func(domain string) string
+	// Lifetime, when set, asks for certificates this long (demo, tests).
+	Lifetime time.Duration
+}
+
+// IssueStore is what issuance needs of persistence.
+type IssueStore interface {
+	store.Certificates
+	store.Orders
+	store.Versions
+	store.Deployments
+	store.Events
+}
+
+// Issuing is the scheduler's Work for certificates: claims, the order
+// journal, verification, deploy.
+type Issuing struct {
+	Store    IssueStore
+	Plans    func(name string) (Plan, error)
+	Claims   *Claims
+	Deployer *deploy.Deployer
+	Log      *zap.Logger
+	Now      func() time.Time
+	// PollInterval is how soon an order still pending is looked at again
+	// (default 15s).
+	PollInterval time.Duration
+	// Rand draws renewal jitter.
+	Rand *mrand.Rand
+}
+
+func (x *Issuing) now() time.Time {
+	if x.Now == nil {
+		return time.Now()
+	}
+	return x.Now()
+}
+
+func (x *Issuing) log() *zap.Logger {
+	if x.Log == nil {
+		return zap.NewNop()
+	}
+	return x.Log
+}
+
+// Work implements scheduler.Work.
+func (x *Issuing) Work(ctx context.Context, c store.Certificate) error {
+	plan, err := x.Plans(c.Name)
+	if err != nil {
+		return err
+	}
+	log := x.log().With(zap.String(logkey.Cert, c.Name), zap.String(logkey.Account, plan.Spec.Account))
+
+	// 1. A stored version not yet deployed (a deploy failed) is deployed,
+	//    never bought again.
+	if v, ok, err := x.undeployed(ctx, c); err != nil {
+		return err
+	} else if ok {
+		return x.deploy(ctx, log, c, plan, v)
+	}
+
+	// 2. Account-level claims first (Atlas).
+	if da, ok := plan.Issuer.(ca.DomainAuthorizer); ok && x.Claims != nil {
+		seen := map[string]bool{}
+		for _, d := range plan.Spec.Domains {
+			cd := strings.TrimPrefix(d, "*.")
+			if plan.ClaimDomain != nil {
+				cd = plan.ClaimDomain(d)
+			}
+			if seen[cd] {
+				continue
+			}
+			seen[cd] = true
+			if err := x.Claims.Ensure(ctx, plan.Engine, plan.Spec.Account, da, cd, plan.Proofs[d]); err != nil {
+				return err
+			}
+		}
+	}
+
+	// 3. The order: resumed if one is open, else a new generation.
+	o, req, fresh, err := x.order(ctx, log, c, plan)
+	if err != nil {
+		return err
+	}
+	if err := x.submit(ctx, log, plan, &o, req, fresh); err != nil {
+		return err
+	}
+
+	// 4. Fetch; a pending order is not a failure, only a later look.
+	res, err := plan.Issuer.Fetch(ctx, ca.Order{Ref: o.CARef}, req)
+	if errors.Is(err, ca.ErrPending) {
+		poll := x.PollInterval
+		if poll == 0 {
+			poll = 15 * time.Second
+		}
+		o.NextPollAt = x.now().Add(poll)
+		if err := x.Store.SaveOrder(ctx, o); err != nil {
+			return err
+		}
+		c, _ = x.Store.GetCertificate(ctx, c.Name)
+		c.State, c.NextAction, c.NextActionAt = store.StateIssuing, "poll", o.NextPollAt
+		log.Info("order pending at the CA", zap.String(logkey.Order, o.CARef), zap.Duration("poll_in", poll))
+		return x.Store.SaveCertificate(ctx, c)
+	}
+	if err != nil {
+		return fmt.Errorf("fetching order %s: %w", o.CARef, err)
+	}
+	if err := verifyResult(res, req, x.now()); err != nil {
+		o.State, o.LastError = store.OrderFailed, err.Error()
+		_ = x.Store.SaveOrder(ctx, o)
+		return fmt.Errorf("the CA delivered a certificate certd cannot use (order %s): %w", o.CARef, err)
+	}
+	v := store.Version{CertName: c.Name, OrderID: o.ID, KeyID: o.KeyID, Serial: fmt.Sprintf("%X", res.Leaf.SerialNumber),
+		NotBefore: res.Leaf.NotBefore, NotAfter: res.Leaf.NotAfter, Fingerprint: deploy.Fingerprint(res.Leaf),
+		CertPEM: pemOf(res.Leaf), ChainPEM: pemOf(res.Chain...)}
+	if v.ID, err = x.Store.AddVersion(ctx, v); err != nil {
+		return err
+	}
+	o.State, o.LastError = store.OrderIssued, ""
+	if err := x.Store.SaveOrder(ctx, o); err != nil {
+		return err
+	}
+	log.Info("certificate issued", zap.String(logkey.Serial, v.Serial), zap.Time(logkey.NotAfter, v.NotAfter))
+	x.event(ctx, "info", "issued", c, fmt.Sprintf("issued serial %s, valid until %s", v.Serial, v.NotAfter.UTC().Format(time.RFC3339)))
+	return x.deploy(ctx, log, c, plan, v)
+}
+
+// undeployed is the newest stored version when it is not the current one
+// and is still worth deploying.
+func (x *Issuing) undeployed(ctx context.Context, c store.Certificate) (store.Version, bool, error) {
+	vs, err := x.Store.ListVersions(ctx, c.Name)
+	if err != nil || len(vs) == 0 {
+		return store.Version{}, false, err
+	}
+	v := vs[0]
+	if v.ID == c.CurrentVersion || c.NextAction == ActionReissue || !x.now().Before(v.NotAfter) {
+		return store.Version{}, false, nil
+	}
+	if c.Current != nil && !v.NotAfter.After(c.Current.NotAfter) {
+		return store.Version{}, false, nil
+	}
+	return v, true, nil
+}
+
+// order returns the certificate's open order, or journals a new one (key,
+// CSR and intent stored durably before any CA call).
+func (x *Issuing) order(ctx context.Context, log *zap.Logger, c store.Certificate, plan Plan) (store.Order, ca.Request, bool, error) {
+	open, err := x.Store.OpenOrders(ctx)
+	if err != nil {
+		return store.Order{}, ca.Request{}, false, err
+	}
+	for _, o := range open {
+		if o.CertName != c.Name {
+			continue
+		}
+		k, err := x.Store.GetKey(ctx, o.KeyID)
+		if err != nil {
+			return o, ca.Request{}, false, err
+		}
+		key, err := parseKey(k.PEM)
+		if err != nil {
+			return o, ca.Request{}, false, fmt.Errorf("order %s: %w", o.IdempotencyKey, err)
+		}
+		log.Info("resuming order", zap.String(logkey.Order, o.IdempotencyKey), zap.String("state", o.State))
+		return o, x.request(c, plan, o, key), false, nil
+	}
+	gen := 1
+	if last, err := x.Store.LatestOrder(ctx, c.Name); err == nil {
+		gen = last.Generation + 1
+	} else if !errors.Is(err, store.ErrNotFound) {
+		return store.Order{}, ca.Request{}, false, err
+	}
+	key, err := newKey(plan.Spec.KeyType)
+	if err != nil {
+		return store.Order{}, ca.Request{}, false, err
+	}
+	csr, err := x509.CreateCertificateRequest(rand.Reader, &x509.CertificateRequest{
+		Subject: pkix.Name{CommonName: plan.Spec.Domains[0]}, DNSNames: plan.Spec.Domains,
+	}, key)
+	if err != nil {
+		return store.Order{}, ca.Request{}, false, fmt.Errorf("creating the CSR: %w", err)
+	}
+	keyPEM, err := keyPEMOf(key)
+	if err != nil {
+		return store.Order{}, ca.Request{}, false, err
+	}
+	spki, _ := x509.MarshalPKIXPublicKey(key.Public())
+	sum := sha256.Sum256(spki)
+	suffix := make([]byte, 4)
+	_, _ = rand.Read(suffix)
+	o := store.Order{IdempotencyKey: fmt.Sprintf("%s-%d-%s", c.Name, gen, hex.EncodeToString(suffix)), CertName: c.Name,
+		Account: plan.Spec.Account, Generation: gen, CSR: csr, SpecHash: plan.Spec.Hash(), State: store.OrderIntent}
+	if o.ID, err = x.Store.CreateOrder(ctx, o, store.PrivateKey{CertName: c.Name, KeyType: plan.Spec.KeyType, PEM: keyPEM,
+		PublicSHA: hex.EncodeToString(sum[:])}); err != nil {
+		return o, ca.Request{}, false, err
+	}
+	if o, err = x.Store.GetOrder(ctx, o.ID); err != nil {
+		return o, ca.Request{}, false, err
+	}
+	c, _ = x.Store.GetCertificate(ctx, c.Name)
+	c.State = store.StateIssuing
+	if err := x.Store.SaveCertificate(ctx, c); err != nil {
+		return o, ca.Request{}, false, err
+	}
+	log.Info("order journaled", zap.String(logkey.Order, o.IdempotencyKey), zap.Int("generation", gen))
+	return o, x.request(c, plan, o, key), true, nil
+}
+
+func (x *Issuing) request(c store.Certificate, plan Plan, o store.Order, key crypto.Signer) ca.Request {
+	req := ca.Request{CertName: c.Name, Domains: plan.Spec.Domains, Key: key, CSR: o.CSR, ClientRef: o.IdempotencyKey, Since: o.CreatedAt}
+	if plan.Lifetime > 0 {
+		req.NotAfter = x.now().Add(plan.Lifetime)
+	}
+	return req
+}
+
+// submit brings the order to "pending at the CA" with its reference. An
+// order whose submission was never confirmed is looked up first: after a
+// crash or an ambiguous answer it may exist already (N1).
+func (x *Issuing) submit(ctx context.Context, log *zap.Logger, plan Plan, o *store.Order, req ca.Request, fresh bool) error {
+	if o.State == store.OrderPending {
+		return nil
+	}
+	if !fresh {
+		found, ok, err := plan.Issuer.Reconcile(ctx, req)
+		if err != nil {
+			return fmt.Errorf("reconciling order %s before resubmitting: %w", o.IdempotencyKey, err)
+		}
+		if ok {
+			o.State, o.CARef, o.LastError = store.OrderPending, found.Ref, ""
+			log.Info("order found at the CA; not submitting again", zap.String(logkey.Order, found.Ref))
+			return x.Store.SaveOrder(ctx, *o)
+		}
+	}
+	placed, err := plan.Issuer.Submit(ctx, req)
+	if err != nil {
+		if errors.Is(err, ca.ErrAmbiguous) {
+			o.State = store.OrderAmbiguous
+		}
+		o.LastError = err.Error()
+		if serr := x.Store.SaveOrder(context.WithoutCancel(ctx), *o); serr != nil {
+			return errors.Join(err, serr)
+		}
+		return fmt.Errorf("submitting order %s: %w", o.IdempotencyKey, err)
+	}
+	o.State, o.CARef, o.LastError = store.OrderPending, placed.Ref, ""
+	if err := x.Store.SaveOrder(ctx, *o); err != nil {
+		return err
+	}
+	log.Info("order submitted", zap.String(logkey.Order, placed.Ref))
+	return nil
+}
+
+// verifyResult: the key matches, the chain verifies to the roots the CA
+// sent, the names are exactly the request's, and now is inside validity.
+func verifyResult(res *ca.Result, req ca.Request, now time.Time) error {
+	pub, ok := res.Leaf.PublicKey.(interface{ Equal(crypto.PublicKey) bool })
+	if !ok || !pub.Equal(req.Key.Public()) {
+		return errors.New("the certificate is not for the order's key")
+	}
+	roots, inter := x509.NewCertPool(), x509.NewCertPool()
+	for _, r := range res.Roots {
+		roots.AddCert(r)
+	}
+	for _, c := range res.Chain {
+		inter.AddCert(c)
+	}
+	if _, err := res.Leaf.Verify(x509.VerifyOptions{Roots: roots, Intermediates: inter, CurrentTime: now}); err != nil {
+		return fmt.Errorf("the chain does not verify to the CA's root: %w", err)
+	}
+	got, want := slices.Clone(res.Leaf.DNSNames), slices.Clone(req.Domains)
+	slices.Sort(got)
+	slices.Sort(want)
+	if !slices.Equal(got, want) {
+		return fmt.Errorf("names %v differ from the request %v", got, want)
+	}
+	if now.Before(res.Leaf.NotBefore) || !now.Before(res.Leaf.NotAfter) {
+		return fmt.Errorf("not valid now (%s to %s)", res.Leaf.NotBefore, res.Leaf.NotAfter)
+	}
+	return nil
+}
+
+// deploy puts version v in place and schedules the renewal.
+func (x *Issuing) deploy(ctx context.Context, log *zap.Logger, c store.Certificate, plan Plan, v store.Version) error {
+	leaf, chain, err := parseChain(v.CertPEM, v.ChainPEM)
+	if err != nil {
+		return err
+	}
+	k, err := x.Store.GetKey(ctx, v.KeyID)
+	if err != nil {
+		return err
+	}
+	dep := store.Deployment{CertName: c.Name, VersionID: v.ID, Dir: plan.Deploy.LivePath(), State: "started"}
+	if dep.ID, err = x.Store.AddDeployment(ctx, dep); err != nil {
+		return err
+	}
+	res, err := x.Deployer.Deploy(ctx, plan.Deploy, deploy.Bundle{Domains: plan.Spec.Domains, Serial: v.Serial, Leaf: leaf, Chain: chain, KeyPEM: k.PEM})
+	for _, h := range res.Hooks {
+		level, msg := "info", fmt.Sprintf("hook %s ran in %s", strings.Join(h.Argv, " "), h.Duration.Round(time.Millisecond))
+		if h.Err != nil {
+			level, msg = "error", fmt.Sprintf("hook %s failed: %v", strings.Join(h.Argv, " "), h.Err)
+		}
+		x.event(ctx, level, "hook", c, msg+outputNote(h.Output))
+	}
+	dep.FinishedAt = x.now()
+	if err != nil {
+		dep.State, dep.Error = "failed", err.Error()
+		_ = x.Store.SaveDeployment(context.WithoutCancel(ctx), dep)
+		return err
+	}
+	dep.State = "live"
+	if err := x.Store.SaveDeployment(ctx, dep); err != nil {
+		return err
+	}
+	cur, err := x.Store.GetCertificate(ctx, c.Name)
+	if err != nil {
+		return err
+	}
+	jitter := 0.0
+	if x.Rand != nil {
+		jitter = x.Rand.Float64()
+	}
+	renewAt := RenewalTime(v.NotBefore, v.NotAfter, plan.Policy, jitter)
+	cur.CurrentVersion, cur.State, cur.Failures, cur.LastError = v.ID, store.StateValid, 0, ""
+	cur.NextAction, cur.NextActionAt, cur.RetryAfter = ActionRenew, renewAt, time.Time{}
+	if err := x.Store.SaveCertificate(ctx, cur); err != nil {
+		return err
+	}
+	log.Info("certificate deployed", zap.String(logkey.Serial, v.Serial), zap.String("path", res.Path), zap.Time("renew_at", renewAt))
+	x.event(ctx, "info", "deployed", c, fmt.Sprintf("serial %s deployed to %s; renewal at %s", v.Serial, res.Path, renewAt.UTC().Format(time.RFC3339)))
+	return nil
+}
+
+func outputNote(out string) string {
+	out = strings.TrimSpace(out)
+	if out == "" {
+		return ""
+	}
+	if len(out) > 500 {
+		out = out[:500] + "…"
+	}
+	return ": " + out
+}
+
+func (x *Issuing) event(ctx context.Context, level, kind string, c store.Certificate, msg string) {
+	_, _ = x.Store.AppendEvent(context.WithoutCancel(ctx), store.Event{Level: level, Kind: kind, CertName: c.Name, Account: c.Account, Message: msg})
+}
+
+// --- keys and PEM
+
+func newKey(keyType string) (crypto.Signer, error) {
+	switch keyType {
+	case "", "ecdsa-p256":
+		return ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
+	case "ecdsa-p384":
+		return ecdsa.GenerateKey(elliptic.P384(), rand.Reader)
+	case "rsa-2048":
+		return rsa.GenerateKey(rand.Reader, 2048)
+	case "rsa-3072":
+		return rsa.GenerateKey(rand.Reader, 3072)
+	case "rsa-4096":
+		return rsa.GenerateKey(rand.Reader, 4096)
+	}
+	return nil, fmt.Errorf("unknown key type %q", keyType)
+}
+
+func keyPEMOf(k crypto.Signer) ([]byte, error) {
+	der, err := x509.MarshalPKCS8PrivateKey(k)
+	if err != nil {
+		return nil, fmt.Errorf("encoding the key: %w", err)
+	}
+	return pem.EncodeToMemory(&pem.Block{Type: "PRIVATE KEY", Bytes: der}), nil
+}
+
+func parseKey(p []byte) (crypto.Signer, error) {
+	block, _ := pem.Decode(p)
+	if block == nil {
+		return nil, errors.New("stored key is not PEM")
+	}
+	k, err := x509.ParsePKCS8PrivateKey(block.Bytes)
+	if err != nil {
+		return nil, fmt.Errorf("stored key: %w", err)
+	}
+	s, ok := k.(crypto.Signer)
+	if !ok {
+		return nil, errors.New("stored key cannot sign")
+	}
+	return s, nil
+}
+
+func pemOf(certs ...*x509.Certificate) []byte {
+	var out []byte
+	for _, c := range certs {
+		out = append(out, pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: c.Raw})...)
+	}
+	return out
+}
+
+func parseChain(certPEM, chainPEM []byte) (*x509.Certificate, []*x509.Certificate, error) {
+	var all []*x509.Certificate
+	for _, data := range [][]byte{certPEM, chainPEM} {
+		for {
+			var block *pem.Block
+			block, data = pem.Decode(data)
+			if block == nil {
+				break
+			}
+			c, err := x509.ParseCertificate(block.Bytes)
+			if err != nil {
+				return nil, nil, fmt.Errorf("stored certificate: %w", err)
+			}
+			all = append(all, c)
+		}
+	}
+	if len(all) == 0 {
+		return nil, nil, errors.New("stored version has no certificate")
+	}
+	return all[0], all[1:], nil
+}
