@@ -149,9 +149,19 @@ func (x *Issuing) Work(ctx context.Context, c store.Certificate) error {
 		return fmt.Errorf("fetching order %s: %w", o.CARef, err)
 	}
 	if err := verifyResult(res, req, x.now()); err != nil {
-		o.State, o.LastError = store.OrderFailed, err.Error()
+		var bad *badCertificate
+		if errors.As(err, &bad) {
+			// The CA issued something that is not what was ordered: the
+			// order is over, and a person must look before certd buys again.
+			o.State, o.LastError = store.OrderFailed, err.Error()
+			_ = x.Store.SaveOrder(ctx, o)
+			return fmt.Errorf("the CA delivered a certificate certd cannot use (order %s): %w", o.CARef, err)
+		}
+		// A chain that does not verify is fetched again later; the
+		// certificate itself may be fine, and the order stays pending.
+		o.LastError = err.Error()
 		_ = x.Store.SaveOrder(ctx, o)
-		return fmt.Errorf("the CA delivered a certificate certd cannot use (order %s): %w", o.CARef, err)
+		return fmt.Errorf("order %s: %w", o.CARef, err)
 	}
 	v := store.Version{CertName: c.Name, OrderID: o.ID, KeyID: o.KeyID, Serial: fmt.Sprintf("%X", res.Leaf.SerialNumber),
 		NotBefore: res.Leaf.NotBefore, NotAfter: res.Leaf.NotAfter, Fingerprint: deploy.Fingerprint(res.Leaf),
@@ -294,12 +304,18 @@ func (x *Issuing) submit(ctx context.Context, log *zap.Logger, plan Plan, o *sto
 	return nil
 }
 
+// badCertificate is a result that can never be used: not for the
+// order's key, names or validity.
+type badCertificate struct{ msg string }
+
+func (b *badCertificate) Error() string { return b.msg }
+
 // verifyResult: the key matches, the chain verifies to the roots the CA
 // sent, the names are exactly the request's, and now is inside validity.
 func verifyResult(res *ca.Result, req ca.Request, now time.Time) error {
 	pub, ok := res.Leaf.PublicKey.(interface{ Equal(crypto.PublicKey) bool })
 	if !ok || !pub.Equal(req.Key.Public()) {
-		return errors.New("the certificate is not for the order's key")
+		return &badCertificate{"the certificate is not for the order's key"}
 	}
 	roots, inter := x509.NewCertPool(), x509.NewCertPool()
 	for _, r := range res.Roots {
@@ -315,10 +331,10 @@ func verifyResult(res *ca.Result, req ca.Request, now time.Time) error {
 	slices.Sort(got)
 	slices.Sort(want)
 	if !slices.Equal(got, want) {
-		return fmt.Errorf("names %v differ from the request %v", got, want)
+		return &badCertificate{fmt.Sprintf("names %v differ from the request %v", got, want)}
 	}
 	if now.Before(res.Leaf.NotBefore) || !now.Before(res.Leaf.NotAfter) {
-		return fmt.Errorf("not valid now (%s to %s)", res.Leaf.NotBefore, res.Leaf.NotAfter)
+		return &badCertificate{fmt.Sprintf("not valid now (%s to %s)", res.Leaf.NotBefore, res.Leaf.NotAfter)}
 	}
 	return nil
 }

@@ -6,6 +6,7 @@ import (
 	"encoding/pem"
 	"errors"
 	"fmt"
+	"sync"
 	"time"
 
 	"github.com/certd/certd/ca"
@@ -17,6 +18,12 @@ import (
 type Issuer struct {
 	c   *Client
 	now func() time.Time
+
+	// chains holds every trust chain seen, by the issuing CA's subject key
+	// id: Atlas rotates issuing CAs, and /trustchain only tells the current
+	// one, which may already be newer than a leaf fetched a moment later.
+	mu     sync.Mutex
+	chains map[string][]*x509.Certificate
 }
 
 var (
@@ -25,7 +32,49 @@ var (
 )
 
 // NewIssuer wraps a client.
-func NewIssuer(c *Client) *Issuer { return &Issuer{c: c, now: c.opts.Now} }
+func NewIssuer(c *Client) *Issuer {
+	return &Issuer{c: c, now: c.opts.Now, chains: map[string][]*x509.Certificate{}}
+}
+
+// ErrChainUnavailable: the leaf's issuing CA is not in any trust chain
+// seen. The certificate is fine; the order stays pending and is fetched
+// again later.
+var ErrChainUnavailable = errors.New("atlas: no known trust chain for the certificate's issuing CA")
+
+// learnChain fetches the current trust chain and remembers it.
+func (is *Issuer) learnChain(ctx context.Context) error {
+	chainPEM, err := is.c.TrustChain(ctx)
+	if err != nil {
+		return err
+	}
+	var chain []*x509.Certificate
+	for i, p := range chainPEM {
+		c, err := parseCert(p)
+		if err != nil {
+			return fmt.Errorf("atlas: trust chain entry %d: %w", i, err)
+		}
+		chain = append(chain, c)
+	}
+	is.mu.Lock()
+	is.chains[string(chain[0].SubjectKeyId)] = chain
+	is.mu.Unlock()
+	return nil
+}
+
+// chainFor returns the remembered chain whose first certificate signed leaf.
+func (is *Issuer) chainFor(leaf *x509.Certificate) []*x509.Certificate {
+	is.mu.Lock()
+	defer is.mu.Unlock()
+	if c, ok := is.chains[string(leaf.AuthorityKeyId)]; ok && leaf.CheckSignatureFrom(c[0]) == nil {
+		return c
+	}
+	for _, c := range is.chains {
+		if leaf.CheckSignatureFrom(c[0]) == nil {
+			return c
+		}
+	}
+	return nil
+}
 
 // Client is the underlying API client.
 func (is *Issuer) Client() *Client { return is.c }
@@ -40,6 +89,11 @@ func (is *Issuer) Submit(ctx context.Context, req ca.Request) (ca.Order, error) 
 	}
 	body, err := BuildRequest(pol, RequestSpec{Domains: req.Domains, Key: req.Key, CSR: req.CSR, NotBefore: is.now(), NotAfter: req.NotAfter})
 	if err != nil {
+		return ca.Order{}, err
+	}
+	// The chain current before the request: with the one fetched after,
+	// it brackets any rotation in between.
+	if err := is.learnChain(ctx); err != nil {
 		return ca.Order{}, err
 	}
 	serial, err := is.c.CreateCertificate(ctx, body)
@@ -82,23 +136,14 @@ func (is *Issuer) Fetch(ctx context.Context, order ca.Order, _ ca.Request) (*ca.
 	if err != nil {
 		return nil, fmt.Errorf("atlas: certificate %s: %w", order.Ref, err)
 	}
-	chainPEM, err := is.c.TrustChain(ctx)
-	if err != nil {
+	if err := is.learnChain(ctx); err != nil {
 		return nil, err
 	}
-	res := &ca.Result{Leaf: leaf}
-	for i, p := range chainPEM {
-		c, err := parseCert(p)
-		if err != nil {
-			return nil, fmt.Errorf("atlas: trust chain entry %d: %w", i, err)
-		}
-		if i == len(chainPEM)-1 {
-			res.Roots = append(res.Roots, c)
-		} else {
-			res.Chain = append(res.Chain, c)
-		}
+	chain := is.chainFor(leaf)
+	if chain == nil {
+		return nil, fmt.Errorf("%w: %s (issuer %s)", ErrChainUnavailable, order.Ref, leaf.Issuer)
 	}
-	return res, nil
+	return &ca.Result{Leaf: leaf, Chain: chain[:len(chain)-1], Roots: chain[len(chain)-1:]}, nil
 }
 
 func parseCert(s string) (*x509.Certificate, error) {

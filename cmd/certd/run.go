@@ -37,6 +37,11 @@ func cmdRun(args []string, stderr io.Writer) int {
 	if code, ok := parseFlags(fs, args); !ok {
 		return code
 	}
+	// Signals are caught from the first instant: a SIGTERM during start-up
+	// is handled (cleanly) once start-up is done, not by dying mid-step.
+	sigs := make(chan os.Signal, 4)
+	signal.Notify(sigs, syscall.SIGHUP, syscall.SIGTERM, syscall.SIGINT)
+	defer signal.Stop(sigs)
 	cfg, ok := loadOrReport(*path, stderr)
 	if !ok {
 		return exitUsage
@@ -91,11 +96,6 @@ func cmdRun(args []string, stderr io.Writer) int {
 		return exitFailure
 	}
 	d.sched = sched
-
-	// Signals are caught before READY so that none is lost between.
-	sigs := make(chan os.Signal, 4)
-	signal.Notify(sigs, syscall.SIGHUP, syscall.SIGTERM, syscall.SIGINT)
-	defer signal.Stop(sigs)
 
 	if err := sched.Apply(ctx, certSpecs(cfg)); err != nil {
 		log.Error("cannot reconcile the configuration with the store", zap.Error(err))

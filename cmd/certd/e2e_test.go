@@ -1,0 +1,233 @@
+package main
+
+import (
+	"bytes"
+	"context"
+	"crypto"
+	"crypto/x509"
+	"encoding/pem"
+	"fmt"
+	"net"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"syscall"
+	"testing"
+	"time"
+
+	"github.com/certd/certd/ca/atlas/atlassim"
+	"github.com/certd/certd/internal/testenv"
+	"github.com/certd/certd/store"
+)
+
+// atlasWorld is an Atlas simulator and a Knot server for end-to-end runs.
+type atlasWorld struct {
+	sim  *atlassim.Server
+	knot *testenv.Knot
+	url  string
+	dir  string
+}
+
+func newAtlasWorld(t *testing.T) *atlasWorld {
+	t.Helper()
+	w := &atlasWorld{dir: t.TempDir()}
+	w.knot = testenv.StartKnot(t, map[string]string{
+		"example.com": testenv.Zone("example.com", `@ TXT "v=spf1 -all"`),
+		"example.org": testenv.Zone("example.org", "_acme-challenge.shop CNAME shop.example.org.validation.example.net."),
+		"example.net": testenv.Zone("example.net"),
+	})
+	sim, err := atlassim.New(atlassim.Options{APIKey: "e2e-key", APISecret: "e2e-secret", DNSServer: w.knot.Addr, RotateEvery: 1})
+	if err != nil {
+		t.Fatal(err)
+	}
+	w.sim = sim
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan struct{})
+	go func() { _ = sim.Serve(ctx, ln); close(done) }()
+	t.Cleanup(func() { cancel(); <-done })
+	w.url = "https://" + ln.Addr().String() + "/v2"
+	certPEM, keyPEM, err := sim.ClientCredentials("certd-e2e")
+	if err != nil {
+		t.Fatal(err)
+	}
+	files := map[string][]byte{"client.pem": certPEM, "client.key": keyPEM, "api-key": []byte("e2e-key\n"),
+		"api-secret": []byte("e2e-secret\n"), "api-ca.pem": sim.APICAPEM(), "tsig": []byte(w.knot.Secret + "\n")}
+	for name, data := range files {
+		if err := os.WriteFile(filepath.Join(w.dir, name), data, 0o600); err != nil {
+			t.Fatal(err)
+		}
+	}
+	return w
+}
+
+func (w *atlasWorld) config() string {
+	return fmt.Sprintf(`
+schedule: "@every 1h"
+store: {sqlite: state/certd.db}
+log: {level: debug, format: json}
+dcv:
+  resolvers: [%[1]q]
+  check_servers: {knot: [%[1]q]}
+  timeout: 20s
+accounts:
+  atlas:
+    type: globalsign-atlas
+    url: %[2]s
+    api_key: file:api-key
+    api_secret: file:api-secret
+    client_cert: %[3]s/client.pem
+    client_key: file:client.key
+    ca: %[3]s/api-ca.pem
+    claim_domains: [example.com]
+dns:
+  knot: {type: rfc2136, server: %[1]q, key_name: %[4]s, key: file:tsig}
+defaults:
+  account: atlas
+  deploy: {dir: %[3]s/live, keep: 2}
+certificates:
+  - name: www
+    domains: [www.example.com, example.com]
+    dcv: {method: dns, provider: knot}
+  - name: shop
+    domains: [shop.example.org]
+    dcv: {method: dns-cname, delegate: shop.example.org.validation.example.net, provider: knot}
+`, w.knot.Addr, w.url, w.dir, w.knot.KeyName)
+}
+
+// runUntil runs certd until every named certificate is valid, then stops
+// it with SIGTERM.
+func runUntil(t *testing.T, cfgPath string, names ...string) string {
+	t.Helper()
+	var logs syncBuffer
+	cmd := exec.Command(binary(t), "run", "-config", cfgPath)
+	cmd.Stderr = &logs
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	defer func() { _ = cmd.Process.Kill(); _ = cmd.Wait() }()
+	dbPath := filepath.Join(filepath.Dir(cfgPath), "state", "certd.db")
+	deadline := time.Now().Add(60 * time.Second)
+	for {
+		if allValid(t, dbPath, names) {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("certificates %v not valid in time; log:\n%s", names, logs.String())
+		}
+		time.Sleep(100 * time.Millisecond)
+	}
+	if err := cmd.Process.Signal(syscall.SIGTERM); err != nil {
+		t.Fatal(err)
+	}
+	if err := cmd.Wait(); err != nil {
+		t.Fatalf("exit: %v\n%s", err, logs.String())
+	}
+	return logs.String()
+}
+
+func allValid(t *testing.T, dbPath string, names []string) bool {
+	if _, err := os.Stat(dbPath); err != nil {
+		return false
+	}
+	st, err := store.Open(context.Background(), dbPath, store.Options{})
+	if err != nil {
+		return false
+	}
+	defer st.Close()
+	for _, n := range names {
+		c, err := st.GetCertificate(context.Background(), n)
+		if err != nil || c.State != store.StateValid {
+			return false
+		}
+	}
+	return true
+}
+
+func TestEndToEndAtlasThroughKnot(t *testing.T) {
+	w := newAtlasWorld(t)
+	cfgPath := filepath.Join(w.dir, "certd.yaml")
+	writeFile(t, cfgPath, w.config())
+	logs := runUntil(t, cfgPath, "www", "shop")
+	if strings.Contains(logs, "e2e-secret") || strings.Contains(logs, w.knot.Secret) || strings.Contains(logs, "PRIVATE KEY") {
+		t.Error("a secret reached the log")
+	}
+
+	// Every deployed set verifies against the simulator's root, with its key.
+	roots := x509.NewCertPool()
+	roots.AppendCertsFromPEM(w.sim.RootPEM())
+	for name, host := range map[string]string{"www": "www.example.com", "shop": "shop.example.org"} {
+		live := filepath.Join(w.dir, "live", name)
+		leaf := readCert(t, filepath.Join(live, "cert.pem"))
+		inter := x509.NewCertPool()
+		chainPEM, _ := os.ReadFile(filepath.Join(live, "chain.pem"))
+		inter.AppendCertsFromPEM(chainPEM)
+		if _, err := leaf.Verify(x509.VerifyOptions{DNSName: host, Roots: roots, Intermediates: inter}); err != nil {
+			t.Errorf("%s: %v", name, err)
+		}
+		keyPEM, _ := os.ReadFile(filepath.Join(live, "privkey.pem"))
+		block, _ := pem.Decode(keyPEM)
+		key, err := x509.ParsePKCS8PrivateKey(block.Bytes)
+		if err != nil {
+			t.Fatal(err)
+		}
+		spkiLeaf, _ := x509.MarshalPKIXPublicKey(leaf.PublicKey)
+		spkiKey, _ := x509.MarshalPKIXPublicKey(key.(crypto.Signer).Public())
+		if !bytes.Equal(spkiLeaf, spkiKey) {
+			t.Errorf("%s: deployed key does not match the deployed certificate", name)
+		}
+		if fi, _ := os.Stat(filepath.Join(live, "privkey.pem")); fi.Mode().Perm() != 0o600 {
+			t.Errorf("%s: key mode %04o", name, fi.Mode().Perm())
+		}
+	}
+
+	// Exactly one paid request per certificate.
+	if l := w.sim.Ledger(); len(l) != 2 {
+		t.Fatalf("ledger has %d requests, want 2", len(l))
+	}
+	// No DCV record left behind; the foreign TXT is untouched.
+	if got := w.knot.TXT(t, "example.com"); len(got) != 1 || got[0] != "v=spf1 -all" {
+		t.Errorf("example.com TXT after the run: %v", got)
+	}
+	if got := w.knot.TXT(t, "shop.example.org.validation.example.net"); len(got) != 0 {
+		t.Errorf("delegated TXT left behind: %v", got)
+	}
+
+	// status shows the claims and the certificates.
+	var out, errb strings.Builder
+	if code := run([]string{"status", "-config", cfgPath}, &out, &errb); code != exitOK {
+		t.Fatalf("status: exit %d %s\n%s", code, errb.String(), out.String())
+	}
+	for _, want := range []string{"www.example.com", "shop.example.org", "valid", "VERIFIED", "example.com", "renew in"} {
+		if !strings.Contains(out.String(), want) {
+			t.Errorf("status lacks %q:\n%s", want, out.String())
+		}
+	}
+
+	// A restart buys nothing: both certificates are valid and not due.
+	runUntil(t, cfgPath, "www", "shop")
+	if l := w.sim.Ledger(); len(l) != 2 {
+		t.Fatalf("a restart placed new orders: ledger has %d", len(l))
+	}
+}
+
+func readCert(t *testing.T, path string) *x509.Certificate {
+	t.Helper()
+	b, err := os.ReadFile(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	block, _ := pem.Decode(b)
+	if block == nil {
+		t.Fatalf("%s: no PEM", path)
+	}
+	c, err := x509.ParseCertificate(block.Bytes)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return c
+}
