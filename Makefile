@@ -10,7 +10,7 @@ GO       ?= go
 GOFLAGS  ?=
 LDFLAGS  := -s -w -X main.version=$(VERSION)
 
-.PHONY: all build test test-short fuzz bench lint install uninstall clean run
+.PHONY: all build test test-short fuzz bench lint install uninstall clean run demo
 
 all: build
 
@@ -38,11 +38,11 @@ lint:
 bench:
 	$(GO) test -run '^$$' -bench . -benchmem ./...
 
-# Run the daemon on the example configuration with a store under ./demo.
-run: build
-	mkdir -p demo
-	sed 's#/var/lib/certd/certd.db#$(CURDIR)/demo/certd.db#' config.example.yaml > demo/certd.yaml
-	./bin/certd run -config demo/certd.yaml
+# The whole lifecycle on loopback with nothing to install: the bundled
+# Atlas simulator, an in-process DNS server, the HTTP responder and the
+# daemon. Ctrl-C stops it; DEMO_FLAGS=-once exits after the first deploy.
+demo: build
+	./bin/certd demo -dir certd-demo $(DEMO_FLAGS)
 
 install: build
 	install -D -m 0755 bin/certd $(DESTDIR)$(BINDIR)/certd
@@ -57,4 +57,4 @@ uninstall:
 	rm -rf $(DESTDIR)$(DOCDIR)
 
 clean:
-	rm -rf bin demo
+	rm -rf bin certd-demo

@@ -358,6 +358,9 @@ func (x *Issuing) deploy(ctx context.Context, log *zap.Logger, c store.Certifica
 		level, msg := "info", fmt.Sprintf("hook %s ran in %s", strings.Join(h.Argv, " "), h.Duration.Round(time.Millisecond))
 		if h.Err != nil {
 			level, msg = "error", fmt.Sprintf("hook %s failed: %v", strings.Join(h.Argv, " "), h.Err)
+			log.Warn("hook failed", zap.Strings("argv", h.Argv), zap.Error(h.Err), zap.String("output", h.Output))
+		} else {
+			log.Info("hook ran", zap.Strings("argv", h.Argv), zap.Duration("took", h.Duration), zap.String("output", strings.TrimSpace(h.Output)))
 		}
 		x.event(ctx, level, "hook", c, msg+outputNote(h.Output))
 	}

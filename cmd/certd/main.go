@@ -27,6 +27,8 @@ Usage:
   certd run          [-config FILE]           run the daemon (systemd: Type=notify)
   certd check-config [FILE]                   validate a configuration; print every error
   certd status       [-config FILE] [-json]   show certificates and claims
+  certd demo         [-dir D] [-once]         the whole lifecycle on loopback: Atlas simulator,
+                                              DNS server, HTTP responder; nothing to install
   certd version                               print the version
 
 FILE defaults to ` + DefaultConfig + `.
@@ -56,6 +58,8 @@ func run(args []string, stdout, stderr io.Writer) int {
 		return cmdCheckConfig(rest, stdout, stderr)
 	case "status":
 		return cmdStatus(rest, stdout, stderr)
+	case "demo":
+		return cmdDemo(rest, stdout, stderr)
 	case "version", "--version", "-version":
 		fmt.Fprintln(stdout, versionString())
 		return exitOK

@@ -33,7 +33,7 @@ const stopGrace = 30 * time.Second
 
 func cmdRun(args []string, stderr io.Writer) int {
 	fs := newFlags("run", stderr)
-	path := fs.String("config", DefaultConfig, "configuration file")
+	cfgPath := fs.String("config", DefaultConfig, "configuration file")
 	if code, ok := parseFlags(fs, args); !ok {
 		return code
 	}
@@ -42,7 +42,13 @@ func cmdRun(args []string, stderr io.Writer) int {
 	sigs := make(chan os.Signal, 4)
 	signal.Notify(sigs, syscall.SIGHUP, syscall.SIGTERM, syscall.SIGINT)
 	defer signal.Stop(sigs)
-	cfg, ok := loadOrReport(*path, stderr)
+	return runDaemon(*cfgPath, stderr, sigs)
+}
+
+// runDaemon runs the daemon on the configuration at path until a SIGTERM
+// or SIGINT arrives on sigs (SIGHUP reloads). It returns the exit code.
+func runDaemon(path string, stderr io.Writer, sigs <-chan os.Signal) int {
+	cfg, ok := loadOrReport(path, stderr)
 	if !ok {
 		return exitUsage
 	}
@@ -61,7 +67,7 @@ func cmdRun(args []string, stderr io.Writer) int {
 	}
 	defer st.Close()
 
-	d := &daemonState{log: log, level: level, store: st, path: *path}
+	d := &daemonState{log: log, level: level, store: st, path: path}
 	d.cfg.Store(cfg)
 	built, err := build(cfg, st, log)
 	if err != nil {
@@ -105,7 +111,7 @@ func cmdRun(args []string, stderr io.Writer) int {
 		log.Warn("metrics.listen is set but this release has no metrics endpoint yet; ignoring it")
 	}
 	sched.Start()
-	log.Info("certd started", zap.String(logkey.Version, versionString()), zap.String(logkey.Config, *path),
+	log.Info("certd started", zap.String(logkey.Version, versionString()), zap.String(logkey.Config, path),
 		zap.String(logkey.Store, cfg.Store.SQLite), zap.Int("certificates", len(cfg.Certificates)), zap.String("schedule", cfg.Schedule))
 	notify(log, daemon.SdNotifyReady, "STATUS=running")
 
