@@ -202,4 +202,3 @@ func remove(rrs []dns.RR, match func(dns.RR) bool) []dns.RR {
 	}
 	return out
 }
-
