@@ -8,8 +8,11 @@ import (
 	"crypto/x509"
 	"encoding/pem"
 	"errors"
+	"fmt"
 	"net"
+	"os"
 	"path/filepath"
+	"strings"
 	"testing"
 	"time"
 
@@ -21,6 +24,8 @@ import (
 	"github.com/certd/certd/dcv"
 	"github.com/certd/certd/deploy"
 	"github.com/certd/certd/internal/authdns"
+	"github.com/certd/certd/internal/testenv"
+	"github.com/certd/certd/providers"
 	"github.com/certd/certd/scheduler"
 	"github.com/certd/certd/store"
 )
@@ -35,7 +40,9 @@ type world struct {
 	dir    string
 }
 
-func newWorld(t *testing.T) *world {
+func newWorld(t *testing.T) *world { return newWorldWith(t, nil) }
+
+func newWorldWith(t *testing.T, mod func(*atlassim.Options)) *world {
 	t.Helper()
 	ctx, cancel := context.WithCancel(context.Background())
 	t.Cleanup(cancel)
@@ -48,7 +55,11 @@ func newWorld(t *testing.T) *world {
 	if err := dnsSrv.Start(ctx, "127.0.0.1:0"); err != nil {
 		t.Fatal(err)
 	}
-	if w.sim, err = atlassim.New(atlassim.Options{APIKey: "k", APISecret: "s", DNSServer: dnsSrv.Addr}); err != nil {
+	opts := atlassim.Options{APIKey: "k", APISecret: "s", DNSServer: dnsSrv.Addr}
+	if mod != nil {
+		mod(&opts)
+	}
+	if w.sim, err = atlassim.New(opts); err != nil {
 		t.Fatal(err)
 	}
 	ln, err := net.Listen("tcp", "127.0.0.1:0")
@@ -245,4 +256,72 @@ func TestCrashAfterIntentBeforeSubmit(t *testing.T) {
 	if o2, _ := w.st.LatestOrder(ctx, "www"); o2.ID != o.ID || o2.KeyID != o.KeyID {
 		t.Fatal("a new order or key replaced the journaled one")
 	}
+}
+
+func TestClaimByHTTPThroughNginxWebroot(t *testing.T) {
+	webroot := t.TempDir()
+	okPort, redirPort := testenv.FreePort(t), testenv.FreePort(t)
+	ngx := testenv.StartNginx(t, fmt.Sprintf(`
+    server { listen 127.0.0.1:%d; root %s; }
+    server { listen 127.0.0.1:%d; return 301 http://elsewhere.example.com$request_uri; }
+`, okPort, webroot, redirPort))
+	okAddr, redirAddr := fmt.Sprintf("127.0.0.1:%d", okPort), fmt.Sprintf("127.0.0.1:%d", redirPort)
+	testenv.WaitListening(t, okAddr)
+	testenv.WaitListening(t, redirAddr)
+	_ = ngx
+
+	for _, c := range []struct {
+		name, addr string
+		ok         bool
+	}{{"serving", okAddr, true}, {"redirecting", redirAddr, false}} {
+		t.Run(c.name, func(t *testing.T) {
+			w := newWorldHTTP(t, c.addr, webroot)
+			err := w.claims().Ensure(ctx, w.engine, "atlas", w.issuer, "blog.example.com",
+				scheduler.Proof{CA: ca.Proof{Method: dcv.HTTPFile}, Target: dcv.Target{HTTP: "web"}})
+			st, _ := w.st.GetClaim(ctx, "atlas", "blog.example.com")
+			if c.ok {
+				if err != nil || st.Status != "VERIFIED" {
+					t.Fatalf("claim through nginx: %v %+v", err, st)
+				}
+			} else {
+				if err == nil || !strings.Contains(err.Error(), "redirects") || st.Status == "VERIFIED" {
+					t.Fatalf("a redirect must fail certd's self-check: %v %+v", err, st)
+				}
+				// And the CA's own check does not follow nginx's redirect either.
+				tok, err := w.issuer.Client().CreateClaim(ctx, "redirect.example.com")
+				if err != nil {
+					t.Fatal(err)
+				}
+				res, err := w.issuer.Client().VerifyHTTP(ctx, tok.ID, "redirect.example.com", "http")
+				if err != nil || res == atlas.Verified {
+					t.Fatalf("the simulator verified through a redirect: %v %v", res, err)
+				}
+			}
+			// The token file is gone either way.
+			if _, err := os.Stat(filepath.Join(webroot, ".well-known", "pki-validation", "gsdv.txt")); !os.IsNotExist(err) {
+				t.Errorf("gsdv.txt left in the webroot: %v", err)
+			}
+		})
+	}
+}
+
+func (w *world) claims() *scheduler.Claims {
+	return &scheduler.Claims{Store: w.st, PollTimeout: 2 * time.Second}
+}
+
+// newWorldHTTP is a world whose simulator fetches gsdv.txt from httpAddr,
+// with a webroot target on webroot and certd's self-check on httpAddr.
+func newWorldHTTP(t *testing.T, httpAddr, webroot string) *world {
+	t.Helper()
+	w := newWorldWith(t, func(o *atlassim.Options) { o.HTTPAddr = httpAddr })
+	var err error
+	w.engine, err = dcv.NewEngine(dcv.Options{HTTP: map[string]dcv.HTTPTarget{"web": &providers.Webroot{Root: webroot}}, Journal: journal{w.st},
+		Resolvers: []string{"127.0.0.1:1"}, Timeout: 2 * time.Second,
+		HTTPDial: func(ctx context.Context, network, _ string) (net.Conn, error) {
+			return (&net.Dialer{}).DialContext(ctx, network, httpAddr)
+		}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	return w
 }
