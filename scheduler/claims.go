@@ -35,9 +35,6 @@ type Claims struct {
 	Store ClaimStore
 	Log   *zap.Logger
 	Now   func() time.Time
-	// ReassertBefore is how long before expiry a claim is proved again
-	// (default 30 days).
-	ReassertBefore time.Duration
 	// PollTimeout bounds the wait for the CA's own check (default 2m).
 	PollTimeout time.Duration
 	// Sleep waits between polls (tests replace it).
@@ -63,14 +60,16 @@ func (m *Claims) lock(key string) func() {
 // Ensure returns when the account holds a verified claim on domain that
 // does not expire within ReassertBefore, proving it if needed. Two callers
 // for the same claim wait for one proof.
-func (m *Claims) Ensure(ctx context.Context, engine *dcv.Engine, account string, da ca.DomainAuthorizer, domain string, p Proof) error {
+//
+// margin is how long before expiry a claim is proved again (0: 30 days);
+// force proves it again whatever its state (certd claims reassert).
+func (m *Claims) Ensure(ctx context.Context, engine *dcv.Engine, account string, da ca.DomainAuthorizer, domain string, p Proof, margin time.Duration, force bool) error {
 	defer m.lock(account + "/" + domain)()
 	log := m.Log
 	if log == nil {
 		log = zap.NewNop()
 	}
 	log = log.With(zap.String(logkey.Account, account), zap.String(logkey.Domain, domain))
-	margin := m.ReassertBefore
 	if margin == 0 {
 		margin = 30 * 24 * time.Hour
 	}
@@ -80,10 +79,10 @@ func (m *Claims) Ensure(ctx context.Context, engine *dcv.Engine, account string,
 		return err
 	}
 	st.Account, st.Domain = account, domain
-	if st.Status == string(ca.AuthValid) && st.ExpiresAt.After(now.Add(margin)) {
+	if !force && st.Status == string(ca.AuthValid) && st.ExpiresAt.After(now.Add(margin)) {
 		return nil
 	}
-	err = m.prove(ctx, log, engine, da, &st, p, margin)
+	err = m.prove(ctx, log, engine, da, &st, p, margin, force)
 	if err != nil {
 		st.Failures++
 		st.LastError = err.Error()
@@ -97,13 +96,13 @@ func (m *Claims) Ensure(ctx context.Context, engine *dcv.Engine, account string,
 	return nil
 }
 
-func (m *Claims) prove(ctx context.Context, log *zap.Logger, engine *dcv.Engine, da ca.DomainAuthorizer, st *store.Claim, p Proof, margin time.Duration) error {
+func (m *Claims) prove(ctx context.Context, log *zap.Logger, engine *dcv.Engine, da ca.DomainAuthorizer, st *store.Claim, p Proof, margin time.Duration, force bool) error {
 	now := m.now()
 	auth, found, err := da.Authorization(ctx, st.CAClaimID, st.Domain)
 	if err != nil {
 		return fmt.Errorf("looking up the claim: %w", err)
 	}
-	if found && auth.Status == ca.AuthValid && auth.ExpiresAt.After(now.Add(margin)) {
+	if !force && found && auth.Status == ca.AuthValid && auth.ExpiresAt.After(now.Add(margin)) {
 		return m.saveValid(ctx, log, st, auth, p, margin)
 	}
 	if !found {

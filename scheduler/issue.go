@@ -45,6 +45,9 @@ type Plan struct {
 	ClaimDomain func(domain string) string
 	// Lifetime, when set, asks for certificates this long (demo, tests).
 	Lifetime time.Duration
+	// ReassertBefore is how long before a claim's expiry it is proved
+	// again (the account's reassert_before; 0: 30 days).
+	ReassertBefore time.Duration
 }
 
 // IssueStore is what issuance needs of persistence.
@@ -114,7 +117,7 @@ func (x *Issuing) Work(ctx context.Context, c store.Certificate) error {
 				continue
 			}
 			seen[cd] = true
-			if err := x.Claims.Ensure(ctx, plan.Engine, plan.Spec.Account, da, cd, plan.Proofs[d]); err != nil {
+			if err := x.Claims.Ensure(ctx, plan.Engine, plan.Spec.Account, da, cd, plan.Proofs[d], plan.ReassertBefore, false); err != nil {
 				return err
 			}
 		}

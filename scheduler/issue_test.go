@@ -277,7 +277,7 @@ func TestClaimByHTTPThroughNginxWebroot(t *testing.T) {
 		t.Run(c.name, func(t *testing.T) {
 			w := newWorldHTTP(t, c.addr, webroot)
 			err := w.claims().Ensure(ctx, w.engine, "atlas", w.issuer, "blog.example.com",
-				scheduler.Proof{CA: ca.Proof{Method: dcv.HTTPFile}, Target: dcv.Target{HTTP: "web"}})
+				scheduler.Proof{CA: ca.Proof{Method: dcv.HTTPFile}, Target: dcv.Target{HTTP: "web"}}, 0, false)
 			st, _ := w.st.GetClaim(ctx, "atlas", "blog.example.com")
 			if c.ok {
 				if err != nil || st.Status != "VERIFIED" {
@@ -324,4 +324,44 @@ func newWorldHTTP(t *testing.T, httpAddr, webroot string) *world {
 		t.Fatal(err)
 	}
 	return w
+}
+
+func TestClaimsAreReassertedAheadOfExpiry(t *testing.T) {
+	clk := &clock{t: time.Now().UTC().Truncate(time.Second)}
+	w := newWorldWith(t, func(o *atlassim.Options) { o.Now = clk.Now })
+	claims := &scheduler.Claims{Store: w.st, Now: clk.Now, PollTimeout: 2 * time.Second}
+	proof := w.plan().Proofs["www.example.com"]
+	ensure := func(ctx context.Context, c store.Claim) error {
+		return claims.Ensure(ctx, w.engine, "atlas", w.issuer, c.Domain, proof, 30*24*time.Hour, false)
+	}
+	if err := ensure(ctx, store.Claim{Domain: "www.example.com"}); err != nil {
+		t.Fatal(err)
+	}
+	first, _ := w.st.GetClaim(ctx, "atlas", "www.example.com")
+	if first.Status != "VERIFIED" || !first.NextActionAt.Equal(first.ExpiresAt.Add(-30*24*time.Hour)) {
+		t.Fatalf("claim: %+v", first)
+	}
+	s, err := scheduler.New(scheduler.Options{Store: w.st, Work: func(context.Context, store.Certificate) error { return nil },
+		ClaimWork: ensure, Schedule: "@every 1h", Now: clk.Now})
+	if err != nil {
+		t.Fatal(err)
+	}
+	clk.Add(334 * 24 * time.Hour) // a day before the reassertion is due
+	if err := s.Pass(ctx); err != nil {
+		t.Fatal(err)
+	}
+	if c, _ := w.st.GetClaim(ctx, "atlas", "www.example.com"); c.Token != first.Token {
+		t.Fatal("reasserted before it was due")
+	}
+	clk.Add(2 * 24 * time.Hour)
+	if err := s.Pass(ctx); err != nil {
+		t.Fatal(err)
+	}
+	c, _ := w.st.GetClaim(ctx, "atlas", "www.example.com")
+	if c.Token == first.Token || c.Status != "VERIFIED" || !c.ExpiresAt.After(first.ExpiresAt.Add(300*24*time.Hour)) {
+		t.Fatalf("not reasserted: %+v (first expired %s)", c, first.ExpiresAt)
+	}
+	if c.CAClaimID != first.CAClaimID {
+		t.Fatal("a new claim was created instead of reasserting the stored one")
+	}
 }

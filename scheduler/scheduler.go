@@ -43,6 +43,7 @@ func (c CertSpec) Hash() string {
 type Store interface {
 	store.Certificates
 	store.Events
+	DueClaims(ctx context.Context, now time.Time, limit int) ([]store.Claim, error)
 }
 
 // Work does the due action of one certificate. It returns nil when the
@@ -58,11 +59,17 @@ type RetryAfterError interface {
 	RetryAfter() time.Duration
 }
 
+// ClaimWork does the due action of one account-level claim (reassertion
+// ahead of expiry); like Work, it records its own outcome.
+type ClaimWork func(ctx context.Context, claim store.Claim) error
+
 // Options configure a Scheduler.
 type Options struct {
-	Store  Store
-	Work   Work
-	Logger *zap.Logger
+	Store Store
+	Work  Work
+	// ClaimWork, when set, is run for every claim whose next action is due.
+	ClaimWork ClaimWork
+	Logger    *zap.Logger
 	// Schedule is the cron spec of the periodic pass.
 	Schedule string
 	// Workers bounds how many certificates are worked at once (default 4).
@@ -301,6 +308,27 @@ func (s *Scheduler) Pass(ctx context.Context) error {
 			defer func() { <-sem; s.jobs.Done() }()
 			s.run(ctx, c)
 		}(c)
+	}
+	if s.opts.ClaimWork != nil {
+		claims, err := s.opts.Store.DueClaims(ctx, s.opts.Now(), batch)
+		if err != nil {
+			return fmt.Errorf("scheduler: reading due claims: %w", err)
+		}
+		for _, c := range claims {
+			sem <- struct{}{}
+			s.jobs.Add(1)
+			go func(c store.Claim) {
+				defer func() { <-sem; s.jobs.Done() }()
+				defer func() {
+					if r := recover(); r != nil {
+						s.log.Error("claim job panicked", zap.String(logkey.Domain, c.Domain), zap.Any("panic", r))
+					}
+				}()
+				if err := s.opts.ClaimWork(ctx, c); err != nil {
+					s.log.Warn("claim job failed; retry scheduled", zap.String(logkey.Account, c.Account), zap.String(logkey.Domain, c.Domain), zap.Error(err))
+				}
+			}(c)
+		}
 	}
 	for range s.opts.Workers {
 		sem <- struct{}{}

@@ -290,5 +290,10 @@ func (is *Issuer) Verify(ctx context.Context, auth ca.Authorization, how ca.Proo
 	return out, nil
 }
 
+// DeleteAuthorization deletes a claim at Atlas.
+func (is *Issuer) DeleteAuthorization(ctx context.Context, id string) error {
+	return is.c.DeleteClaim(ctx, id)
+}
+
 // Quota is the issuances left on the account.
 func (is *Issuer) Quota(ctx context.Context) (int, error) { return is.c.Quota(ctx) }

@@ -208,6 +208,35 @@ func TestEndToEndAtlasThroughKnot(t *testing.T) {
 		}
 	}
 
+	// certd claims: list, reassert (a new token, proved again), delete.
+	out.Reset()
+	if code := run([]string{"claims", "list", "-config", cfgPath}, &out, &errb); code != exitOK {
+		t.Fatalf("claims list: %d %s", code, errb.String())
+	}
+	if !strings.Contains(out.String(), "example.com") || !strings.Contains(out.String(), "shop.example.org") || !strings.Contains(out.String(), "in 364d") {
+		t.Errorf("claims list:\n%s", out.String())
+	}
+	st, _ := store.Open(context.Background(), filepath.Join(w.dir, "state", "certd.db"), store.Options{})
+	before, _ := st.GetClaim(context.Background(), "atlas", "example.com")
+	out.Reset()
+	if code := run([]string{"claims", "reassert", "-config", cfgPath, "example.com"}, &out, &errb); code != exitOK {
+		t.Fatalf("claims reassert: %d %s", code, errb.String())
+	}
+	after, _ := st.GetClaim(context.Background(), "atlas", "example.com")
+	if after.Token == before.Token || after.Status != "VERIFIED" || after.CAClaimID != before.CAClaimID {
+		t.Errorf("reassert: before %+v after %+v", before, after)
+	}
+	if code := run([]string{"claims", "delete", "-config", cfgPath, "shop.example.org"}, &out, &errb); code != exitOK {
+		t.Fatalf("claims delete: %d %s", code, errb.String())
+	}
+	if c, _ := st.GetClaim(context.Background(), "atlas", "shop.example.org"); c.Status != "DELETED" {
+		t.Errorf("deleted claim: %+v", c)
+	}
+	st.Close()
+	if got := w.knot.TXT(t, "example.com"); len(got) != 1 || got[0] != "v=spf1 -all" {
+		t.Errorf("example.com TXT after the reassertion: %v", got)
+	}
+
 	// A restart buys nothing: both certificates are valid and not due.
 	runUntil(t, cfgPath, "www", "shop")
 	if l := w.sim.Ledger(); len(l) != 2 {

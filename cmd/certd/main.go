@@ -27,6 +27,8 @@ Usage:
   certd run          [-config FILE]           run the daemon (systemd: Type=notify)
   certd check-config [FILE]                   validate a configuration; print every error
   certd status       [-config FILE] [-json]   show certificates and claims
+  certd claims       list|verify|reassert|delete [-config FILE] [-account A] [DOMAIN]
+                                              account-level domain claims (Atlas)
   certd demo         [-dir D] [-once]         the whole lifecycle on loopback: Atlas simulator,
                                               DNS server, HTTP responder; nothing to install
   certd version                               print the version
@@ -60,6 +62,8 @@ func run(args []string, stdout, stderr io.Writer) int {
 		return cmdStatus(rest, stdout, stderr)
 	case "demo":
 		return cmdDemo(rest, stdout, stderr)
+	case "claims":
+		return cmdClaims(rest, stdout, stderr)
 	case "version", "--version", "-version":
 		fmt.Fprintln(stdout, versionString())
 		return exitOK

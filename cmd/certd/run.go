@@ -10,6 +10,7 @@ import (
 	"os"
 	"os/signal"
 	"strconv"
+	"strings"
 	"sync/atomic"
 	"syscall"
 	"time"
@@ -86,16 +87,26 @@ func runDaemon(path string, stderr io.Writer, sigs <-chan os.Signal) int {
 		return exitFailure
 	}
 	defer stopResponders()
+	claims := &scheduler.Claims{Store: st, Log: log.Named("claims")}
 	issuing := &scheduler.Issuing{
 		Store:    st,
 		Plans:    func(name string) (scheduler.Plan, error) { return d.parts.Load().plan(name) },
-		Claims:   &scheduler.Claims{Store: st, Log: log.Named("claims")},
+		Claims:   claims,
 		Deployer: &deploy.Deployer{Log: log.Named("deploy")},
 		Log:      log.Named("issue"),
 		Rand:     mrand.New(mrand.NewPCG(mrand.Uint64(), mrand.Uint64())),
 	}
+	claimWork := func(ctx context.Context, c store.Claim) error {
+		err := d.parts.Load().ensureClaim(ctx, claims, c.Account, c.Domain, false)
+		if err != nil && strings.HasPrefix(err.Error(), "no configured certificate") {
+			// Nothing needs this claim any more: stop reasserting it.
+			c.NextAction, c.NextActionAt = "", time.Time{}
+			return st.SaveClaim(ctx, c)
+		}
+		return err
+	}
 	sched, err := scheduler.New(scheduler.Options{
-		Store: st, Work: issuing.Work, Logger: log.Named("scheduler"), Schedule: cfg.Schedule,
+		Store: st, Work: issuing.Work, ClaimWork: claimWork, Logger: log.Named("scheduler"), Schedule: cfg.Schedule,
 	})
 	if err != nil {
 		log.Error("cannot start the scheduler", zap.Error(err))

@@ -134,7 +134,43 @@ func (p *parts) plan(name string) (scheduler.Plan, error) {
 		ClaimDomain: claimDomain,
 		Lifetime:    c.Lifetime.D(),
 	}
+	if ac, ok := acct.Settings.(*atlas.Config); ok {
+		pl.ReassertBefore = ac.ReassertBefore.D()
+	}
 	return pl, nil
+}
+
+// claimPlan finds how the account's claim on domain is proved: through
+// the first configured certificate that needs it.
+func (p *parts) claimPlan(account, domain string) (scheduler.Plan, scheduler.Proof, bool) {
+	for _, c := range p.cfg.Certificates {
+		if c.Account != account {
+			continue
+		}
+		pl, err := p.plan(c.Name)
+		if err != nil {
+			continue
+		}
+		for _, d := range c.Domains {
+			if pl.ClaimDomain(d) == domain {
+				return pl, pl.Proofs[d], true
+			}
+		}
+	}
+	return scheduler.Plan{}, scheduler.Proof{}, false
+}
+
+// ensureClaim proves the account's claim on domain as configuration says.
+func (p *parts) ensureClaim(ctx context.Context, claims *scheduler.Claims, account, domain string, force bool) error {
+	pl, proof, ok := p.claimPlan(account, domain)
+	if !ok {
+		return fmt.Errorf("no configured certificate of account %s needs a claim on %s", account, domain)
+	}
+	da, ok := pl.Issuer.(ca.DomainAuthorizer)
+	if !ok {
+		return fmt.Errorf("account %s's CA has no account-level claims", account)
+	}
+	return claims.Ensure(ctx, p.engine, account, da, domain, proof, pl.ReassertBefore, force)
 }
 
 func specOf(c *config.Certificate) scheduler.CertSpec {
