@@ -125,6 +125,9 @@ var (
 	ErrAmbiguous = errors.New("ca: outcome unknown")
 	// ErrPending: the CA is still working; try again later.
 	ErrPending = errors.New("ca: not ready yet")
+	// ErrRejected: the CA refused the order after accepting it; it will
+	// never issue. A new order (a new generation) is needed.
+	ErrRejected = errors.New("ca: order rejected")
 )
 
 // Retryable is implemented by CA errors that say when to try again.

@@ -148,6 +148,16 @@ func (x *Issuing) Work(ctx context.Context, c store.Certificate) error {
 		log.Info("order pending at the CA", zap.String(logkey.Order, o.CARef), zap.Duration("poll_in", poll))
 		return x.Store.SaveCertificate(ctx, c)
 	}
+	if errors.Is(err, ca.ErrRejected) {
+		// The serial is dead: this order is over, and the next attempt
+		// places a new one (nothing was issued, so nothing is bought twice).
+		o.State, o.LastError = store.OrderFailed, err.Error()
+		if serr := x.Store.SaveOrder(ctx, o); serr != nil {
+			return errors.Join(err, serr)
+		}
+		x.event(ctx, "error", "rejected", c, fmt.Sprintf("order %s rejected by the CA: %v", o.CARef, err))
+		return fmt.Errorf("order %s: %w", o.CARef, err)
+	}
 	if err != nil {
 		return fmt.Errorf("fetching order %s: %w", o.CARef, err)
 	}

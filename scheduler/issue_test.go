@@ -365,3 +365,44 @@ func TestClaimsAreReassertedAheadOfExpiry(t *testing.T) {
 		t.Fatal("a new claim was created instead of reasserting the stored one")
 	}
 }
+
+func TestRejectedOrderEndsAndANewOneIsPlaced(t *testing.T) {
+	clk := &clock{t: time.Now().UTC().Truncate(time.Second)}
+	w := newWorldWith(t, func(o *atlassim.Options) { o.IssueDelay = time.Minute; o.Now = clk.Now })
+	c := w.due(t)
+	x := w.issuing(w.st)
+	if err := x.Work(ctx, c); err != nil { // submitted, pending for a minute
+		t.Fatal(err)
+	}
+	o, _ := w.st.LatestOrder(ctx, "www")
+	if o.State != store.OrderPending {
+		t.Fatalf("order %+v", o)
+	}
+	if err := w.sim.Reject(o.CARef); err != nil {
+		t.Fatal(err)
+	}
+	c, _ = w.st.GetCertificate(ctx, "www")
+	if err := x.Work(ctx, c); !errors.Is(err, ca.ErrRejected) {
+		t.Fatalf("rejected order: %v", err)
+	}
+	if o, _ := w.st.LatestOrder(ctx, "www"); o.State != store.OrderFailed {
+		t.Fatalf("order after rejection: %+v", o)
+	}
+	clk.Add(2 * time.Minute)
+	c, _ = w.st.GetCertificate(ctx, "www")
+	if err := x.Work(ctx, c); err != nil {
+		t.Fatal(err)
+	}
+	clk.Add(2 * time.Minute)
+	c, _ = w.st.GetCertificate(ctx, "www")
+	if err := x.Work(ctx, c); err != nil {
+		t.Fatal(err)
+	}
+	o2, _ := w.st.LatestOrder(ctx, "www")
+	if o2.Generation != 2 || o2.State != store.OrderIssued {
+		t.Fatalf("second order: %+v", o2)
+	}
+	if n := len(w.sim.Ledger()); n != 2 {
+		t.Fatalf("ledger %d, want 2 (one rejected, one issued)", n)
+	}
+}

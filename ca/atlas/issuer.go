@@ -129,6 +129,9 @@ func (is *Issuer) Fetch(ctx context.Context, order ca.Order, _ ca.Request) (*ca.
 	if errors.Is(err, ErrNotReady) {
 		return nil, fmt.Errorf("%w: %w", ca.ErrPending, err)
 	}
+	if IsStatus(err, 422) {
+		return nil, fmt.Errorf("%w: %w", ca.ErrRejected, err)
+	}
 	if err != nil {
 		return nil, err
 	}

@@ -280,6 +280,10 @@ func (s *Server) getCertificate(w http.ResponseWriter, r *http.Request) {
 	}
 	s.mu.Lock()
 	defer s.mu.Unlock()
+	if c.status == "REJECTED" {
+		writeProblem(w, http.StatusUnprocessableEntity, "CA validation error")
+		return
+	}
 	if s.opts.Now().Before(c.ready) {
 		writeJSON(w, http.StatusAccepted, problem{Description: "Operation in progress"})
 		return
@@ -304,8 +308,8 @@ func (s *Server) revokeCertificate(w http.ResponseWriter, r *http.Request) {
 	}
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	if c.status == "REVOKED" || s.opts.Now().Before(c.ready) {
-		writeProblem(w, http.StatusConflict, "Certificate already revoked or pending issuance")
+	if c.status != "ISSUED" || s.opts.Now().Before(c.ready) {
+		writeProblem(w, http.StatusConflict, "Certificate already revoked, rejected or pending issuance")
 		return
 	}
 	now := s.opts.Now()

@@ -249,6 +249,20 @@ func (s *Server) Requests(route string) int {
 	return s.requests[route]
 }
 
+// Reject makes the certificate with serial fail issuance: GET answers 422
+// "CA validation error" from now on, as when Atlas's backend refuses a
+// request it had accepted.
+func (s *Server) Reject(serial string) error {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	c, ok := s.certs[serial]
+	if !ok {
+		return fmt.Errorf("no certificate %s", serial)
+	}
+	c.status = "REJECTED"
+	return nil
+}
+
 // ClickEmailLink completes an email validation, as the approver would.
 func (s *Server) ClickEmailLink(claimID string) error {
 	s.mu.Lock()
