@@ -624,3 +624,20 @@ func TestClaimDomainIsEscaped(t *testing.T) {
 		}
 	}
 }
+
+func TestRateLimitIsHonoured(t *testing.T) {
+	e := newEnv(t, func(o *atlassim.Options) { o.RateLimit = 1 }) // burst 2, then one a second
+	for range 6 {
+		if _, err := e.client.Quota(ctx); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if len(e.sleeps) == 0 {
+		t.Fatal("six calls at a limit of one a second never waited")
+	}
+	for _, d := range e.sleeps {
+		if d < 800*time.Millisecond {
+			t.Errorf("waited %v; a Retry-After of at least 1s was sent", d)
+		}
+	}
+}

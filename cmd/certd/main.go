@@ -31,6 +31,7 @@ Usage:
                                               account-level domain claims (Atlas)
   certd demo         [-dir D] [-once]         the whole lifecycle on loopback: Atlas simulator,
                                               DNS server, HTTP responder; nothing to install
+  certd sim atlas    [-listen ADDR] [-dir D]  run the Atlas simulator standalone
   certd version                               print the version
 
 FILE defaults to ` + DefaultConfig + `.
@@ -64,6 +65,8 @@ func run(args []string, stdout, stderr io.Writer) int {
 		return cmdDemo(rest, stdout, stderr)
 	case "claims":
 		return cmdClaims(rest, stdout, stderr)
+	case "sim":
+		return cmdSim(rest, stdout, stderr)
 	case "version", "--version", "-version":
 		fmt.Fprintln(stdout, versionString())
 		return exitOK

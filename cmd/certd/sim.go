@@ -1,0 +1,84 @@
+package main
+
+import (
+	"context"
+	"fmt"
+	"io"
+	"net"
+	"os"
+	"os/signal"
+	"path/filepath"
+	"syscall"
+
+	"github.com/certd/certd/ca/atlas/atlassim"
+)
+
+// cmdSim runs a CA simulator standalone, for trying configurations and
+// for other tools' tests: `certd sim atlas -listen 127.0.0.1:8443 -dir D`.
+func cmdSim(args []string, stdout, stderr io.Writer) int {
+	if len(args) == 0 || args[0] != "atlas" {
+		fmt.Fprintln(stderr, "usage: certd sim atlas [-listen ADDR] [-dir D] [-dns ADDR] [-http ADDR] [-rotate N] [-issue-delay D] [-rate R]")
+		return exitUsage
+	}
+	fs := newFlags("sim atlas", stderr)
+	listen := fs.String("listen", "127.0.0.1:8443", "address of the HVCA API (TLS, client certificate required)")
+	dir := fs.String("dir", "atlas-sim", "folder for the client credentials, API CA and root")
+	dnsAddr := fs.String("dns", "", "DNS server (host:port) the DNS DCV check queries")
+	httpAddr := fs.String("http", "", "where gsdv.txt fetches go (host:port; default: the claimed domain, port 80)")
+	rotate := fs.Int("rotate", 0, "rotate the issuing CA every N issuances")
+	delay := fs.Duration("issue-delay", 0, "how long GET /certificates answers 202")
+	rate := fs.Float64("rate", 0, "requests per second before 429 (0: no limit)")
+	if code, ok := parseFlags(fs, args[1:]); !ok {
+		return code
+	}
+	if err := os.MkdirAll(*dir, 0o700); err != nil {
+		fmt.Fprintf(stderr, "certd sim: %v\n", err)
+		return exitFailure
+	}
+	sim, err := atlassim.New(atlassim.Options{APIKey: "sim-api-key", APISecret: "sim-api-secret", DNSServer: *dnsAddr, HTTPAddr: *httpAddr,
+		RotateEvery: *rotate, IssueDelay: *delay, RateLimit: *rate})
+	if err != nil {
+		fmt.Fprintf(stderr, "certd sim: %v\n", err)
+		return exitFailure
+	}
+	certPEM, keyPEM, err := sim.ClientCredentials("certd-sim-client")
+	if err != nil {
+		fmt.Fprintf(stderr, "certd sim: %v\n", err)
+		return exitFailure
+	}
+	abs, _ := filepath.Abs(*dir)
+	for name, data := range map[string][]byte{"client.pem": certPEM, "client.key": keyPEM, "api-key": []byte("sim-api-key\n"),
+		"api-secret": []byte("sim-api-secret\n"), "api-ca.pem": sim.APICAPEM(), "root.pem": sim.RootPEM()} {
+		if err := writePrivate(filepath.Join(abs, name), data); err != nil {
+			fmt.Fprintf(stderr, "certd sim: %v\n", err)
+			return exitFailure
+		}
+	}
+	ln, err := net.Listen("tcp", *listen)
+	if err != nil {
+		fmt.Fprintf(stderr, "certd sim: %v\n", err)
+		return exitFailure
+	}
+	fmt.Fprintf(stdout, `Atlas simulator on https://%[1]s/v2 (client certificate required)
+An account block for certd:
+
+accounts:
+  atlas-sim:
+    type: globalsign-atlas
+    url: https://%[1]s/v2
+    api_key: file:%[2]s/api-key
+    api_secret: file:%[2]s/api-secret
+    client_cert: %[2]s/client.pem
+    client_key: file:%[2]s/client.key
+    ca: %[2]s/api-ca.pem
+
+Issued certificates chain to %[2]s/root.pem. Ctrl-C stops.
+`, ln.Addr(), abs)
+	ctx, cancel := signal.NotifyContext(context.Background(), syscall.SIGINT, syscall.SIGTERM)
+	defer cancel()
+	if err := sim.Serve(ctx, ln); err != nil {
+		fmt.Fprintf(stderr, "certd sim: %v\n", err)
+		return exitFailure
+	}
+	return exitOK
+}
