@@ -57,6 +57,13 @@ func (m *Claims) lock(key string) func() {
 	return mu.Unlock
 }
 
+// ErrAwaitingApproval: the CA mailed the approver; the claim verifies when
+// they follow the link. certd checks again later without mailing again.
+var ErrAwaitingApproval = errors.New("waiting for the approver to follow the link in the CA's email")
+
+// awaitApproval is a claim's next action while an approval email is out.
+const awaitApproval = "await_approval"
+
 // Ensure returns when the account holds a verified claim on domain that
 // does not expire within ReassertBefore, proving it if needed. Two callers
 // for the same claim wait for one proof.
@@ -83,6 +90,13 @@ func (m *Claims) Ensure(ctx context.Context, engine *dcv.Engine, account string,
 		return nil
 	}
 	err = m.prove(ctx, log, engine, da, &st, p, margin, force)
+	if errors.Is(err, ErrAwaitingApproval) {
+		st.NextAction, st.NextActionAt = awaitApproval, now.Add(5*time.Minute)
+		if serr := m.Store.SaveClaim(context.WithoutCancel(ctx), st); serr != nil {
+			return serr
+		}
+		return fmt.Errorf("claim on %s: %w", domain, err)
+	}
 	if err != nil {
 		st.Failures++
 		st.LastError = err.Error()
@@ -104,6 +118,9 @@ func (m *Claims) prove(ctx context.Context, log *zap.Logger, engine *dcv.Engine,
 	}
 	if !force && found && auth.Status == ca.AuthValid && auth.ExpiresAt.After(now.Add(margin)) {
 		return m.saveValid(ctx, log, st, auth, p, margin)
+	}
+	if !force && found && p.CA.Method == dcv.Email && st.NextAction == awaitApproval && auth.Status == ca.AuthPending && auth.AssertBy.After(now) {
+		return ErrAwaitingApproval // mailed already: do not mail again
 	}
 	if !found {
 		auth = ca.Authorization{}
@@ -153,6 +170,11 @@ func (m *Claims) prove(ctx context.Context, log *zap.Logger, engine *dcv.Engine,
 	auth, err = da.Verify(ctx, auth, p.CA)
 	if err != nil {
 		return fmt.Errorf("asking the CA to verify: %w", err)
+	}
+	if p.CA.Method == dcv.Email && auth.Status != ca.AuthValid {
+		log.Info("approval email sent", zap.String(logkey.Claim, auth.ID), zap.String("to", p.CA.Email))
+		m.event(ctx, "info", "claim_email", *st, fmt.Sprintf("approval email for %s sent to %s", st.Domain, p.CA.Email))
+		return ErrAwaitingApproval
 	}
 	deadline := m.now().Add(m.pollTimeout())
 	wait := 250 * time.Millisecond

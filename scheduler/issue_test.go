@@ -406,3 +406,34 @@ func TestRejectedOrderEndsAndANewOneIsPlaced(t *testing.T) {
 		t.Fatalf("ledger %d, want 2 (one rejected, one issued)", n)
 	}
 }
+
+func TestEmailClaimWaitsForTheApproverWithoutMailingAgain(t *testing.T) {
+	w := newWorld(t)
+	claims := w.claims()
+	proof := scheduler.Proof{CA: ca.Proof{Method: dcv.Email, Email: "hostmaster@mail.example.com"}}
+	ensure := func() error {
+		return claims.Ensure(ctx, w.engine, "atlas", w.issuer, "mail.example.com", proof, 0, false)
+	}
+	if err := ensure(); !errors.Is(err, scheduler.ErrAwaitingApproval) {
+		t.Fatalf("first: %v", err)
+	}
+	if err := ensure(); !errors.Is(err, scheduler.ErrAwaitingApproval) {
+		t.Fatalf("second: %v", err)
+	}
+	if n := w.sim.Requests("POST /claims/domains/{id}/email"); n != 1 {
+		t.Fatalf("the approver was mailed %d times", n)
+	}
+	st, _ := w.st.GetClaim(ctx, "atlas", "mail.example.com")
+	if st.Failures != 0 || st.Status != "PENDING" {
+		t.Fatalf("waiting is not a failure: %+v", st)
+	}
+	if err := w.sim.ClickEmailLink(st.CAClaimID); err != nil {
+		t.Fatal(err)
+	}
+	if err := ensure(); err != nil {
+		t.Fatal(err)
+	}
+	if st, _ := w.st.GetClaim(ctx, "atlas", "mail.example.com"); st.Status != "VERIFIED" {
+		t.Fatalf("after the click: %+v", st)
+	}
+}
