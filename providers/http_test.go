@@ -163,3 +163,15 @@ http:
 		t.Errorf("unset secret: %v", err)
 	}
 }
+
+// parseDNSBlock decodes one DNS provider block through the real loader.
+func parseDNSBlock(t *testing.T, typ, body string) (any, error) {
+	t.Helper()
+	indented := "    " + strings.ReplaceAll(strings.TrimSpace(body), "\n", "\n    ")
+	data := "dns:\n  p:\n    type: " + typ + "\n" + indented + "\n"
+	cfg, err := config.Parse("certd.yaml", []byte(data), config.Options{DNS: Decoders(DNSTypes())})
+	if err != nil {
+		return nil, err
+	}
+	return cfg.DNS["p"].Settings, nil
+}
