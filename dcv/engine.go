@@ -29,6 +29,7 @@ type Record struct {
 	State    string // "intent", "published", "removed"
 	Attempts int    // failed removals
 	LastErr  string
+	Updated  time.Time
 }
 
 // Journal persists Records. The engine never creates an artefact its
@@ -262,6 +263,28 @@ func (e *Engine) Reconcile(ctx context.Context) error {
 	var errs []error
 	for i := range live {
 		if err := e.remove(ctx, &live[i]); err != nil {
+			errs = append(errs, err)
+		}
+	}
+	return errors.Join(errs...)
+}
+
+// ReconcileStale removes journaled artefacts no job can still be using:
+// those whose removal failed before, and those untouched for longer than
+// olderThan. Unlike Reconcile, it is safe while proofs are in flight, so
+// the daemon runs it on every pass.
+func (e *Engine) ReconcileStale(ctx context.Context, olderThan time.Duration, now time.Time) error {
+	live, err := e.opts.Journal.Live(ctx)
+	if err != nil {
+		return fmt.Errorf("dcv: reading the journal: %w", err)
+	}
+	var errs []error
+	for i := range live {
+		r := &live[i]
+		if r.Attempts == 0 && (r.Updated.IsZero() || now.Sub(r.Updated) < olderThan) {
+			continue
+		}
+		if err := e.remove(ctx, r); err != nil {
 			errs = append(errs, err)
 		}
 	}

@@ -2,6 +2,7 @@ package dcv_test
 
 import (
 	"context"
+	"errors"
 	"net"
 	"net/http"
 	"net/http/httptest"
@@ -11,6 +12,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/libdns/libdns"
 	"github.com/libdns/rfc2136"
 
 	"github.com/certd/certd/dcv"
@@ -51,6 +53,7 @@ func (j *memJournal) Live(context.Context) ([]dcv.Record, error) {
 	var out []dcv.Record
 	for _, r := range j.recs {
 		if r.State != "removed" {
+			r.Updated = time.Now()
 			out = append(out, r)
 		}
 	}
@@ -275,5 +278,76 @@ func TestHTTPSelfCheck(t *testing.T) {
 	}
 	if err := e.CleanUp(ctx, []*dcv.Published{p}); err != nil {
 		t.Fatal(err)
+	}
+}
+
+// failingDeleter fails the first removal, as a provider outage would.
+type failingDeleter struct {
+	dcv.DNSProvider
+	fail int
+}
+
+func (f *failingDeleter) DeleteRecords(ctx context.Context, zone string, recs []libdns.Record) ([]libdns.Record, error) {
+	if f.fail > 0 {
+		f.fail--
+		return nil, errors.New("provider unavailable")
+	}
+	return f.DNSProvider.DeleteRecords(ctx, zone, recs)
+}
+
+func TestFailedRemovalIsRetriedButInFlightRecordsAreNot(t *testing.T) {
+	k := testenv.StartKnot(t, map[string]string{"example.com": testenv.Zone("example.com")})
+	j := newJournal()
+	flaky := &failingDeleter{DNSProvider: provider(k), fail: 1}
+	e := engine(t, j, k, func(o *dcv.Options) { o.DNS = map[string]dcv.DNSProvider{"knot": flaky} })
+	done, err := e.Present(ctx, "claim:a/a.example.com", dcv.Challenge{Domain: "a.example.com", Method: dcv.DNSTXT, RecordName: "a.example.com", Value: "used"}, dcv.Target{DNS: "knot"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := e.CleanUp(ctx, []*dcv.Published{done}); err == nil {
+		t.Fatal("expected the first removal to fail")
+	}
+	inflight, err := e.Present(ctx, "claim:a/b.example.com", dcv.Challenge{Domain: "b.example.com", Method: dcv.DNSTXT, RecordName: "b.example.com", Value: "in-use"}, dcv.Target{DNS: "knot"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := e.ReconcileStale(ctx, time.Hour, time.Now()); err != nil {
+		t.Fatal(err)
+	}
+	if got := k.TXT(t, "a.example.com"); len(got) != 0 {
+		t.Errorf("the failed removal was not retried: %v", got)
+	}
+	if got := k.TXT(t, "b.example.com"); len(got) != 1 {
+		t.Errorf("a record still in use was removed: %v", got)
+	}
+	_ = e.CleanUp(ctx, []*dcv.Published{inflight})
+}
+
+func TestDelegatedSubzone(t *testing.T) {
+	k := testenv.StartKnot(t, map[string]string{
+		"example.com":     testenv.Zone("example.com", "sub NS ns1.sub.example.com.", "ns1.sub A 127.0.0.1"),
+		"sub.example.com": testenv.Zone("sub.example.com"),
+	})
+	j := newJournal()
+	e := engine(t, j, k, nil)
+	for name, zone := range map[string]string{"a.b.sub.example.com": "sub.example.com", "a.b.example.com": "example.com"} {
+		p, err := e.Present(ctx, "t", dcv.Challenge{Domain: name, Method: dcv.DNSTXT, RecordName: name, Value: "v"}, dcv.Target{DNS: "knot"})
+		if err != nil {
+			t.Fatal(err)
+		}
+		live, _ := j.Live(ctx)
+		found := false
+		for _, r := range live {
+			found = found || r.Name == name && r.Zone == zone
+		}
+		if !found {
+			t.Errorf("%s not published into %s: %+v", name, zone, live)
+		}
+		if err := e.Wait(ctx, []*dcv.Published{p}); err != nil {
+			t.Fatal(err)
+		}
+		if err := e.CleanUp(ctx, []*dcv.Published{p}); err != nil {
+			t.Fatal(err)
+		}
 	}
 }

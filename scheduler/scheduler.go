@@ -69,7 +69,10 @@ type Options struct {
 	Work  Work
 	// ClaimWork, when set, is run for every claim whose next action is due.
 	ClaimWork ClaimWork
-	Logger    *zap.Logger
+	// Housekeeping, when set, runs at the start of every pass (retrying
+	// the removal of DCV artefacts, say). Its failures are logged.
+	Housekeeping func(ctx context.Context) error
+	Logger       *zap.Logger
 	// Schedule is the cron spec of the periodic pass.
 	Schedule string
 	// Workers bounds how many certificates are worked at once (default 4).
@@ -288,6 +291,11 @@ func (s *Scheduler) Pass(ctx context.Context) error {
 	case <-s.done:
 		return nil
 	default:
+	}
+	if s.opts.Housekeeping != nil {
+		if err := s.opts.Housekeeping(ctx); err != nil {
+			s.log.Warn("housekeeping failed; will retry at the next pass", zap.Error(err))
+		}
 	}
 	const batch = 1000
 	due, err := s.opts.Store.DueCertificates(ctx, s.opts.Now(), batch)

@@ -107,6 +107,11 @@ func runDaemon(path string, stderr io.Writer, sigs <-chan os.Signal) int {
 	}
 	sched, err := scheduler.New(scheduler.Options{
 		Store: st, Work: issuing.Work, ClaimWork: claimWork, Logger: log.Named("scheduler"), Schedule: cfg.Schedule,
+		// A DCV artefact whose removal failed is retried on every pass;
+		// one untouched for an hour is a leftover no proof still needs.
+		Housekeeping: func(ctx context.Context) error {
+			return d.parts.Load().engine.ReconcileStale(ctx, time.Hour, time.Now())
+		},
 	})
 	if err != nil {
 		log.Error("cannot start the scheduler", zap.Error(err))

@@ -209,7 +209,7 @@ func (j storeJournal) Live(ctx context.Context) ([]dcv.Record, error) {
 	out := make([]dcv.Record, len(live))
 	for i, a := range live {
 		out[i] = dcv.Record{ID: a.ID, Owner: a.Owner, Kind: a.Kind, Provider: a.Provider, Zone: a.Zone, Name: a.Name,
-			Value: a.Value, State: a.State, Attempts: a.Attempts, LastErr: a.LastError}
+			Value: a.Value, State: a.State, Attempts: a.Attempts, LastErr: a.LastError, Updated: a.UpdatedAt}
 	}
 	return out, err
 }
