@@ -32,17 +32,12 @@ func cmdClaims(args []string, stdout, stderr io.Writer) int {
 	if code, ok := parseFlags(fs, args[1:]); !ok {
 		return code
 	}
-	cfg, ok := loadOrReport(*path, stderr)
+	cfg, st, code, ok := openFromConfig(*path, stderr)
 	if !ok {
-		return exitUsage
-	}
-	ctx := context.Background()
-	st, err := store.Open(ctx, cfg.Store.SQLite, store.Options{})
-	if err != nil {
-		fmt.Fprintf(stderr, "certd: %v\n", err)
-		return exitStore
+		return code
 	}
 	defer st.Close()
+	ctx := context.Background()
 	if sub == "list" {
 		claims, err := st.ListClaims(ctx)
 		if err != nil {

@@ -220,18 +220,7 @@ func writePrivate(path string, data []byte) error {
 
 // demoDeployed reports whether every demo certificate is valid in the store.
 func demoDeployed(d string, names []string) bool {
-	st, err := store.Open(context.Background(), filepath.Join(d, "certd.db"), store.Options{})
-	if err != nil {
-		return false
-	}
-	defer st.Close()
-	for _, n := range names {
-		c, err := st.GetCertificate(context.Background(), n)
-		if err != nil || c.State != store.StateValid {
-			return false
-		}
-	}
-	return true
+	return allValid(filepath.Join(d, "certd.db"), names)
 }
 
 func printDemoState(w io.Writer, d string, _ []string) {

@@ -113,7 +113,7 @@ func runUntil(t *testing.T, cfgPath string, names ...string) string {
 	dbPath := filepath.Join(filepath.Dir(cfgPath), "state", "certd.db")
 	deadline := time.Now().Add(60 * time.Second)
 	for {
-		if allValid(t, dbPath, names) {
+		if allValid(dbPath, names) {
 			break
 		}
 		if time.Now().After(deadline) {
@@ -128,24 +128,6 @@ func runUntil(t *testing.T, cfgPath string, names ...string) string {
 		t.Fatalf("exit: %v\n%s", err, logs.String())
 	}
 	return logs.String()
-}
-
-func allValid(t *testing.T, dbPath string, names []string) bool {
-	if _, err := os.Stat(dbPath); err != nil {
-		return false
-	}
-	st, err := store.Open(context.Background(), dbPath, store.Options{})
-	if err != nil {
-		return false
-	}
-	defer st.Close()
-	for _, n := range names {
-		c, err := st.GetCertificate(context.Background(), n)
-		if err != nil || c.State != store.StateValid {
-			return false
-		}
-	}
-	return true
 }
 
 func TestEndToEndAtlasThroughKnot(t *testing.T) {

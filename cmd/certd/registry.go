@@ -1,8 +1,10 @@
 package main
 
 import (
+	"context"
 	"fmt"
 	"io"
+	"os"
 
 	"github.com/certd/certd/ca/acme"
 	"github.com/certd/certd/ca/atlas"
@@ -11,6 +13,7 @@ import (
 	"github.com/certd/certd/ca/sectigo"
 	"github.com/certd/certd/config"
 	"github.com/certd/certd/providers"
+	"github.com/certd/certd/store"
 )
 
 // accountTypes is the one table from an account's type in configuration to
@@ -48,4 +51,39 @@ func loadOrReport(path string, stderr io.Writer) (*config.Config, bool) {
 		return nil, false
 	}
 	return cfg, true
+}
+
+// openFromConfig loads the configuration and opens its store for reading
+// (no daemon lock), printing errors; code is the exit code when !ok.
+func openFromConfig(path string, stderr io.Writer) (cfg *config.Config, st *store.SQLite, code int, ok bool) {
+	cfg, ok = loadOrReport(path, stderr)
+	if !ok {
+		return nil, nil, exitUsage, false
+	}
+	st, err := store.Open(context.Background(), cfg.Store.SQLite, store.Options{})
+	if err != nil {
+		fmt.Fprintf(stderr, "certd: %v\n", err)
+		return nil, nil, exitStore, false
+	}
+	return cfg, st, exitOK, true
+}
+
+// allValid reports whether every named certificate is valid in the store
+// at dbPath (false if the store cannot be read yet).
+func allValid(dbPath string, names []string) bool {
+	if _, err := os.Stat(dbPath); err != nil {
+		return false
+	}
+	st, err := store.Open(context.Background(), dbPath, store.Options{})
+	if err != nil {
+		return false
+	}
+	defer st.Close()
+	for _, n := range names {
+		c, err := st.GetCertificate(context.Background(), n)
+		if err != nil || c.State != store.StateValid {
+			return false
+		}
+	}
+	return true
 }

@@ -20,17 +20,12 @@ func cmdStatus(args []string, stdout, stderr io.Writer) int {
 	if code, ok := parseFlags(fs, args); !ok {
 		return code
 	}
-	cfg, ok := loadOrReport(*path, stderr)
+	_, st, code, ok := openFromConfig(*path, stderr)
 	if !ok {
-		return exitUsage
-	}
-	ctx := context.Background()
-	st, err := store.Open(ctx, cfg.Store.SQLite, store.Options{})
-	if err != nil {
-		fmt.Fprintf(stderr, "certd: %v\n", err)
-		return exitStore
+		return code
 	}
 	defer st.Close()
+	ctx := context.Background()
 	certs, err := st.ListCertificates(ctx)
 	if err != nil {
 		fmt.Fprintf(stderr, "certd: %v\n", err)
