@@ -438,8 +438,13 @@ func hookEnv(s Spec, b Bundle) map[string]string {
 	}
 }
 
+// verifyStreak is how many handshakes in a row must serve the new leaf:
+// right after a reload, a server's old workers may still take connections
+// for a moment, so one good answer proves little.
+const verifyStreak = 3
+
 // VerifyLive dials v.Address with SNI v.ServerName until the served leaf
-// is want, or v.Timeout passes.
+// is want on verifyStreak handshakes in a row, or v.Timeout passes.
 func VerifyLive(ctx context.Context, v Verify, want *x509.Certificate) error {
 	timeout := v.Timeout
 	if timeout == 0 {
@@ -449,6 +454,7 @@ func VerifyLive(ctx context.Context, v Verify, want *x509.Certificate) error {
 	defer cancel()
 	wait := 100 * time.Millisecond
 	var last error
+	streak := 0
 	for {
 		last = func() error {
 			d := tls.Dialer{Config: &tls.Config{ServerName: v.ServerName, InsecureSkipVerify: true}} //nolint:gosec // compared by bytes below
@@ -463,14 +469,23 @@ func VerifyLive(ctx context.Context, v Verify, want *x509.Certificate) error {
 			}
 			return nil
 		}()
+		pause := wait
 		if last == nil {
-			return nil
+			if streak++; streak >= verifyStreak {
+				return nil
+			}
+			pause = 50 * time.Millisecond
+		} else {
+			streak = 0
+			wait = min(wait*2, 2*time.Second)
 		}
 		select {
 		case <-ctx.Done():
+			if last == nil {
+				last = fmt.Errorf("%s served the new certificate only intermittently", v.Address)
+			}
 			return fmt.Errorf("live verification: %w", last)
-		case <-time.After(wait):
+		case <-time.After(pause):
 		}
-		wait = min(wait*2, 2*time.Second)
 	}
 }

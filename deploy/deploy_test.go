@@ -222,3 +222,16 @@ func TestDoesNotTakeOverForeignFiles(t *testing.T) {
 		t.Fatalf("foreign directory: %v", err)
 	}
 }
+
+func parseSerial(t *testing.T, pemData []byte) string {
+	t.Helper()
+	block, _ := pem.Decode(pemData)
+	if block == nil {
+		t.Fatal("no PEM")
+	}
+	c, err := x509.ParseCertificate(block.Bytes)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return c.SerialNumber.Text(16)
+}
