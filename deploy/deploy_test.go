@@ -5,16 +5,22 @@ import (
 	"crypto/ecdsa"
 	"crypto/elliptic"
 	"crypto/rand"
+	"crypto/tls"
 	"crypto/x509"
 	"crypto/x509/pkix"
 	"encoding/pem"
+	"fmt"
+	"io"
 	"math/big"
 	"os"
 	"path/filepath"
 	"strings"
+	"sync/atomic"
 	"syscall"
 	"testing"
 	"time"
+
+	"golang.org/x/sys/unix"
 
 	"github.com/certd/certd/deploy"
 )
@@ -234,4 +240,75 @@ func parseSerial(t *testing.T, pemData []byte) string {
 		t.Fatal(err)
 	}
 	return c.SerialNumber.Text(16)
+}
+
+// TestLiveDirectoryIsNeverMixed reads the live set the way a careful
+// consumer does (open the live directory once, read both files through
+// it) while 200 deploys run back to back: every read is one complete
+// version whose key matches its certificate (N4).
+func TestLiveDirectoryIsNeverMixed(t *testing.T) {
+	ca := newCA(t)
+	dir := t.TempDir()
+	s := spec(dir)
+	s.Keep = 5
+	d := &deploy.Deployer{}
+	if _, err := d.Deploy(ctx, s, ca.bundle(t, 1, "www.example.com")); err != nil {
+		t.Fatal(err)
+	}
+	var stop atomic.Bool
+	var reads, bad atomic.Int64
+	var firstBad atomic.Value
+	done := make(chan struct{})
+	go func() {
+		defer close(done)
+		for !stop.Load() {
+			if err := readConsistent(filepath.Join(dir, "www")); err != nil {
+				bad.Add(1)
+				firstBad.CompareAndSwap(nil, err.Error())
+			}
+			reads.Add(1)
+		}
+	}()
+	for i := 2; i <= 201; i++ {
+		if _, err := d.Deploy(ctx, s, ca.bundle(t, int64(i), "www.example.com")); err != nil {
+			t.Fatal(err)
+		}
+	}
+	stop.Store(true)
+	<-done
+	if bad.Load() != 0 {
+		t.Fatalf("%d of %d reads saw an inconsistent set; first: %v", bad.Load(), reads.Load(), firstBad.Load())
+	}
+	t.Logf("200 deploys, %d consistent reads", reads.Load())
+}
+
+// readConsistent opens the live directory once and reads cert and key
+// through that handle, so a switch between the two reads cannot mix them.
+func readConsistent(live string) error {
+	dfd, err := unix.Open(live, unix.O_RDONLY|unix.O_DIRECTORY, 0)
+	if err != nil {
+		return err
+	}
+	defer unix.Close(dfd)
+	read := func(name string) ([]byte, error) {
+		fd, err := unix.Openat(dfd, name, unix.O_RDONLY, 0)
+		if err != nil {
+			return nil, err
+		}
+		f := os.NewFile(uintptr(fd), name)
+		defer f.Close()
+		return io.ReadAll(f)
+	}
+	certPEM, err := read("cert.pem")
+	if err != nil {
+		return err
+	}
+	keyPEM, err := read("privkey.pem")
+	if err != nil {
+		return err
+	}
+	if _, err := tls.X509KeyPair(certPEM, keyPEM); err != nil {
+		return fmt.Errorf("key and certificate do not match: %w", err)
+	}
+	return nil
 }
