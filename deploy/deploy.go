@@ -238,7 +238,9 @@ func (d *Deployer) writeVersion(s Spec, b Bundle, uid, gid int) (string, error) 
 	}
 	suffix := make([]byte, 3)
 	_, _ = rand.Read(suffix)
-	name := fmt.Sprintf("%s-%s-%s", d.now().UTC().Format("20060102T150405Z"), shortSerial(b.Serial), hex.EncodeToString(suffix))
+	// Nanoseconds, fixed width: names sort in deploy order, which rollback
+	// and pruning rely on (two deploys within a second happen).
+	name := fmt.Sprintf("%s-%s-%s", d.now().UTC().Format("20060102T150405.000000000Z"), shortSerial(b.Serial), hex.EncodeToString(suffix))
 	dir := filepath.Join(base, name)
 	if err := os.Mkdir(dir, 0o755); err != nil {
 		return "", err
@@ -488,4 +490,17 @@ func VerifyLive(ctx context.Context, v Verify, want *x509.Certificate) error {
 		case <-time.After(pause):
 		}
 	}
+}
+
+// LiveLeaf reads the certificate the live path serves now.
+func LiveLeaf(s Spec) (*x509.Certificate, error) {
+	b, err := os.ReadFile(filepath.Join(s.LivePath(), CertFile))
+	if err != nil {
+		return nil, err
+	}
+	block, _ := pem.Decode(b)
+	if block == nil {
+		return nil, fmt.Errorf("%s: no PEM certificate", filepath.Join(s.LivePath(), CertFile))
+	}
+	return x509.ParseCertificate(block.Bytes)
 }

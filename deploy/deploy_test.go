@@ -312,3 +312,27 @@ func readConsistent(live string) error {
 	}
 	return nil
 }
+
+func TestRollbackOrderWithinOneSecond(t *testing.T) {
+	ca := newCA(t)
+	dir := t.TempDir()
+	s := spec(dir)
+	fixed := time.Date(2026, 11, 24, 12, 0, 0, 0, time.UTC)
+	n := 0
+	// Every deploy within the same second; serials chosen so that sorting
+	// by serial would give the wrong order.
+	d := &deploy.Deployer{Now: func() time.Time { n++; return fixed.Add(time.Duration(n) * time.Millisecond) }}
+	first := ca.bundle(t, 0xFFFF, "www.example.com")
+	if _, err := d.Deploy(ctx, s, first); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := d.Deploy(ctx, s, ca.bundle(t, 0x1, "www.example.com")); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := d.Rollback(ctx, s); err != nil {
+		t.Fatal(err)
+	}
+	if got := readLeaf(t, filepath.Join(dir, "www", "cert.pem")); got != first.Serial {
+		t.Fatalf("rolled back to %s, want %s", got, first.Serial)
+	}
+}

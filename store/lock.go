@@ -43,3 +43,20 @@ func (l *lockFile) release() error {
 	}
 	return l.f.Close() // closing the descriptor drops the flock
 }
+
+// LockHolder reports the pid of the daemon holding the store at path, if
+// one does.
+func LockHolder(path string) (pid int, held bool) {
+	f, err := os.OpenFile(path+".lock", os.O_RDONLY, 0)
+	if err != nil {
+		return 0, false
+	}
+	defer f.Close()
+	if err := syscall.Flock(int(f.Fd()), syscall.LOCK_SH|syscall.LOCK_NB); err == nil {
+		_ = syscall.Flock(int(f.Fd()), syscall.LOCK_UN)
+		return 0, false
+	}
+	b, _ := os.ReadFile(path + ".lock")
+	pid, _ = strconv.Atoi(strings.TrimSpace(string(b)))
+	return pid, true
+}

@@ -111,6 +111,9 @@ func runUntil(t *testing.T, cfgPath string, names ...string) string {
 	}
 	defer func() { _ = cmd.Process.Kill(); _ = cmd.Wait() }()
 	dbPath := filepath.Join(filepath.Dir(cfgPath), "state", "certd.db")
+	// A signal that arrives before the Go runtime has installed handlers
+	// kills any process; wait until certd says it runs.
+	logs.waitFor(t, "certd started")
 	deadline := time.Now().Add(60 * time.Second)
 	for {
 		if allValid(dbPath, names) {
@@ -223,6 +226,39 @@ func TestEndToEndAtlasThroughKnot(t *testing.T) {
 	runUntil(t, cfgPath, "www", "shop")
 	if l := w.sim.Ledger(); len(l) != 2 {
 		t.Fatalf("a restart placed new orders: ledger has %d", len(l))
+	}
+
+	// certd renew: not due, so nothing without -force; with it, a new
+	// certificate now (no daemon running: done in the foreground).
+	out.Reset()
+	errb.Reset()
+	if code := run([]string{"renew", "-config", cfgPath, "www"}, &out, &errb); code != exitOK || !strings.Contains(out.String(), "not due until") {
+		t.Fatalf("renew without -force: %d %s %s", code, out.String(), errb.String())
+	}
+	oldSerial := readCert(t, filepath.Join(w.dir, "live", "www", "cert.pem")).SerialNumber
+	out.Reset()
+	if code := run([]string{"renew", "-config", cfgPath, "-force", "www"}, &out, &errb); code != exitOK {
+		t.Fatalf("renew -force: %d\n%s", code, errb.String())
+	}
+	newSerial := readCert(t, filepath.Join(w.dir, "live", "www", "cert.pem")).SerialNumber
+	if newSerial.Cmp(oldSerial) == 0 || len(w.sim.Ledger()) != 3 || !strings.Contains(out.String(), "deployed") {
+		t.Fatalf("renew -force: serial %X -> %X, ledger %d: %s", oldSerial, newSerial, len(w.sim.Ledger()), out.String())
+	}
+
+	// certd rollback: the previous version is live again, and the store
+	// says so.
+	out.Reset()
+	errb.Reset()
+	if code := run([]string{"rollback", "-config", cfgPath, "www"}, &out, &errb); code != exitOK {
+		t.Fatalf("rollback: %d %s", code, errb.String())
+	}
+	if got := readCert(t, filepath.Join(w.dir, "live", "www", "cert.pem")).SerialNumber; got.Cmp(oldSerial) != 0 {
+		t.Fatalf("after rollback the live serial is %X, want %X", got, oldSerial)
+	}
+	st2, _ := store.Open(context.Background(), filepath.Join(w.dir, "state", "certd.db"), store.Options{})
+	defer st2.Close()
+	if c, _ := st2.GetCertificate(context.Background(), "www"); c.Current == nil || c.Current.Serial != fmt.Sprintf("%X", oldSerial) {
+		t.Fatalf("store after rollback: %+v", c.Current)
 	}
 }
 

@@ -27,6 +27,8 @@ Usage:
   certd run          [-config FILE]           run the daemon (systemd: Type=notify)
   certd check-config [FILE]                   validate a configuration; print every error
   certd status       [-config FILE] [-json]   show certificates and claims
+  certd renew        [-config FILE] [-force] NAME   renew one certificate now
+  certd rollback     [-config FILE] NAME      switch back to the previous deployed version
   certd claims       list|verify|reassert|delete [-config FILE] [-account A] [DOMAIN]
                                               account-level domain claims (Atlas)
   certd demo         [-dir D] [-once]         the whole lifecycle on loopback: Atlas simulator,
@@ -67,6 +69,10 @@ func run(args []string, stdout, stderr io.Writer) int {
 		return cmdClaims(rest, stdout, stderr)
 	case "sim":
 		return cmdSim(rest, stdout, stderr)
+	case "renew":
+		return cmdRenew(rest, stdout, stderr)
+	case "rollback":
+		return cmdRollback(rest, stdout, stderr)
 	case "version", "--version", "-version":
 		fmt.Fprintln(stdout, versionString())
 		return exitOK

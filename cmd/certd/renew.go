@@ -1,0 +1,182 @@
+package main
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"strings"
+	"syscall"
+	"time"
+
+	"go.uber.org/zap"
+
+	"github.com/certd/certd/deploy"
+	"github.com/certd/certd/scheduler"
+	"github.com/certd/certd/store"
+)
+
+// cmdRenew makes a certificate due now. With a daemon running on the
+// store, the daemon is asked for a pass (SIGHUP); otherwise the work is
+// done here, in the foreground, each step logged as it happens.
+func cmdRenew(args []string, stdout, stderr io.Writer) int {
+	fs := newFlags("renew", stderr)
+	path := fs.String("config", DefaultConfig, "configuration file")
+	force := fs.Bool("force", false, "renew even if the certificate is not due yet")
+	if code, ok := parseFlags(fs, args); !ok {
+		return code
+	}
+	if fs.NArg() != 1 {
+		fmt.Fprintln(stderr, "usage: certd renew [-config FILE] [-force] NAME")
+		return exitUsage
+	}
+	name := fs.Arg(0)
+	cfg, st, code, ok := openFromConfig(*path, stderr)
+	if !ok {
+		return code
+	}
+	ctx := context.Background()
+	c, err := st.GetCertificate(ctx, name)
+	if errors.Is(err, store.ErrNotFound) {
+		st.Close()
+		fmt.Fprintf(stderr, "certd renew: %s is not in the store yet; start the daemon once (or check the name)\n", name)
+		return exitFailure
+	}
+	if err != nil {
+		st.Close()
+		fmt.Fprintf(stderr, "certd: %v\n", err)
+		return exitFailure
+	}
+	now := time.Now()
+	if !*force && c.State == store.StateValid && c.NextActionAt.After(now) {
+		st.Close()
+		fmt.Fprintf(stdout, "%s is valid and not due until %s; use -force to renew now\n", name, c.NextActionAt.UTC().Format(time.RFC3339))
+		return exitOK
+	}
+	if c.NextAction == "" || c.NextAction == scheduler.ActionRenew || *force {
+		c.NextAction = scheduler.ActionRenew
+	}
+	c.NextActionAt = now
+	if err := st.SaveCertificate(ctx, c); err != nil {
+		st.Close()
+		fmt.Fprintf(stderr, "certd: %v\n", err)
+		return exitFailure
+	}
+	_, _ = st.AppendEvent(ctx, store.Event{Level: "info", Kind: "renew_requested", CertName: name, Message: "renewal requested by an operator"})
+	st.Close()
+	if pid, held := store.LockHolder(cfg.Store.SQLite); held {
+		if pid > 0 && syscall.Kill(pid, syscall.SIGHUP) == nil {
+			fmt.Fprintf(stdout, "%s is due now; the running daemon (pid %d) was asked for a pass. Follow it with: certd status\n", name, pid)
+		} else {
+			fmt.Fprintf(stdout, "%s is due now; the running daemon picks it up at its next pass (%s)\n", name, cfg.Schedule)
+		}
+		return exitOK
+	}
+	// No daemon: do the work here, holding the store like a daemon would.
+	lst, err := store.Open(ctx, cfg.Store.SQLite, store.Options{Exclusive: true})
+	if err != nil {
+		fmt.Fprintf(stderr, "certd: %v\n", err)
+		return exitStore
+	}
+	defer lst.Close()
+	lc := cfg.Log
+	lc.Format = "console" // a person is watching
+	log := newLogger(lc, zap.NewAtomicLevel(), stderr)
+	p, err := build(cfg, lst, log)
+	if err != nil {
+		fmt.Fprintf(stderr, "certd: %v\n", err)
+		return exitUsage
+	}
+	stopResponders, err := serveResponders(p.responders, log)
+	if err != nil {
+		fmt.Fprintf(stderr, "certd: %v\n", err)
+		return exitFailure
+	}
+	defer stopResponders()
+	issuing := &scheduler.Issuing{Store: lst, Plans: func(n string) (scheduler.Plan, error) { return p.plan(n) },
+		Claims: &scheduler.Claims{Store: lst, Log: log.Named("claims")}, Deployer: &deploy.Deployer{Log: log.Named("deploy")}, Log: log.Named("issue")}
+	for attempt := 0; attempt < 120; attempt++ {
+		c, err := lst.GetCertificate(ctx, name)
+		if err != nil {
+			fmt.Fprintf(stderr, "certd: %v\n", err)
+			return exitFailure
+		}
+		if err := issuing.Work(ctx, c); err != nil {
+			fmt.Fprintf(stderr, "certd renew: %s: %v\n", name, err)
+			return exitFailure
+		}
+		c, _ = lst.GetCertificate(ctx, name)
+		if c.State == store.StateValid && c.Current != nil {
+			fmt.Fprintf(stdout, "%s: serial %s deployed, valid until %s; next renewal %s\n", name, c.Current.Serial,
+				c.Current.NotAfter.UTC().Format(time.RFC3339), c.NextActionAt.UTC().Format(time.RFC3339))
+			return exitOK
+		}
+		time.Sleep(time.Until(c.NextActionAt).Round(time.Millisecond)) // the CA is still issuing
+	}
+	fmt.Fprintf(stderr, "certd renew: %s was not issued in time; the daemon will go on with it\n", name)
+	return exitFailure
+}
+
+// cmdRollback switches a certificate back to the version deployed before
+// the current one, reloads, and records it.
+func cmdRollback(args []string, stdout, stderr io.Writer) int {
+	fs := newFlags("rollback", stderr)
+	path := fs.String("config", DefaultConfig, "configuration file")
+	if code, ok := parseFlags(fs, args); !ok {
+		return code
+	}
+	if fs.NArg() != 1 {
+		fmt.Fprintln(stderr, "usage: certd rollback [-config FILE] NAME")
+		return exitUsage
+	}
+	name := fs.Arg(0)
+	cfg, st, code, ok := openFromConfig(*path, stderr)
+	if !ok {
+		return code
+	}
+	defer st.Close()
+	var spec *deploy.Spec
+	for _, c := range cfg.Certificates {
+		if c.Name == name {
+			s := deploySpec(c)
+			spec = &s
+		}
+	}
+	if spec == nil {
+		fmt.Fprintf(stderr, "certd rollback: %s is not in the configuration\n", name)
+		return exitUsage
+	}
+	ctx := context.Background()
+	res, err := (&deploy.Deployer{}).Rollback(ctx, *spec)
+	for _, h := range res.Hooks {
+		fmt.Fprintf(stdout, "hook %s: %v\n", strings.Join(h.Argv, " "), errOrOK(h.Err))
+	}
+	if err != nil {
+		fmt.Fprintf(stderr, "certd: %v\n", err)
+		return exitFailure
+	}
+	// The store follows the files: the version whose serial is now live.
+	leaf, err := deploy.LiveLeaf(*spec)
+	if err == nil {
+		vs, _ := st.ListVersions(ctx, name)
+		for _, v := range vs {
+			if v.Serial == fmt.Sprintf("%X", leaf.SerialNumber) {
+				if c, err := st.GetCertificate(ctx, name); err == nil {
+					c.CurrentVersion = v.ID
+					_ = st.SaveCertificate(ctx, c)
+				}
+			}
+		}
+	}
+	_, _ = st.AppendEvent(ctx, store.Event{Level: "warn", Kind: "rolled_back", CertName: name,
+		Message: fmt.Sprintf("rolled back by an operator from %s to %s", res.Previous, res.Version)})
+	fmt.Fprintf(stdout, "%s: live files now %s (was %s)\n", name, res.Version, res.Previous)
+	return exitOK
+}
+
+func errOrOK(err error) string {
+	if err != nil {
+		return err.Error()
+	}
+	return "ok"
+}
