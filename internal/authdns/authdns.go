@@ -47,18 +47,25 @@ func New(keyName, secret string, zones map[string][]string) (*Server, error) {
 	return s, nil
 }
 
-// Start listens on addr (UDP and TCP) until ctx is done.
+// Start listens on addr (UDP and TCP on the same port) until ctx is done.
+// With port 0, ports are tried until one is free for both.
 func (s *Server) Start(ctx context.Context, addr string) error {
-	pc, err := net.ListenPacket("udp", addr)
-	if err != nil {
-		return fmt.Errorf("authdns: %w", err)
+	var pc net.PacketConn
+	var ln net.Listener
+	var err error
+	for try := 0; ; try++ {
+		if pc, err = net.ListenPacket("udp", addr); err != nil {
+			return fmt.Errorf("authdns: %w", err)
+		}
+		if ln, err = net.Listen("tcp", pc.LocalAddr().String()); err == nil {
+			break
+		}
+		pc.Close()
+		if _, port, _ := net.SplitHostPort(addr); port != "0" || try >= 20 {
+			return fmt.Errorf("authdns: %w", err)
+		}
 	}
 	s.Addr = pc.LocalAddr().String()
-	ln, err := net.Listen("tcp", s.Addr)
-	if err != nil {
-		pc.Close()
-		return fmt.Errorf("authdns: %w", err)
-	}
 	secrets := map[string]string{s.KeyName: s.Secret}
 	// miekg/dns answers NOTIMP to updates unless told to accept them.
 	accept := func(h dns.Header) dns.MsgAcceptAction {
