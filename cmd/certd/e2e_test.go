@@ -193,6 +193,31 @@ func TestEndToEndAtlasThroughKnot(t *testing.T) {
 		}
 	}
 
+	// certd events shows the lifecycle, filtered by certificate.
+	out.Reset()
+	if code := run([]string{"events", "-config", cfgPath, "www"}, &out, &errb); code != exitOK {
+		t.Fatalf("events: %d %s", code, errb.String())
+	}
+	for _, want := range []string{"configured", "issued", "deployed", "www"} {
+		if !strings.Contains(out.String(), want) {
+			t.Errorf("events lack %q:\n%s", want, out.String())
+		}
+	}
+	if strings.Contains(out.String(), "shop") {
+		t.Errorf("events for www show shop:\n%s", out.String())
+	}
+	out.Reset()
+	if code := run([]string{"events", "-config", cfgPath, "-since", "1h", "-json", "-n", "3"}, &out, &errb); code != exitOK || strings.Count(out.String(), "\n") != 3 {
+		t.Errorf("events -json -n 3: %d\n%s", code, out.String())
+	}
+	if !strings.Contains(func() string {
+		var b strings.Builder
+		run([]string{"status", "-config", cfgPath}, &b, &errb)
+		return b.String()
+	}(), "globalsign-atlas") {
+		t.Error("status does not show the issuer")
+	}
+
 	// certd claims: list, reassert (a new token, proved again), delete.
 	out.Reset()
 	if code := run([]string{"claims", "list", "-config", cfgPath}, &out, &errb); code != exitOK {

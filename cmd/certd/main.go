@@ -27,6 +27,7 @@ Usage:
   certd run          [-config FILE]           run the daemon (systemd: Type=notify)
   certd check-config [FILE]                   validate a configuration; print every error
   certd status       [-config FILE] [-json]   show certificates and claims
+  certd events       [-config FILE] [-since D] [-n N] [-json] [NAME]   the event log
   certd renew        [-config FILE] [-force] NAME   renew one certificate now
   certd rollback     [-config FILE] NAME      switch back to the previous deployed version
   certd claims       list|verify|reassert|delete [-config FILE] [-account A] [DOMAIN]
@@ -71,6 +72,8 @@ func run(args []string, stdout, stderr io.Writer) int {
 		return cmdSim(rest, stdout, stderr)
 	case "renew":
 		return cmdRenew(rest, stdout, stderr)
+	case "events":
+		return cmdEvents(rest, stdout, stderr)
 	case "rollback":
 		return cmdRollback(rest, stdout, stderr)
 	case "version", "--version", "-version":

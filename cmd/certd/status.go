@@ -20,7 +20,7 @@ func cmdStatus(args []string, stdout, stderr io.Writer) int {
 	if code, ok := parseFlags(fs, args); !ok {
 		return code
 	}
-	_, st, code, ok := openFromConfig(*path, stderr)
+	cfg, st, code, ok := openFromConfig(*path, stderr)
 	if !ok {
 		return code
 	}
@@ -37,6 +37,11 @@ func cmdStatus(args []string, stdout, stderr io.Writer) int {
 		return exitFailure
 	}
 	rep := buildStatus(certs, claims, time.Now())
+	for i := range rep.Certificates {
+		if a, ok := cfg.Accounts[rep.Certificates[i].Account]; ok {
+			rep.Certificates[i].Issuer = a.Type
+		}
+	}
 	if *asJSON {
 		enc := json.NewEncoder(stdout)
 		enc.SetIndent("", "  ")
@@ -67,6 +72,7 @@ type certStatus struct {
 	Name         string     `json:"name"`
 	Domains      []string   `json:"domains"`
 	Account      string     `json:"account"`
+	Issuer       string     `json:"issuer,omitempty"`
 	State        string     `json:"state"`
 	Serial       string     `json:"serial,omitempty"`
 	NotAfter     *time.Time `json:"not_after,omitempty"`
@@ -120,7 +126,7 @@ func buildStatus(certs []store.Certificate, claims []store.Claim, now time.Time)
 
 func printStatus(w io.Writer, rep statusReport, now time.Time) {
 	tw := tabwriter.NewWriter(w, 0, 0, 2, ' ', 0)
-	fmt.Fprintln(tw, "CERTIFICATE\tDOMAINS\tACCOUNT\tSTATE\tSERIAL\tEXPIRES\tNEXT\tFAILURES\tLAST ERROR")
+	fmt.Fprintln(tw, "CERTIFICATE\tDOMAINS\tACCOUNT\tISSUER\tSTATE\tSERIAL\tEXPIRES\tNEXT\tFAILURES\tLAST ERROR")
 	for _, c := range rep.Certificates {
 		domains := strings.Join(c.Domains, ",")
 		if len(c.Domains) > 2 {
@@ -130,7 +136,7 @@ func printStatus(w io.Writer, rep statusReport, now time.Time) {
 		if c.Emergency {
 			state += " (EMERGENCY)"
 		}
-		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\t%s\t%s\t%d\t%s\n", c.Name, domains, c.Account, state, dash(c.Serial),
+		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%d\t%s\n", c.Name, domains, c.Account, dash(c.Issuer), state, dash(c.Serial),
 			relative(c.NotAfter, now), next(c.NextAction, c.NextActionAt, now), c.Failures, dash(truncate(c.LastError, 70)))
 	}
 	tw.Flush()
