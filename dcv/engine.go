@@ -75,7 +75,13 @@ type Options struct {
 	// TTL of published TXT records (default 60s).
 	TTL    time.Duration
 	Logger *zap.Logger
+	// Observe, when set, is told how long each challenge took to become
+	// visible, by provider (or HTTP target) and kind.
+	Observe func(provider, kind string, d time.Duration)
 }
+
+// ErrNotVisible: a published challenge did not become visible in time.
+var ErrNotVisible = errors.New("dcv: challenge not visible")
 
 // Engine publishes challenges, waits until they are visible, and removes
 // them.
@@ -223,11 +229,14 @@ func (e *Engine) wait(ctx context.Context, p *Published) error {
 		err := check(ctx)
 		if err == nil {
 			e.log.Info("challenge visible", zap.String("domain", p.Challenge.Domain), zap.String("name", p.rec.Name), zap.Duration("after", time.Since(start)))
+			if e.opts.Observe != nil {
+				e.opts.Observe(p.rec.Provider, p.rec.Kind, time.Since(start))
+			}
 			return nil
 		}
 		select {
 		case <-ctx.Done():
-			return fmt.Errorf("dcv: %s not visible after %s: %w", p.rec.Name, time.Since(start).Round(time.Millisecond), err)
+			return fmt.Errorf("%w: %s after %s: %w", ErrNotVisible, p.rec.Name, time.Since(start).Round(time.Millisecond), err)
 		case <-time.After(interval):
 		}
 		interval = min(interval*2, 2*time.Second)

@@ -67,6 +67,17 @@ const (
 // versionsDir holds the versions of every certificate under Dir.
 const versionsDir = ".certd-versions"
 
+// Failure is a deploy that did not go through, naming the step that
+// failed: "bundle", "write", "switch", "check", "reload" or "live
+// verification".
+type Failure struct {
+	Step string
+	Err  error
+}
+
+func (f *Failure) Error() string { return f.Err.Error() }
+func (f *Failure) Unwrap() error { return f.Err }
+
 // Deployer puts bundles in place. It holds no state between calls: the
 // live symlink is the truth.
 type Deployer struct {
@@ -105,41 +116,49 @@ func (s Spec) LivePath() string { return filepath.Join(s.Dir, s.Name) }
 // is switched back and reloaded, and the error returned: certd never
 // leaves a service on a set it could not verify, and never stops one.
 func (d *Deployer) Deploy(ctx context.Context, s Spec, b Bundle) (Result, error) {
+	res, step, err := d.deploy(ctx, s, b)
+	if err != nil {
+		return res, &Failure{Step: step, Err: err}
+	}
+	return res, nil
+}
+
+func (d *Deployer) deploy(ctx context.Context, s Spec, b Bundle) (Result, string, error) {
 	res := Result{Path: s.LivePath()}
 	if err := checkBundle(b); err != nil {
-		return res, fmt.Errorf("deploy %s: refusing an inconsistent bundle: %w", s.Name, err)
+		return res, "bundle", fmt.Errorf("deploy %s: refusing an inconsistent bundle: %w", s.Name, err)
 	}
 	uid, gid, err := owner(s)
 	if err != nil {
-		return res, fmt.Errorf("deploy %s: %w", s.Name, err)
+		return res, "write", fmt.Errorf("deploy %s: %w", s.Name, err)
 	}
 	prev, err := current(s)
 	if err != nil {
-		return res, fmt.Errorf("deploy %s: %w", s.Name, err)
+		return res, "write", fmt.Errorf("deploy %s: %w", s.Name, err)
 	}
 	res.Previous = prev
 	version, err := d.writeVersion(s, b, uid, gid)
 	if err != nil {
-		return res, fmt.Errorf("deploy %s: %w", s.Name, err)
+		return res, "write", fmt.Errorf("deploy %s: %w", s.Name, err)
 	}
 	res.Version = version
 	if err := swap(s, version); err != nil {
-		return res, fmt.Errorf("deploy %s: switching to %s: %w", s.Name, version, err)
+		return res, "switch", fmt.Errorf("deploy %s: switching to %s: %w", s.Name, version, err)
 	}
 	d.log().Info("deployed files switched", zap.String("cert", s.Name), zap.String("version", version), zap.String("serial", b.Serial))
 	env := hookEnv(s, b)
-	failed := func(step string, err error) (Result, error) {
+	failed := func(step string, err error) (Result, string, error) {
 		if prev == "" {
-			return res, fmt.Errorf("deploy %s: %s: %w (no earlier version to roll back to)", s.Name, step, err)
+			return res, step, fmt.Errorf("deploy %s: %s: %w (no earlier version to roll back to)", s.Name, step, err)
 		}
 		if rerr := swap(s, prev); rerr != nil {
-			return res, fmt.Errorf("deploy %s: %s: %w; and rolling back failed: %v", s.Name, step, err, rerr)
+			return res, step, fmt.Errorf("deploy %s: %s: %w; and rolling back failed: %v", s.Name, step, err, rerr)
 		}
 		d.log().Warn("deploy failed; rolled back", zap.String("cert", s.Name), zap.String("step", step), zap.Error(err), zap.String("version", prev))
 		for _, argv := range s.Reload {
 			res.Hooks = append(res.Hooks, RunHook(ctx, argv, env, s.Timeout))
 		}
-		return res, fmt.Errorf("deploy %s: %s: %w (rolled back to the previous version)", s.Name, step, err)
+		return res, step, fmt.Errorf("deploy %s: %s: %w (rolled back to the previous version)", s.Name, step, err)
 	}
 	if len(s.Check) > 0 {
 		run := RunHook(ctx, s.Check, env, s.Timeout)
@@ -161,7 +180,7 @@ func (d *Deployer) Deploy(ctx context.Context, s Spec, b Bundle) (Result, error)
 		}
 	}
 	d.prune(s, version, prev)
-	return res, nil
+	return res, "", nil
 }
 
 // Rollback switches the live path to the version before the current one

@@ -73,6 +73,9 @@ type Issuing struct {
 	PollInterval time.Duration
 	// Rand draws renewal jitter.
 	Rand *mrand.Rand
+	// OnDeploy, when set, is told of every deploy: its error (nil on
+	// success) and whether a live verification was part of it.
+	OnDeploy func(cert store.Certificate, plan Plan, err error)
 }
 
 func (x *Issuing) now() time.Time {
@@ -378,6 +381,9 @@ func (x *Issuing) deploy(ctx context.Context, log *zap.Logger, c store.Certifica
 		x.event(ctx, level, "hook", c, msg+outputNote(h.Output))
 	}
 	dep.FinishedAt = x.now()
+	if x.OnDeploy != nil {
+		x.OnDeploy(c, plan, err)
+	}
 	if err != nil {
 		dep.State, dep.Error = "failed", err.Error()
 		_ = x.Store.SaveDeployment(context.WithoutCancel(ctx), dep)

@@ -69,6 +69,9 @@ type Options struct {
 	Work  Work
 	// ClaimWork, when set, is run for every claim whose next action is due.
 	ClaimWork ClaimWork
+	// OnFailure, when set, is told of every failed job (metrics,
+	// notifications) after the failure is recorded.
+	OnFailure func(cert store.Certificate, err error)
 	// Housekeeping, when set, runs at the start of every pass (retrying
 	// the removal of DCV artefacts, say). Its failures are logged.
 	Housekeeping func(ctx context.Context) error
@@ -394,6 +397,9 @@ func (s *Scheduler) run(ctx context.Context, c store.Certificate) {
 		return
 	}
 	log.Warn("job failed; retry scheduled", zap.Error(err), zap.Int(logkey.Attempt, cur.Failures), zap.Duration(logkey.RetryIn, delay))
+	if s.opts.OnFailure != nil {
+		s.opts.OnFailure(cur, err)
+	}
 	s.event(context.WithoutCancel(ctx), "error", "failed", c.Name, c.Account,
 		fmt.Sprintf("%s failed (attempt %d): %v; next attempt in %s", c.NextAction, cur.Failures, err, delay.Round(time.Second)))
 }

@@ -47,6 +47,10 @@ type ClientOptions struct {
 	// Timeout bounds one HTTP exchange (default 60s).
 	Timeout time.Duration
 	Logger  *zap.Logger
+	// Observe, when set, is told of every exchange: its endpoint as a
+	// route ("POST /certificates", "GET /claims/domains/{id}"), the HTTP
+	// status (0 when there was no answer) and how long it took.
+	Observe func(endpoint string, status int, d time.Duration)
 }
 
 // Client speaks the HVCA v2 API of one Atlas account. It is safe for
@@ -115,7 +119,7 @@ func NewClient(opts ClientOptions) (*Client, error) {
 // NewFromConfig builds a Client from an account block, resolving its
 // secrets and reading its certificate files. caFile, when not empty, is a
 // PEM bundle of roots for the API's TLS certificate (the simulator's).
-func NewFromConfig(c *Config, log *zap.Logger) (*Client, error) {
+func NewFromConfig(c *Config, log *zap.Logger, mods ...func(*ClientOptions)) (*Client, error) {
 	key, err := c.APIKey.Resolve()
 	if err != nil {
 		return nil, fmt.Errorf("atlas: %w", err)
@@ -147,7 +151,11 @@ func NewFromConfig(c *Config, log *zap.Logger) (*Client, error) {
 			return nil, fmt.Errorf("atlas: ca %s holds no PEM certificate", c.CA)
 		}
 	}
-	return NewClient(ClientOptions{URL: c.URL, APIKey: key.Reveal(), APISecret: secret.Reveal(), Certificate: pair, RootCAs: roots, Logger: log})
+	opts := ClientOptions{URL: c.URL, APIKey: key.Reveal(), APISecret: secret.Reveal(), Certificate: pair, RootCAs: roots, Logger: log}
+	for _, m := range mods {
+		m(&opts)
+	}
+	return NewClient(opts)
 }
 
 func sleepCtx(ctx context.Context, d time.Duration) error {
@@ -250,7 +258,15 @@ func (c *Client) send(ctx context.Context, method, p string, body []byte, token 
 	}
 	var wrote atomic.Bool
 	req = req.WithContext(withWroteTrace(ctx, &wrote))
+	start := time.Now()
 	resp, err := c.http.Do(req)
+	if c.opts.Observe != nil {
+		code := 0
+		if resp != nil {
+			code = resp.StatusCode
+		}
+		c.opts.Observe(method+" "+route(method, rel.Path), code, time.Since(start))
+	}
 	if err != nil {
 		if wrote.Load() && ctx.Err() == nil {
 			return nil, fmt.Errorf("%w: %s %s: %v", ErrAmbiguous, method, rel.Path, err)
@@ -402,4 +418,20 @@ func getAll[T any](ctx context.Context, c *Client, p string, q url.Values) ([]T,
 			return nil, fmt.Errorf("atlas: GET %s: more than 10000 pages", p)
 		}
 	}
+}
+
+// route names an API path without its ids, for metrics.
+func route(method, p string) string {
+	parts := strings.Split(strings.Trim(p, "/"), "/")
+	switch {
+	case len(parts) >= 2 && parts[0] == "certificates":
+		parts[1] = "{serial}"
+	case len(parts) >= 3 && parts[0] == "claims" && parts[1] == "domains":
+		if len(parts) == 3 && method == http.MethodPost {
+			parts[2] = "{domain}"
+		} else {
+			parts[2] = "{id}"
+		}
+	}
+	return "/" + strings.Join(parts, "/")
 }

@@ -70,7 +70,7 @@ func cmdClaims(args []string, stdout, stderr io.Writer) int {
 		}
 	}
 	log := newLogger(cfg.Log, zap.NewAtomicLevel(), stderr)
-	p, err := build(cfg, st, log)
+	p, err := build(cfg, st, log, observers{})
 	if err != nil {
 		fmt.Fprintf(stderr, "certd: %v\n", err)
 		return exitUsage

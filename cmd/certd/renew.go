@@ -82,7 +82,7 @@ func cmdRenew(args []string, stdout, stderr io.Writer) int {
 	lc := cfg.Log
 	lc.Format = "console" // a person is watching
 	log := newLogger(lc, zap.NewAtomicLevel(), stderr)
-	p, err := build(cfg, lst, log)
+	p, err := build(cfg, lst, log, observers{})
 	if err != nil {
 		fmt.Fprintf(stderr, "certd: %v\n", err)
 		return exitUsage

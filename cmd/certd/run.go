@@ -23,6 +23,7 @@ import (
 	"github.com/certd/certd/config"
 	"github.com/certd/certd/deploy"
 	"github.com/certd/certd/internal/logkey"
+	"github.com/certd/certd/metrics"
 	"github.com/certd/certd/providers"
 	"github.com/certd/certd/scheduler"
 	"github.com/certd/certd/store"
@@ -70,7 +71,24 @@ func runDaemon(path string, stderr io.Writer, sigs <-chan os.Signal) int {
 
 	d := &daemonState{log: log, level: level, store: st, path: path}
 	d.cfg.Store(cfg)
-	built, err := build(cfg, st, log)
+	if cfg.Metrics.Listen != "" {
+		m := metrics.New(st, nil)
+		ln, err := net.Listen("tcp", cfg.Metrics.Listen)
+		if err != nil {
+			log.Error("cannot listen for metrics", zap.String("address", cfg.Metrics.Listen), zap.Error(err))
+			return exitFailure
+		}
+		mctx, stopMetrics := context.WithCancel(context.Background())
+		defer stopMetrics()
+		go func() {
+			if err := m.Serve(mctx, ln); err != nil {
+				log.Error("metrics endpoint stopped", zap.Error(err))
+			}
+		}()
+		d.obs = observers{m: m}
+		log.Info("metrics listening", zap.String("address", ln.Addr().String()), zap.String("paths", "/metrics /healthz"))
+	}
+	built, err := build(cfg, st, log, d.obs)
 	if err != nil {
 		log.Error("cannot set up from the configuration", zap.Error(err))
 		return exitUsage
@@ -95,6 +113,7 @@ func runDaemon(path string, stderr io.Writer, sigs <-chan os.Signal) int {
 		Deployer: &deploy.Deployer{Log: log.Named("deploy")},
 		Log:      log.Named("issue"),
 		Rand:     mrand.New(mrand.NewPCG(mrand.Uint64(), mrand.Uint64())),
+		OnDeploy: d.obs.deployed,
 	}
 	claimWork := func(ctx context.Context, c store.Claim) error {
 		err := d.parts.Load().ensureClaim(ctx, claims, c.Account, c.Domain, false)
@@ -107,6 +126,7 @@ func runDaemon(path string, stderr io.Writer, sigs <-chan os.Signal) int {
 	}
 	sched, err := scheduler.New(scheduler.Options{
 		Store: st, Work: issuing.Work, ClaimWork: claimWork, Logger: log.Named("scheduler"), Schedule: cfg.Schedule,
+		OnFailure: d.obs.failure,
 		// A DCV artefact whose removal failed is retried on every pass;
 		// one untouched for an hour is a leftover no proof still needs.
 		Housekeeping: func(ctx context.Context) error {
@@ -122,9 +142,6 @@ func runDaemon(path string, stderr io.Writer, sigs <-chan os.Signal) int {
 	if err := sched.Apply(ctx, certSpecs(cfg)); err != nil {
 		log.Error("cannot reconcile the configuration with the store", zap.Error(err))
 		return exitFailure
-	}
-	if cfg.Metrics.Listen != "" {
-		log.Warn("metrics.listen is set but this release has no metrics endpoint yet; ignoring it")
 	}
 	sched.Start()
 	log.Info("certd started", zap.String(logkey.Version, versionString()), zap.String(logkey.Config, path),
@@ -158,6 +175,7 @@ type daemonState struct {
 	path  string
 	cfg   atomic.Pointer[config.Config] // swapped by reload, read by jobs
 	parts atomic.Pointer[parts]         // built from cfg
+	obs   observers                     // metrics hooks (no-ops without metrics)
 }
 
 // reload loads the configuration again; an invalid one is refused whole
@@ -177,7 +195,7 @@ func (d *daemonState) reload(ctx context.Context) {
 		d.log.Warn("the store setting changed; it takes effect at the next restart")
 		cfg.Store = old.Store
 	}
-	built, err := build(cfg, d.store, d.log)
+	built, err := build(cfg, d.store, d.log, d.obs)
 	if err != nil {
 		d.log.Error("reload refused: the new configuration cannot be set up; keeping the running one", zap.Error(err))
 		_, _ = d.store.AppendEvent(ctx, store.Event{Level: "error", Kind: "reload_refused", Message: "configuration reload refused: " + err.Error()})

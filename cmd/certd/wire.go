@@ -30,12 +30,12 @@ type parts struct {
 // build turns a configuration into issuers, providers and the DCV engine.
 // Secrets are resolved here, so an unresolvable one fails the start (or
 // the reload) with its file:line.
-func build(cfg *config.Config, st *store.SQLite, log *zap.Logger) (*parts, error) {
+func build(cfg *config.Config, st *store.SQLite, log *zap.Logger, obs observers) (*parts, error) {
 	p := &parts{cfg: cfg, issuers: map[string]ca.Issuer{}, unavailable: map[string]string{}}
 	for name, acct := range cfg.Accounts {
 		switch acct.Type {
 		case "globalsign-atlas":
-			c, err := atlas.NewFromConfig(acct.Settings.(*atlas.Config), log.Named("atlas").With(zap.String("account", name)))
+			c, err := atlas.NewFromConfig(acct.Settings.(*atlas.Config), log.Named("atlas").With(zap.String("account", name)), obs.atlasClient(name))
 			if err != nil {
 				return nil, fmt.Errorf("account %s (%s): %w", name, acct.Pos, err)
 			}
@@ -48,7 +48,7 @@ func build(cfg *config.Config, st *store.SQLite, log *zap.Logger) (*parts, error
 	opts := dcv.Options{
 		DNS: map[string]dcv.DNSProvider{}, HTTP: map[string]dcv.HTTPTarget{},
 		Journal: storeJournal{st}, Resolvers: cfg.DCV.Resolvers, AuthServers: cfg.DCV.CheckServers,
-		Timeout: cfg.DCV.Timeout.D(), Logger: log.Named("dcv"),
+		Timeout: cfg.DCV.Timeout.D(), Logger: log.Named("dcv"), Observe: obs.dcv(),
 	}
 	for name, d := range cfg.DNS {
 		prov, err := dnsTable[d.Type].New(d.Settings)
@@ -93,7 +93,7 @@ func (p *parts) plan(name string) (scheduler.Plan, error) {
 	}
 	issuer, ok := p.issuers[c.Account]
 	if !ok {
-		return scheduler.Plan{}, fmt.Errorf("issuing through %s accounts is not available in this certd release", p.unavailable[c.Account])
+		return scheduler.Plan{}, fmt.Errorf("%w: issuing through %s accounts is not available in this certd release", errIssuerUnavailable, p.unavailable[c.Account])
 	}
 	acct := p.cfg.Accounts[c.Account]
 	var claimParents []string

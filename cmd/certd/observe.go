@@ -1,0 +1,111 @@
+package main
+
+import (
+	"context"
+	"errors"
+	"strconv"
+	"time"
+
+	"github.com/certd/certd/ca"
+	"github.com/certd/certd/ca/atlas"
+	"github.com/certd/certd/dcv"
+	"github.com/certd/certd/deploy"
+	"github.com/certd/certd/metrics"
+	"github.com/certd/certd/scheduler"
+	"github.com/certd/certd/store"
+)
+
+// errIssuerUnavailable: the account's CA has no issuer in this release.
+var errIssuerUnavailable = errors.New("issuer not available in this certd release")
+
+// failureReason classifies a failed job for metrics and notifications,
+// from the errors' types, never their text.
+func failureReason(err error) string {
+	var ae *atlas.Error
+	var df *deploy.Failure
+	switch {
+	case errors.Is(err, atlas.ErrQuota):
+		return "quota"
+	case errors.Is(err, scheduler.ErrAwaitingApproval):
+		return "awaiting_approval"
+	case errors.Is(err, errIssuerUnavailable):
+		return "issuer_unavailable"
+	case errors.Is(err, ca.ErrRejected):
+		return "rejected"
+	case errors.Is(err, ca.ErrAmbiguous):
+		return "ambiguous"
+	case errors.Is(err, dcv.ErrNotVisible):
+		return "dcv_not_visible"
+	case errors.As(err, &df):
+		return "deploy_" + df.Step
+	case errors.As(err, &ae):
+		return "ca_" + strconv.Itoa(ae.Status)
+	case errors.Is(err, context.DeadlineExceeded):
+		return "timeout"
+	}
+	return "other"
+}
+
+// observers feed metrics from the daemon's parts; all methods are no-ops
+// without metrics.
+type observers struct{ m *metrics.Metrics }
+
+func (o observers) atlasClient(account string) func(*atlas.ClientOptions) {
+	return func(opts *atlas.ClientOptions) {
+		if o.m == nil {
+			return
+		}
+		opts.Observe = func(endpoint string, status int, d time.Duration) {
+			o.m.CARequests.WithLabelValues(account, endpoint, strconv.Itoa(status)).Inc()
+			o.m.CALatency.WithLabelValues(account, endpoint).Observe(d.Seconds())
+		}
+	}
+}
+
+func (o observers) dcv() func(provider, kind string, d time.Duration) {
+	if o.m == nil {
+		return nil
+	}
+	return func(provider, kind string, d time.Duration) {
+		o.m.DCVVisible.WithLabelValues(provider, kind).Observe(d.Seconds())
+	}
+}
+
+func (o observers) failure(c store.Certificate, err error) {
+	if o.m != nil {
+		o.m.Failures.WithLabelValues(c.Account, failureReason(err)).Inc()
+	}
+}
+
+// deployed counts deploys and live verifications, and after a success
+// refreshes the account's quota in the background.
+func (o observers) deployed(c store.Certificate, plan scheduler.Plan, err error) {
+	if o.m == nil {
+		return
+	}
+	var df *deploy.Failure
+	switch {
+	case err == nil:
+		o.m.Deploys.WithLabelValues(c.Name, "success").Inc()
+		o.m.Renewals.WithLabelValues(plan.Spec.Account).Inc()
+		if plan.Deploy.Verify != nil {
+			o.m.LiveChecks.WithLabelValues(c.Name, "success").Inc()
+		}
+		if q, ok := plan.Issuer.(interface {
+			Quota(ctx context.Context) (int, error)
+		}); ok {
+			go func() {
+				ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+				defer cancel()
+				if n, err := q.Quota(ctx); err == nil {
+					o.m.Quota.WithLabelValues(plan.Spec.Account).Set(float64(n))
+				}
+			}()
+		}
+	case errors.As(err, &df) && df.Step == "live verification":
+		o.m.Deploys.WithLabelValues(c.Name, "failure").Inc()
+		o.m.LiveChecks.WithLabelValues(c.Name, "failure").Inc()
+	default:
+		o.m.Deploys.WithLabelValues(c.Name, "failure").Inc()
+	}
+}
