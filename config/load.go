@@ -121,6 +121,7 @@ func (l *loader) main(file string, data []byte) {
 	l.cfg.Log = m.Log
 	l.cfg.Metrics = m.Metrics
 	l.cfg.DCV = m.DCV
+	l.cfg.Notify = m.Notify
 	l.defaults = m.Defaults
 	l.add(file, m.Accounts, m.DNS, m.HTTP, m.Certificates)
 	l.checkSettings(file)

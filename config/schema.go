@@ -44,7 +44,8 @@ type Config struct {
 	Log      Log
 	Metrics  Metrics
 
-	DCV DCVSettings
+	DCV    DCVSettings
+	Notify Notify
 
 	Accounts     map[string]*Plugin
 	DNS          map[string]*Plugin
@@ -66,6 +67,44 @@ type DCVSettings struct {
 	HTTPCheckAddress string `yaml:"http_check_address"`
 	// Timeout bounds the wait for visibility (default 2m).
 	Timeout Duration `yaml:"timeout"`
+}
+
+// Notify says when and how people are told that certd needs them.
+type Notify struct {
+	// AfterFailures: notify once a certificate has failed this many times
+	// in a row (default 3).
+	AfterFailures int `yaml:"after_failures"`
+	// ExpiryWarning: notify when the deployed certificate expires within
+	// this while renewals fail, whatever the count (default 14d).
+	ExpiryWarning Duration `yaml:"expiry_warning"`
+	// MinInterval: the same problem is not repeated sooner (default 6h).
+	MinInterval Duration `yaml:"min_interval"`
+	// MaxPerHour caps all messages together (default 20).
+	MaxPerHour int `yaml:"max_per_hour"`
+	// OnSuccess also reports every renewal.
+	OnSuccess bool           `yaml:"on_success"`
+	Webhook   *NotifyWebhook `yaml:"webhook"`
+	Email     *NotifyEmail   `yaml:"email"`
+}
+
+// NotifyWebhook posts JSON to a URL. The URL is a secret reference:
+// webhook URLs usually embed their token.
+type NotifyWebhook struct {
+	URL   Secret `yaml:"url"`
+	Slack bool   `yaml:"slack"` // Slack-compatible body ({"text": ...})
+}
+
+// NotifyEmail sends mail through an SMTP relay with STARTTLS.
+type NotifyEmail struct {
+	SMTP     string   `yaml:"smtp"` // host:port
+	From     string   `yaml:"from"`
+	To       []string `yaml:"to"`
+	Username string   `yaml:"username"`
+	Password Secret   `yaml:"password"`
+	// CA is a PEM file of roots for a private relay's certificate.
+	CA string `yaml:"ca"`
+	// Insecure allows a relay without STARTTLS (and then no login).
+	Insecure bool `yaml:"insecure"`
 }
 
 // Plugin is a decoded account, DNS provider or HTTP target.
@@ -188,6 +227,7 @@ type mainFile struct {
 	Log          Log               `yaml:"log"`
 	Metrics      Metrics           `yaml:"metrics"`
 	DCV          DCVSettings       `yaml:"dcv"`
+	Notify       Notify            `yaml:"notify"`
 	Defaults     *Defaults         `yaml:"defaults"`
 	Accounts     map[string]*Block `yaml:"accounts"`
 	DNS          map[string]*Block `yaml:"dns"`

@@ -10,6 +10,7 @@ import (
 	"slices"
 	"strconv"
 	"strings"
+	"time"
 
 	"github.com/robfig/cron/v3"
 )
@@ -46,6 +47,8 @@ func (l *loader) checkSettings(file string) {
 		l.errAt(file, "log.format", "unknown format %q (json or console)", c.Log.Format)
 	}
 
+	l.checkNotify(file)
+
 	if c.Metrics.Listen != "" {
 		if err := checkHostPort(c.Metrics.Listen); err != nil {
 			l.errAt(file, "metrics.listen", "%v", err)
@@ -70,6 +73,54 @@ func (l *loader) checkDefaults() {
 		}
 		if d.Deploy != nil {
 			l.checkDeploy(file, "defaults.deploy", d.Deploy)
+		}
+	}
+}
+
+// checkNotify validates and defaults the notify section.
+func (l *loader) checkNotify(file string) {
+	n := &l.cfg.Notify
+	switch {
+	case n.AfterFailures < 0:
+		l.errAt(file, "notify.after_failures", "must be 1 or more")
+	case n.AfterFailures == 0:
+		n.AfterFailures = 3
+	}
+	if n.ExpiryWarning == 0 {
+		n.ExpiryWarning = Duration(14 * 24 * time.Hour)
+	}
+	if n.MinInterval == 0 {
+		n.MinInterval = Duration(6 * time.Hour)
+	}
+	switch {
+	case n.MaxPerHour < 0:
+		l.errAt(file, "notify.max_per_hour", "must be 1 or more")
+	case n.MaxPerHour == 0:
+		n.MaxPerHour = 20
+	}
+	if w := n.Webhook; w != nil && !w.URL.IsSet() {
+		l.errAt(file, "notify.webhook.url", "url is required (a secret reference: webhook URLs carry tokens)")
+	}
+	if e := n.Email; e != nil {
+		if err := checkHostPort(e.SMTP); err != nil {
+			l.errAt(file, "notify.email.smtp", "%v", err)
+		}
+		if a, err := mail.ParseAddress(e.From); err != nil || a.Address != e.From {
+			l.errAt(file, "notify.email.from", "invalid address %q", e.From)
+		}
+		if len(e.To) == 0 {
+			l.errAt(file, "notify.email.to", "at least one recipient is required")
+		}
+		for i, to := range e.To {
+			if a, err := mail.ParseAddress(to); err != nil || a.Address != to {
+				l.errAt(file, fmt.Sprintf("notify.email.to[%d]", i), "invalid address %q", to)
+			}
+		}
+		if e.Insecure && e.Username != "" {
+			l.errAt(file, "notify.email.insecure", "a relay without TLS cannot be given a password")
+		}
+		if e.Username != "" && !e.Password.IsSet() {
+			l.errAt(file, "notify.email.password", "password is required with a username")
 		}
 	}
 }

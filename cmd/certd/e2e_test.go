@@ -5,6 +5,7 @@ import (
 	"context"
 	"crypto"
 	"crypto/x509"
+	"encoding/json"
 	"encoding/pem"
 	"fmt"
 	"net"
@@ -268,6 +269,19 @@ func TestEndToEndAtlasThroughKnot(t *testing.T) {
 	newSerial := readCert(t, filepath.Join(w.dir, "live", "www", "cert.pem")).SerialNumber
 	if newSerial.Cmp(oldSerial) == 0 || len(w.sim.Ledger()) != 3 || !strings.Contains(out.String(), "deployed") {
 		t.Fatalf("renew -force: serial %X -> %X, ledger %d: %s", oldSerial, newSerial, len(w.sim.Ledger()), out.String())
+	}
+	out.Reset()
+	if code := run([]string{"status", "-config", cfgPath, "-json"}, &out, &errb); code != exitOK {
+		t.Fatalf("status -json after the renewal: %d", code)
+	}
+	var rep statusReport
+	if err := json.Unmarshal([]byte(out.String()), &rep); err != nil {
+		t.Fatal(err)
+	}
+	for _, c := range rep.Certificates {
+		if c.Name == "www" && (c.Serial != fmt.Sprintf("%X", newSerial) || c.State != "valid" || c.Failures != 0) {
+			t.Errorf("status -json after the renewal: %+v, want serial %X", c, newSerial)
+		}
 	}
 
 	// certd rollback: the previous version is live again, and the store

@@ -2,12 +2,16 @@ package main
 
 import (
 	"context"
+	"encoding/json"
 	"fmt"
 	"io"
 	"net/http"
+	"net/http/httptest"
+	"os"
 	"os/exec"
 	"path/filepath"
 	"strings"
+	"sync"
 	"syscall"
 	"testing"
 	"time"
@@ -70,6 +74,21 @@ func TestMetricsAfterIssuanceAndFailure(t *testing.T) {
 	cfg := strings.Replace(w.config(), "log: {level: debug, format: json}", "log: {level: debug, format: json}\nmetrics: {listen: "+addr+"}", 1)
 	cfg = strings.Replace(cfg, "dns:\n", "  le: {type: acme, directory: letsencrypt}\ndns:\n", 1)
 	cfg += "  - name: acme-one\n    account: le\n    domains: [acme.example.com]\n    dcv: {method: dns, provider: knot}\n"
+	// Notifications go to a webhook inside the test.
+	var hookMu sync.Mutex
+	var hooks []map[string]any
+	hookSrv := httptest.NewServer(http.HandlerFunc(func(rw http.ResponseWriter, r *http.Request) {
+		var body map[string]any
+		_ = json.NewDecoder(r.Body).Decode(&body)
+		hookMu.Lock()
+		hooks = append(hooks, body)
+		hookMu.Unlock()
+	}))
+	defer hookSrv.Close()
+	if err := os.WriteFile(filepath.Join(w.dir, "webhook-url"), []byte(hookSrv.URL+"/hook/SECRET-TOKEN\n"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	cfg = strings.Replace(cfg, "dcv:\n", "notify:\n  after_failures: 1\n  on_success: true\n  webhook: {url: file:webhook-url}\ndcv:\n", 1)
 	cfgPath := filepath.Join(w.dir, "certd.yaml")
 	writeFile(t, cfgPath, cfg)
 
@@ -145,5 +164,58 @@ func TestMetricsAfterIssuanceAndFailure(t *testing.T) {
 	fams = scrape(t, addr)
 	if _, ok := value(fams, "certd_ca_quota_remaining", map[string]string{"account": "atlas"}); !ok {
 		t.Error("no quota gauge after an issuance")
+	}
+
+	// certd status -json matches the store: two issued, one failing, and
+	// the exit code says a certificate is failing.
+	var sout, serr strings.Builder
+	if code := run([]string{"status", "-config", cfgPath, "-json"}, &sout, &serr); code != exitFailure {
+		t.Errorf("status with a failing certificate: exit %d, want %d", code, exitFailure)
+	}
+	var rep statusReport
+	if err := json.Unmarshal([]byte(sout.String()), &rep); err != nil {
+		t.Fatal(err)
+	}
+	got := map[string]certStatus{}
+	for _, c := range rep.Certificates {
+		got[c.Name] = c
+	}
+	if g := got["www"]; g.Serial != www.Current.Serial || g.State != "valid" || g.NotAfter == nil || !g.NotAfter.Equal(www.Current.NotAfter) || g.Issuer != "globalsign-atlas" {
+		t.Errorf("status of www: %+v, store %+v", g, www.Current)
+	}
+	acme, _ := st.GetCertificate(context.Background(), "acme-one")
+	if g := got["acme-one"]; g.State != "failing" || g.Failures != acme.Failures || g.LastError != acme.LastError || !strings.Contains(g.LastError, "not available") || rep.Unhealthy != 1 {
+		t.Errorf("status of acme-one: %+v (unhealthy %d), store %+v", g, rep.Unhealthy, acme)
+	}
+
+	// Notifications: a failure for the certificate that cannot be issued,
+	// a success for each renewal, and no secret in any of them.
+	deadline = time.Now().Add(10 * time.Second)
+	for {
+		hookMu.Lock()
+		n := len(hooks)
+		hookMu.Unlock()
+		if n >= 3 || time.Now().After(deadline) {
+			break
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+	hookMu.Lock()
+	defer hookMu.Unlock()
+	kinds := map[string]string{}
+	for _, h := range hooks {
+		kinds[fmt.Sprint(h["certificate"])] = fmt.Sprint(h["kind"])
+		raw, _ := json.Marshal(h)
+		for _, secret := range []string{"e2e-secret", w.knot.Secret, "SECRET-TOKEN", "PRIVATE KEY"} {
+			if strings.Contains(string(raw), secret) {
+				t.Errorf("a notification carries a secret: %s", raw)
+			}
+		}
+	}
+	if kinds["acme-one"] != "failure" || kinds["www"] != "success" || kinds["shop"] != "success" {
+		t.Errorf("notifications: %v (all: %v)", kinds, hooks)
+	}
+	if subj := fmt.Sprint(hooks[0]["subject"]) + fmt.Sprint(hooks[1]["subject"]) + fmt.Sprint(hooks[2]["subject"]); !strings.Contains(subj, "issuer_unavailable") {
+		t.Errorf("the failure's reason is not named: %s", subj)
 	}
 }

@@ -24,6 +24,7 @@ import (
 	"github.com/certd/certd/deploy"
 	"github.com/certd/certd/internal/logkey"
 	"github.com/certd/certd/metrics"
+	"github.com/certd/certd/notify"
 	"github.com/certd/certd/providers"
 	"github.com/certd/certd/scheduler"
 	"github.com/certd/certd/store"
@@ -105,6 +106,15 @@ func runDaemon(path string, stderr io.Writer, sigs <-chan os.Signal) int {
 		return exitFailure
 	}
 	defer stopResponders()
+	senders, err := notifySenders(cfg.Notify)
+	if err != nil {
+		log.Error("cannot set up notifications", zap.Error(err))
+		return exitUsage
+	}
+	nf := &notifier{log: log.Named("notify"), cfg: func() config.Notify { return d.cfg.Load().Notify },
+		n: &notify.Notifier{MinInterval: cfg.Notify.MinInterval.D(), MaxPerHour: cfg.Notify.MaxPerHour}}
+	nf.n.SetSenders(senders)
+	d.notifier = nf
 	claims := &scheduler.Claims{Store: st, Log: log.Named("claims")}
 	issuing := &scheduler.Issuing{
 		Store:    st,
@@ -113,7 +123,10 @@ func runDaemon(path string, stderr io.Writer, sigs <-chan os.Signal) int {
 		Deployer: &deploy.Deployer{Log: log.Named("deploy")},
 		Log:      log.Named("issue"),
 		Rand:     mrand.New(mrand.NewPCG(mrand.Uint64(), mrand.Uint64())),
-		OnDeploy: d.obs.deployed,
+		OnDeploy: func(c store.Certificate, p scheduler.Plan, err error) {
+			d.obs.deployed(c, p, err)
+			nf.deployed(c, p, err)
+		},
 	}
 	claimWork := func(ctx context.Context, c store.Claim) error {
 		err := d.parts.Load().ensureClaim(ctx, claims, c.Account, c.Domain, false)
@@ -126,7 +139,7 @@ func runDaemon(path string, stderr io.Writer, sigs <-chan os.Signal) int {
 	}
 	sched, err := scheduler.New(scheduler.Options{
 		Store: st, Work: issuing.Work, ClaimWork: claimWork, Logger: log.Named("scheduler"), Schedule: cfg.Schedule,
-		OnFailure: d.obs.failure,
+		OnFailure: func(c store.Certificate, err error) { d.obs.failure(c, err); nf.failed(c, err) },
 		// A DCV artefact whose removal failed is retried on every pass;
 		// one untouched for an hour is a leftover no proof still needs.
 		Housekeeping: func(ctx context.Context) error {
@@ -146,7 +159,7 @@ func runDaemon(path string, stderr io.Writer, sigs <-chan os.Signal) int {
 	sched.Start()
 	log.Info("certd started", zap.String(logkey.Version, versionString()), zap.String(logkey.Config, path),
 		zap.String(logkey.Store, cfg.Store.SQLite), zap.Int("certificates", len(cfg.Certificates)), zap.String("schedule", cfg.Schedule))
-	notify(log, daemon.SdNotifyReady, "STATUS=running")
+	sdNotify(log, daemon.SdNotifyReady, "STATUS=running")
 
 	stopWatchdog := startWatchdog(log)
 	defer stopWatchdog()
@@ -157,7 +170,7 @@ func runDaemon(path string, stderr io.Writer, sigs <-chan os.Signal) int {
 			d.reload(ctx)
 		default:
 			log.Info("stopping: finishing the current step of running jobs", zap.String(logkey.Signal, sig.String()))
-			notify(log, daemon.SdNotifyStopping)
+			sdNotify(log, daemon.SdNotifyStopping)
 			sched.Stop(stopGrace)
 			log.Info("certd stopped")
 			return exitOK
@@ -168,21 +181,22 @@ func runDaemon(path string, stderr io.Writer, sigs <-chan os.Signal) int {
 
 // daemonState is what the running daemon swaps on reload.
 type daemonState struct {
-	log   *zap.Logger
-	level zap.AtomicLevel
-	store *store.SQLite
-	sched *scheduler.Scheduler
-	path  string
-	cfg   atomic.Pointer[config.Config] // swapped by reload, read by jobs
-	parts atomic.Pointer[parts]         // built from cfg
-	obs   observers                     // metrics hooks (no-ops without metrics)
+	log      *zap.Logger
+	level    zap.AtomicLevel
+	store    *store.SQLite
+	sched    *scheduler.Scheduler
+	path     string
+	cfg      atomic.Pointer[config.Config] // swapped by reload, read by jobs
+	parts    atomic.Pointer[parts]         // built from cfg
+	obs      observers                     // metrics hooks (no-ops without metrics)
+	notifier *notifier
 }
 
 // reload loads the configuration again; an invalid one is refused whole
 // and the running configuration stays.
 func (d *daemonState) reload(ctx context.Context) {
-	notify(d.log, daemon.SdNotifyReloading, "MONOTONIC_USEC="+strconv.FormatInt(monotonicUsec(), 10))
-	defer notify(d.log, daemon.SdNotifyReady, "STATUS=running")
+	sdNotify(d.log, daemon.SdNotifyReloading, "MONOTONIC_USEC="+strconv.FormatInt(monotonicUsec(), 10))
+	defer sdNotify(d.log, daemon.SdNotifyReady, "STATUS=running")
 	cfg, err := loadConfig(d.path)
 	if err != nil {
 		d.log.Error("reload refused: the new configuration is invalid; keeping the running one",
@@ -199,6 +213,11 @@ func (d *daemonState) reload(ctx context.Context) {
 	if err != nil {
 		d.log.Error("reload refused: the new configuration cannot be set up; keeping the running one", zap.Error(err))
 		_, _ = d.store.AppendEvent(ctx, store.Event{Level: "error", Kind: "reload_refused", Message: "configuration reload refused: " + err.Error()})
+		return
+	}
+	senders, err := notifySenders(cfg.Notify)
+	if err != nil {
+		d.log.Error("reload refused: notifications cannot be set up; keeping the running configuration", zap.Error(err))
 		return
 	}
 	if len(built.responders) > 0 {
@@ -218,6 +237,7 @@ func (d *daemonState) reload(ctx context.Context) {
 	}
 	d.cfg.Store(cfg)
 	d.parts.Store(built)
+	d.notifier.n.SetSenders(senders)
 	d.sched.Kick()
 	d.log.Info("configuration reloaded", zap.String(logkey.Config, d.path), zap.Int("certificates", len(cfg.Certificates)))
 	_, _ = d.store.AppendEvent(ctx, store.Event{Level: "info", Kind: "reloaded", Message: "configuration reloaded"})
@@ -267,9 +287,9 @@ func newLogger(c config.Log, level zap.AtomicLevel, w io.Writer) *zap.Logger {
 	return zap.New(zapcore.NewCore(encoder, zapcore.AddSync(w), level))
 }
 
-// notify tells systemd about a state change when it asked for that
+// sdNotify tells systemd about a state change when it asked for that
 // (NOTIFY_SOCKET set); otherwise it does nothing.
-func notify(log *zap.Logger, states ...string) {
+func sdNotify(log *zap.Logger, states ...string) {
 	msg := ""
 	for i, s := range states {
 		if i > 0 {
@@ -297,7 +317,7 @@ func startWatchdog(log *zap.Logger) (stop func()) {
 			case <-done:
 				return
 			case <-t.C:
-				notify(log, daemon.SdNotifyWatchdog)
+				sdNotify(log, daemon.SdNotifyWatchdog)
 			}
 		}
 	}()
