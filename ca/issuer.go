@@ -27,9 +27,9 @@ type Request struct {
 	// Since is when the intent was stored: reconciliation looks no
 	// further back.
 	Since time.Time
-	// NotAfter, when set, asks for a shorter lifetime than the CA's
-	// maximum.
-	NotAfter time.Time
+	// Lifetime, when set, asks for a shorter validity than the CA's
+	// maximum, counted from the start of validity the issuer requests.
+	Lifetime time.Duration
 }
 
 // Order is a CA's handle on a submitted request.

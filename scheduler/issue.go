@@ -276,11 +276,8 @@ func (x *Issuing) order(ctx context.Context, log *zap.Logger, c store.Certificat
 }
 
 func (x *Issuing) request(c store.Certificate, plan Plan, o store.Order, key crypto.Signer) ca.Request {
-	req := ca.Request{CertName: c.Name, Domains: plan.Spec.Domains, Key: key, CSR: o.CSR, ClientRef: o.IdempotencyKey, Since: o.CreatedAt}
-	if plan.Lifetime > 0 {
-		req.NotAfter = x.now().Add(plan.Lifetime)
-	}
-	return req
+	return ca.Request{CertName: c.Name, Domains: plan.Spec.Domains, Key: key, CSR: o.CSR, ClientRef: o.IdempotencyKey,
+		Since: o.CreatedAt, Lifetime: plan.Lifetime}
 }
 
 // submit brings the order to "pending at the CA" with its reference. An

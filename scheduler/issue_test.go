@@ -437,3 +437,23 @@ func TestEmailClaimWaitsForTheApproverWithoutMailingAgain(t *testing.T) {
 		t.Fatalf("after the click: %+v", st)
 	}
 }
+
+func TestLifetimeIsCountedFromTheRequestedStart(t *testing.T) {
+	w := newWorldWith(t, func(o *atlassim.Options) {
+		p := atlassim.DefaultPolicy()
+		p.Validity.SecondsMin = 60 // the lifetime asked for is exactly the minimum
+		o.Policy = &p
+	})
+	c := w.due(t)
+	x := w.issuing(w.st)
+	plan := w.plan()
+	plan.Lifetime = time.Minute
+	x.Plans = func(string) (scheduler.Plan, error) { return plan, nil }
+	if err := x.Work(ctx, c); err != nil {
+		t.Fatal(err)
+	}
+	c, _ = w.st.GetCertificate(ctx, "www")
+	if c.Current == nil || c.Current.NotAfter.Sub(c.Current.NotBefore) != time.Minute {
+		t.Fatalf("lifetime %v, want exactly 1m", c.Current.NotAfter.Sub(c.Current.NotBefore))
+	}
+}

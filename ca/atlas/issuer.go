@@ -87,7 +87,11 @@ func (is *Issuer) Submit(ctx context.Context, req ca.Request) (ca.Order, error) 
 	if err != nil {
 		return ca.Order{}, err
 	}
-	body, err := BuildRequest(pol, RequestSpec{Domains: req.Domains, Key: req.Key, CSR: req.CSR, NotBefore: is.now(), NotAfter: req.NotAfter})
+	spec := RequestSpec{Domains: req.Domains, Key: req.Key, CSR: req.CSR, NotBefore: is.now()}
+	if req.Lifetime > 0 {
+		spec.NotAfter = spec.NotBefore.Add(req.Lifetime)
+	}
+	body, err := BuildRequest(pol, spec)
 	if err != nil {
 		return ca.Order{}, err
 	}
