@@ -523,3 +523,38 @@ func LiveLeaf(s Spec) (*x509.Certificate, error) {
 	}
 	return x509.ParseCertificate(block.Bytes)
 }
+
+// LiveState is what is on disk at a certificate's live path.
+type LiveState struct {
+	Missing     bool   // no live path, or a file of the set is gone
+	Fingerprint string // SHA-256 of the live leaf
+	KeyMatches  bool   // the live key is the live certificate's
+}
+
+// Inspect reads the live set through one opened directory.
+func Inspect(s Spec) LiveState {
+	var st LiveState
+	dir, err := os.Open(s.LivePath())
+	if err != nil {
+		return LiveState{Missing: true}
+	}
+	defer dir.Close()
+	read := func(name string) ([]byte, error) { return os.ReadFile(filepath.Join(s.LivePath(), name)) }
+	certPEM, err1 := read(CertFile)
+	keyPEM, err2 := read(KeyFile)
+	_, err3 := read(FullchainFile)
+	if err1 != nil || err2 != nil || err3 != nil {
+		return LiveState{Missing: true}
+	}
+	block, _ := pem.Decode(certPEM)
+	if block == nil {
+		return st
+	}
+	leaf, err := x509.ParseCertificate(block.Bytes)
+	if err != nil {
+		return st
+	}
+	st.Fingerprint = Fingerprint(leaf)
+	st.KeyMatches = checkBundle(Bundle{Leaf: leaf, KeyPEM: keyPEM}) == nil
+	return st
+}

@@ -100,6 +100,15 @@ func (x *Issuing) Work(ctx context.Context, c store.Certificate) error {
 	}
 	log := x.log().With(zap.String(logkey.Cert, c.Name), zap.String(logkey.Account, plan.Spec.Account))
 
+	// 0. Files missing or altered: the stored current version goes back.
+	if c.NextAction == ActionRedeploy && c.CurrentVersion != 0 {
+		v, err := x.Store.GetVersion(ctx, c.CurrentVersion)
+		if err != nil {
+			return err
+		}
+		return x.deploy(ctx, log, c, plan, v)
+	}
+
 	// 1. A stored version not yet deployed (a deploy failed) is deployed,
 	//    never bought again.
 	if v, ok, err := x.undeployed(ctx, c); err != nil {
@@ -192,6 +201,37 @@ func (x *Issuing) Work(ctx context.Context, c store.Certificate) error {
 	log.Info("certificate issued", zap.String(logkey.Serial, v.Serial), zap.Time(logkey.NotAfter, v.NotAfter))
 	x.event(ctx, "info", "issued", c, fmt.Sprintf("issued serial %s, valid until %s", v.Serial, v.NotAfter.UTC().Format(time.RFC3339)))
 	return x.deploy(ctx, log, c, plan, v)
+}
+
+// Sweep runs the reissue checks over every valid certificate and makes
+// due those whose files or state call for it: the slow, periodic look at
+// the disk that the indexed tick does not take.
+func (x *Issuing) Sweep(ctx context.Context) error {
+	certs, err := x.Store.ListCertificates(ctx)
+	if err != nil {
+		return err
+	}
+	now := x.now()
+	for _, c := range certs {
+		if c.State != store.StateValid || c.Current == nil || (!c.NextActionAt.IsZero() && !c.NextActionAt.After(now)) {
+			continue // not deployed, failing, or already due
+		}
+		plan, err := x.Plans(c.Name)
+		if err != nil {
+			continue
+		}
+		check, due := Decide(Facts{Now: now, Cert: c, SpecHash: plan.Spec.Hash(), Live: deploy.Inspect(plan.Deploy), Policy: plan.Policy})
+		if !due || check.Name == "renewal-due" {
+			continue // renewal is already scheduled by its time
+		}
+		c.NextAction, c.NextActionAt = check.Action, now
+		if err := x.Store.SaveCertificate(ctx, c); err != nil {
+			return err
+		}
+		x.log().Warn("certificate due", zap.String(logkey.Cert, c.Name), zap.String("check", check.Name), zap.String(logkey.Action, check.Action))
+		x.event(ctx, "warn", "check", c, fmt.Sprintf("%s: %s is due (%s)", check.Name, check.Action, c.Name))
+	}
+	return nil
 }
 
 // undeployed is the newest stored version when it is not the current one

@@ -457,3 +457,53 @@ func TestLifetimeIsCountedFromTheRequestedStart(t *testing.T) {
 		t.Fatalf("lifetime %v, want exactly 1m", c.Current.NotAfter.Sub(c.Current.NotBefore))
 	}
 }
+
+func TestSweepRedeploysTamperedFilesWithoutAnOrder(t *testing.T) {
+	w := newWorld(t)
+	c := w.due(t)
+	x := w.issuing(w.st)
+	if err := x.Work(ctx, c); err != nil {
+		t.Fatal(err)
+	}
+	live := filepath.Join(w.dir, "live", "www")
+	work := func() {
+		t.Helper()
+		if err := x.Sweep(ctx); err != nil {
+			t.Fatal(err)
+		}
+		due, _ := w.st.DueCertificates(ctx, time.Now(), 10)
+		for _, d := range due {
+			if err := x.Work(ctx, d); err != nil {
+				t.Fatal(err)
+			}
+		}
+	}
+	good, _ := os.ReadFile(filepath.Join(live, "cert.pem"))
+	// Someone deletes the key, then someone overwrites the certificate.
+	for _, tamper := range []func(){
+		func() { _ = os.Remove(filepath.Join(live, "privkey.pem")) },
+		func() { _ = os.WriteFile(filepath.Join(live, "cert.pem"), []byte("garbage"), 0o644) },
+	} {
+		tamper()
+		work()
+		got, _ := os.ReadFile(filepath.Join(live, "cert.pem"))
+		if string(got) != string(good) {
+			t.Fatal("the stored version was not put back")
+		}
+		if _, err := os.Stat(filepath.Join(live, "privkey.pem")); err != nil {
+			t.Fatal("the key was not put back")
+		}
+	}
+	if n := len(w.sim.Ledger()); n != 1 {
+		t.Fatalf("repairing files placed orders: ledger %d", n)
+	}
+	// Healthy files: the sweep changes nothing.
+	before, _ := w.st.GetCertificate(ctx, "www")
+	if err := x.Sweep(ctx); err != nil {
+		t.Fatal(err)
+	}
+	after, _ := w.st.GetCertificate(ctx, "www")
+	if !after.NextActionAt.Equal(before.NextActionAt) || after.NextAction != before.NextAction {
+		t.Fatalf("a healthy certificate was made due: %+v", after)
+	}
+}

@@ -128,6 +128,10 @@ func runDaemon(path string, stderr io.Writer, sigs <-chan os.Signal) int {
 			nf.deployed(c, p, err)
 		},
 	}
+	// The files of valid certificates are checked at start and then
+	// hourly (missing, altered, key mismatch, names changed).
+	var lastSweep time.Time
+	const sweepEvery = time.Hour
 	claimWork := func(ctx context.Context, c store.Claim) error {
 		err := d.parts.Load().ensureClaim(ctx, claims, c.Account, c.Domain, false)
 		if err != nil && strings.HasPrefix(err.Error(), "no configured certificate") {
@@ -143,7 +147,12 @@ func runDaemon(path string, stderr io.Writer, sigs <-chan os.Signal) int {
 		// A DCV artefact whose removal failed is retried on every pass;
 		// one untouched for an hour is a leftover no proof still needs.
 		Housekeeping: func(ctx context.Context) error {
-			return d.parts.Load().engine.ReconcileStale(ctx, time.Hour, time.Now())
+			err := d.parts.Load().engine.ReconcileStale(ctx, time.Hour, time.Now())
+			if time.Since(lastSweep) >= sweepEvery {
+				lastSweep = time.Now()
+				err = errors.Join(err, issuing.Sweep(ctx))
+			}
+			return err
 		},
 	})
 	if err != nil {
