@@ -437,3 +437,18 @@ func FuzzParse(f *testing.F) {
 		}
 	})
 }
+
+func TestAccountLimitsApplyToEveryType(t *testing.T) {
+	data := "accounts:\n  le: {type: acme, directory: letsencrypt, max_concurrent: 2, rate_limit: 0.5}\n" +
+		"  at: {type: globalsign-atlas, api_key: env:K, api_secret: env:S, client_cert: /c, client_key: env:C, rate_limit: 10, burst: 5}\n"
+	cfg, err := config.Parse("c.yaml", []byte(data), opts())
+	if err != nil {
+		t.Fatal(err)
+	}
+	if l := cfg.Accounts["le"].Limits; l.MaxConcurrent != 2 || l.RateLimit != 0.5 || l.Burst != 1 {
+		t.Errorf("acme limits: %+v", l)
+	}
+	if l := cfg.Accounts["at"].Limits; l.MaxConcurrent != 4 || l.RateLimit != 10 || l.Burst != 5 {
+		t.Errorf("atlas limits: %+v", l)
+	}
+}

@@ -228,6 +228,10 @@ func (l *loader) decodePlugins() {
 	dests := [3]map[string]*Plugin{l.cfg.Accounts, l.cfg.DNS, l.cfg.HTTP}
 	for i := range tables {
 		for name, b := range l.blocks[i] {
+			var limits AccountLimits
+			if i == 0 {
+				limits = l.accountLimits(b)
+			}
 			typePos := b.typePos
 			if b.Type == "" {
 				l.errs.add(typePos, "missing type (one of: %s)", strings.Join(sortedKeys(tables[i]), ", "))
@@ -252,9 +256,59 @@ func (l *loader) decodePlugins() {
 				}
 				continue
 			}
-			dests[i][name] = &Plugin{Name: name, Type: b.Type, Pos: b.Pos(), Settings: settings}
+			dests[i][name] = &Plugin{Name: name, Type: b.Type, Pos: b.Pos(), Settings: settings, Limits: limits}
 		}
 	}
+}
+
+// accountLimits reads the keys every account takes and hides them from
+// the CA's own decoder.
+func (l *loader) accountLimits(b *Block) AccountLimits {
+	lim := AccountLimits{MaxConcurrent: 4}
+	b.common = map[string]bool{"max_concurrent": true, "rate_limit": true, "burst": true}
+	if b.node == nil {
+		return lim
+	}
+	var only struct {
+		MaxConcurrent *int     `yaml:"max_concurrent"`
+		RateLimit     *float64 `yaml:"rate_limit"`
+		Burst         *int     `yaml:"burst"`
+	}
+	picked := &yaml.Node{Kind: yaml.MappingNode, Line: b.node.Line, Column: b.node.Column}
+	for i := 0; i+1 < len(b.node.Content); i += 2 {
+		if b.common[b.node.Content[i].Value] {
+			picked.Content = append(picked.Content, b.node.Content[i], b.node.Content[i+1])
+		}
+	}
+	d := &decoder{file: b.pos.File, errs: &l.errs, pos: map[string]Pos{}}
+	d.decode(picked, reflect.ValueOf(&only).Elem(), b.pos.Path, nil)
+	at := func(key string) Pos {
+		p := d.pos[joinPath(b.pos.Path, key)]
+		p.Path = joinPath(b.pos.Path, key)
+		return p
+	}
+	if only.MaxConcurrent != nil {
+		if *only.MaxConcurrent < 1 {
+			l.errs.add(at("max_concurrent"), "must be 1 or more")
+		}
+		lim.MaxConcurrent = *only.MaxConcurrent
+	}
+	if only.RateLimit != nil {
+		if *only.RateLimit < 0 {
+			l.errs.add(at("rate_limit"), "must be 0 (no limit) or more requests per second")
+		}
+		lim.RateLimit = *only.RateLimit
+	}
+	if only.Burst != nil {
+		if *only.Burst < 1 {
+			l.errs.add(at("burst"), "must be 1 or more")
+		}
+		lim.Burst = *only.Burst
+	}
+	if lim.Burst == 0 {
+		lim.Burst = max(1, int(lim.RateLimit))
+	}
+	return lim
 }
 
 func sortedKeys[V any](m map[string]V) []string {

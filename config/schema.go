@@ -53,6 +53,17 @@ type Config struct {
 	Certificates []*Certificate
 }
 
+// AccountLimits bound how hard certd works one CA account.
+type AccountLimits struct {
+	// MaxConcurrent certificates of the account are worked at once
+	// (default 4).
+	MaxConcurrent int `yaml:"max_concurrent"`
+	// RateLimit is requests per second to the CA (0: no limit), with
+	// bursts of Burst (default 1 or the rate, whichever is larger).
+	RateLimit float64 `yaml:"rate_limit"`
+	Burst     int     `yaml:"burst"`
+}
+
 // DCVSettings tune how certd checks that a challenge is visible.
 type DCVSettings struct {
 	// Resolvers (host:port) answer certd's own lookups: zones, name
@@ -112,6 +123,8 @@ type Plugin struct {
 	Name string
 	Type string
 	Pos  Pos
+	// Limits apply to accounts of every type.
+	Limits AccountLimits
 	// Settings is what the plug-in's decoder returned: its own config
 	// struct, validated.
 	Settings any

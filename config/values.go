@@ -274,6 +274,9 @@ type Block struct {
 	node    *yaml.Node
 	pos     Pos
 	typePos Pos
+	// common are keys every block of its kind takes (account limits), read
+	// by the loader and hidden from the plug-in's decoder.
+	common map[string]bool
 	// positions of keys inside the block, filled by Decode.
 	keys map[string]Pos
 }
@@ -317,7 +320,11 @@ func (b *Block) Decode(v any) error {
 		return fmt.Errorf("config: Block.Decode needs a non-nil pointer, got %T", v)
 	}
 	errs := &errorList{}
-	d := &decoder{file: b.pos.File, errs: errs, pos: map[string]Pos{}, skip: map[string]bool{"type": true}}
+	skip := map[string]bool{"type": true}
+	for k := range b.common {
+		skip[k] = true
+	}
+	d := &decoder{file: b.pos.File, errs: errs, pos: map[string]Pos{}, skip: skip}
 	if b.node != nil {
 		d.decode(b.node, rv.Elem(), "", nil)
 	}

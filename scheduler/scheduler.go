@@ -80,6 +80,9 @@ type Options struct {
 	Schedule string
 	// Workers bounds how many certificates are worked at once (default 4).
 	Workers int
+	// AccountLimit, when set, bounds how many certificates of one account
+	// are worked at once (the account's max_concurrent).
+	AccountLimit func(account string) int
 	// Now is the clock (default time.Now).
 	Now func() time.Time
 	// Rand draws jitter (default seeded from the runtime).
@@ -95,13 +98,14 @@ type Scheduler struct {
 	mu    sync.Mutex // guards specs, rand
 	specs []CertSpec
 
-	cron    *cron.Cron
-	passMu  sync.Mutex // one pass at a time
-	jobs    sync.WaitGroup
-	jobCtx  context.Context
-	stopJob context.CancelFunc
-	kick    chan struct{}
-	done    chan struct{}
+	cron     *cron.Cron
+	accounts sync.Map   // account -> chan struct{} (its concurrency slots)
+	passMu   sync.Mutex // one pass at a time
+	jobs     sync.WaitGroup
+	jobCtx   context.Context
+	stopJob  context.CancelFunc
+	kick     chan struct{}
+	done     chan struct{}
 }
 
 // New validates opts and returns a Scheduler that is not yet running.
@@ -317,6 +321,8 @@ func (s *Scheduler) Pass(ctx context.Context) error {
 		s.jobs.Add(1)
 		go func(c store.Certificate) {
 			defer func() { <-sem; s.jobs.Done() }()
+			release := s.accountSlot(c.Account)
+			defer release()
 			s.run(ctx, c)
 		}(c)
 	}
@@ -348,6 +354,21 @@ func (s *Scheduler) Pass(ctx context.Context) error {
 		s.Kick() // more than one batch is due: go on after this one
 	}
 	return nil
+}
+
+// accountSlot takes one of the account's concurrency slots.
+func (s *Scheduler) accountSlot(account string) func() {
+	if s.opts.AccountLimit == nil {
+		return func() {}
+	}
+	n := s.opts.AccountLimit(account)
+	if n < 1 {
+		n = 1
+	}
+	v, _ := s.accounts.LoadOrStore(account, make(chan struct{}, n))
+	slots := v.(chan struct{})
+	slots <- struct{}{}
+	return func() { <-slots }
 }
 
 // run works one certificate, turning a failure or a panic into a persisted

@@ -3,6 +3,7 @@ package scheduler_test
 import (
 	"context"
 	"errors"
+	"fmt"
 	"math/rand/v2"
 	"path/filepath"
 	"strings"
@@ -297,5 +298,43 @@ func TestRenewalTimeProperties(t *testing.T) {
 	}
 	if !scheduler.InEmergency(t0, t0.Add(100*time.Hour), t0.Add(96*time.Hour)) || scheduler.InEmergency(t0, t0.Add(100*time.Hour), t0.Add(94*time.Hour)) {
 		t.Error("emergency window is not the last 1/20")
+	}
+}
+
+func TestPerAccountConcurrency(t *testing.T) {
+	clk := &clock{t: t0}
+	st := newStore(t, clk.Now)
+	var mu sync.Mutex
+	running, peak := map[string]int{}, map[string]int{}
+	s, err := scheduler.New(scheduler.Options{Store: st, Schedule: "@every 1h", Now: clk.Now, Workers: 8,
+		AccountLimit: func(a string) int { return map[string]int{"slow-ca": 1, "fast-ca": 3}[a] },
+		Work: func(_ context.Context, c store.Certificate) error {
+			mu.Lock()
+			running[c.Account]++
+			peak[c.Account] = max(peak[c.Account], running[c.Account])
+			mu.Unlock()
+			time.Sleep(5 * time.Millisecond)
+			mu.Lock()
+			running[c.Account]--
+			mu.Unlock()
+			c.NextAction, c.NextActionAt, c.State = "", time.Time{}, store.StateValid
+			return st.SaveCertificate(ctx, c)
+		}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	var specs []scheduler.CertSpec
+	for i := range 10 {
+		specs = append(specs, scheduler.CertSpec{Name: fmt.Sprintf("s%d", i), Account: "slow-ca", Domains: []string{"a.example"}},
+			scheduler.CertSpec{Name: fmt.Sprintf("f%d", i), Account: "fast-ca", Domains: []string{"a.example"}})
+	}
+	if err := s.Apply(ctx, specs); err != nil {
+		t.Fatal(err)
+	}
+	if err := s.Pass(ctx); err != nil {
+		t.Fatal(err)
+	}
+	if peak["slow-ca"] != 1 || peak["fast-ca"] > 3 || peak["fast-ca"] < 2 {
+		t.Fatalf("peak concurrency per account: %v", peak)
 	}
 }

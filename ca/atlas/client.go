@@ -21,6 +21,8 @@ import (
 	"time"
 
 	"go.uber.org/zap"
+
+	"github.com/certd/certd/internal/ratelimit"
 )
 
 // tokenRefresh is when a token is replaced before its 10-minute life ends,
@@ -47,6 +49,9 @@ type ClientOptions struct {
 	// Timeout bounds one HTTP exchange (default 60s).
 	Timeout time.Duration
 	Logger  *zap.Logger
+	// RateLimit, when set, paces every request (the account's token
+	// bucket).
+	RateLimit *ratelimit.Bucket
 	// Observe, when set, is told of every exchange: its endpoint as a
 	// route ("POST /certificates", "GET /claims/domains/{id}"), the HTTP
 	// status (0 when there was no answer) and how long it took.
@@ -255,6 +260,11 @@ func (c *Client) send(ctx context.Context, method, p string, body []byte, token 
 	req.Header.Set("Accept", "application/json")
 	if token != "" {
 		req.Header.Set("Authorization", "Bearer "+token)
+	}
+	if c.opts.RateLimit != nil {
+		if err := c.opts.RateLimit.Wait(ctx); err != nil {
+			return nil, fmt.Errorf("atlas: %s %s: waiting for the rate limit: %w", method, rel.Path, err)
+		}
 	}
 	var wrote atomic.Bool
 	req = req.WithContext(withWroteTrace(ctx, &wrote))

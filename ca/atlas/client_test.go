@@ -1,6 +1,7 @@
 package atlas_test
 
 import (
+	"context"
 	"crypto/rsa"
 	"crypto/tls"
 	"crypto/x509"
@@ -16,6 +17,7 @@ import (
 
 	"github.com/certd/certd/ca/atlas"
 	"github.com/certd/certd/ca/atlas/atlassim"
+	"github.com/certd/certd/internal/ratelimit"
 )
 
 func TestMTLSIsRequired(t *testing.T) {
@@ -639,5 +641,33 @@ func TestRateLimitIsHonoured(t *testing.T) {
 		if d < 800*time.Millisecond {
 			t.Errorf("waited %v; a Retry-After of at least 1s was sent", d)
 		}
+	}
+}
+
+func TestClientIsPacedByItsAccountBucket(t *testing.T) {
+	e := newEnv(t, nil)
+	c, err := atlas.NewClient(atlas.ClientOptions{URL: e.url, APIKey: "test-key", APISecret: "test-secret", Certificate: e.cert, RootCAs: e.roots,
+		Now: e.clk.Now, RateLimit: ratelimit.New(5, 1, e.clk.Now, func(_ context.Context, d time.Duration) error {
+			e.mu.Lock()
+			e.sleeps = append(e.sleeps, d)
+			e.mu.Unlock()
+			e.clk.Add(d)
+			return nil
+		})})
+	if err != nil {
+		t.Fatal(err)
+	}
+	for range 5 {
+		if _, err := c.Quota(ctx); err != nil {
+			t.Fatal(err)
+		}
+	}
+	var total time.Duration
+	for _, d := range e.sleeps {
+		total += d
+	}
+	// 6 requests (a login and 5 calls) at 5 a second with a burst of 1.
+	if total < 990*time.Millisecond {
+		t.Fatalf("waited %v for 6 requests at 5/s, want about 1s", total)
 	}
 }

@@ -144,6 +144,14 @@ func runDaemon(path string, stderr io.Writer, sigs <-chan os.Signal) int {
 	sched, err := scheduler.New(scheduler.Options{
 		Store: st, Work: issuing.Work, ClaimWork: claimWork, Logger: log.Named("scheduler"), Schedule: cfg.Schedule,
 		OnFailure: func(c store.Certificate, err error) { d.obs.failure(c, err); nf.failed(c, err) },
+		// Slots are sized at first use; a changed max_concurrent applies
+		// after a restart.
+		AccountLimit: func(account string) int {
+			if a, ok := d.cfg.Load().Accounts[account]; ok {
+				return a.Limits.MaxConcurrent
+			}
+			return 1
+		},
 		// A DCV artefact whose removal failed is retried on every pass;
 		// one untouched for an hour is a leftover no proof still needs.
 		Housekeeping: func(ctx context.Context) error {

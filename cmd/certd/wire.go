@@ -13,6 +13,7 @@ import (
 	"github.com/certd/certd/config"
 	"github.com/certd/certd/dcv"
 	"github.com/certd/certd/deploy"
+	"github.com/certd/certd/internal/ratelimit"
 	"github.com/certd/certd/providers"
 	"github.com/certd/certd/scheduler"
 	"github.com/certd/certd/store"
@@ -35,7 +36,13 @@ func build(cfg *config.Config, st *store.SQLite, log *zap.Logger, obs observers)
 	for name, acct := range cfg.Accounts {
 		switch acct.Type {
 		case "globalsign-atlas":
-			c, err := atlas.NewFromConfig(acct.Settings.(*atlas.Config), log.Named("atlas").With(zap.String("account", name)), obs.atlasClient(name))
+			limits := acct.Limits
+			c, err := atlas.NewFromConfig(acct.Settings.(*atlas.Config), log.Named("atlas").With(zap.String("account", name)), obs.atlasClient(name),
+				func(o *atlas.ClientOptions) {
+					if limits.RateLimit > 0 {
+						o.RateLimit = ratelimit.New(limits.RateLimit, limits.Burst, nil, nil)
+					}
+				})
 			if err != nil {
 				return nil, fmt.Errorf("account %s (%s): %w", name, acct.Pos, err)
 			}
