@@ -254,6 +254,27 @@ func TestEndToEndAtlasThroughKnot(t *testing.T) {
 		t.Fatalf("a restart placed new orders: ledger has %d", len(l))
 	}
 
+	// certd renew -dry-run rehearses DCV and the deploy, buying nothing.
+	out.Reset()
+	errb.Reset()
+	if code := run([]string{"renew", "-config", cfgPath, "-dry-run", "www"}, &out, &errb); code != exitOK ||
+		!strings.Contains(out.String(), "every challenge visible") || !strings.Contains(out.String(), "no order was placed") {
+		t.Fatalf("dry run: %d\n%s\n%s", code, out.String(), errb.String())
+	}
+	if len(w.sim.Ledger()) != 2 {
+		t.Fatal("a dry run placed an order")
+	}
+	if got := w.knot.TXT(t, "example.com"); len(got) != 1 {
+		t.Errorf("dry run left TXT records: %v", got)
+	}
+	// A broken delegation is found by the rehearsal.
+	broken := filepath.Join(w.dir, "broken.yaml")
+	writeFile(t, broken, strings.Replace(w.config(), "delegate: shop.example.org.validation.example.net", "delegate: shop.example.org.elsewhere.example.net", 1))
+	out.Reset()
+	if code := run([]string{"renew", "-config", broken, "-dry-run", "shop"}, &out, &errb); code != exitFailure || !strings.Contains(out.String(), "has no CNAME") {
+		t.Fatalf("dry run of a broken delegation: %d\n%s", code, out.String())
+	}
+
 	// certd renew: not due, so nothing without -force; with it, a new
 	// certificate now (no daemon running: done in the foreground).
 	out.Reset()

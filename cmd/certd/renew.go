@@ -23,17 +23,22 @@ func cmdRenew(args []string, stdout, stderr io.Writer) int {
 	fs := newFlags("renew", stderr)
 	path := fs.String("config", DefaultConfig, "configuration file")
 	force := fs.Bool("force", false, "renew even if the certificate is not due yet")
+	dry := fs.Bool("dry-run", false, "rehearse: publish and check DCV, build and check the deploy in a scratch directory; no order")
 	if code, ok := parseFlags(fs, args); !ok {
 		return code
 	}
 	if fs.NArg() != 1 {
-		fmt.Fprintln(stderr, "usage: certd renew [-config FILE] [-force] NAME")
+		fmt.Fprintln(stderr, "usage: certd renew [-config FILE] [-force] [-dry-run] NAME")
 		return exitUsage
 	}
 	name := fs.Arg(0)
 	cfg, st, code, ok := openFromConfig(*path, stderr)
 	if !ok {
 		return code
+	}
+	if *dry {
+		defer st.Close()
+		return dryRun(cfg, st, name, stdout, stderr)
 	}
 	ctx := context.Background()
 	c, err := st.GetCertificate(ctx, name)

@@ -301,7 +301,7 @@ func newLogger(c config.Log, level zap.AtomicLevel, w io.Writer) *zap.Logger {
 	} else {
 		encoder = zapcore.NewJSONEncoder(enc)
 	}
-	return zap.New(zapcore.NewCore(encoder, zapcore.AddSync(w), level))
+	return zap.New(zapcore.NewCore(encoder, zapcore.Lock(zapcore.AddSync(w)), level)) // jobs log concurrently
 }
 
 // sdNotify tells systemd about a state change when it asked for that
