@@ -135,3 +135,11 @@ type Retryable interface {
 	RetryAfter() time.Duration
 	Temporary() bool
 }
+
+// RevocationLister is implemented by CAs that can list the account's
+// revoked certificates cheaply, so certd notices a revocation made
+// elsewhere (a portal, another tool) and reissues.
+type RevocationLister interface {
+	// RevokedSince returns the serials (uppercase hex) revoked after since.
+	RevokedSince(ctx context.Context, since time.Time) ([]string, error)
+}

@@ -212,6 +212,7 @@ func (x *Issuing) Sweep(ctx context.Context) error {
 		return err
 	}
 	now := x.now()
+	revoked := map[string]map[string]bool{} // account -> serials, read once per account
 	for _, c := range certs {
 		if c.State != store.StateValid || c.Current == nil || (!c.NextActionAt.IsZero() && !c.NextActionAt.After(now)) {
 			continue // not deployed, failing, or already due
@@ -220,7 +221,21 @@ func (x *Issuing) Sweep(ctx context.Context) error {
 		if err != nil {
 			continue
 		}
-		check, due := Decide(Facts{Now: now, Cert: c, SpecHash: plan.Spec.Hash(), Live: deploy.Inspect(plan.Deploy), Policy: plan.Policy})
+		if _, seen := revoked[c.Account]; !seen {
+			revoked[c.Account] = map[string]bool{}
+			if rl, ok := plan.Issuer.(ca.RevocationLister); ok {
+				// Since the oldest validity that can still matter.
+				serials, err := rl.RevokedSince(ctx, now.Add(-398*24*time.Hour))
+				if err != nil {
+					x.log().Warn("listing revoked certificates failed; revocations are checked at the next sweep", zap.String(logkey.Account, c.Account), zap.Error(err))
+				}
+				for _, s := range serials {
+					revoked[c.Account][s] = true
+				}
+			}
+		}
+		check, due := Decide(Facts{Now: now, Cert: c, SpecHash: plan.Spec.Hash(), Live: deploy.Inspect(plan.Deploy), Policy: plan.Policy,
+			Revoked: revoked[c.Account][strings.ToUpper(c.Current.Serial)]})
 		if !due || check.Name == "renewal-due" {
 			continue // renewal is already scheduled by its time
 		}

@@ -507,3 +507,39 @@ func TestSweepRedeploysTamperedFilesWithoutAnOrder(t *testing.T) {
 		t.Fatalf("a healthy certificate was made due: %+v", after)
 	}
 }
+
+func TestRevokedElsewhereIsReissued(t *testing.T) {
+	w := newWorld(t)
+	c := w.due(t)
+	x := w.issuing(w.st)
+	if err := x.Work(ctx, c); err != nil {
+		t.Fatal(err)
+	}
+	c, _ = w.st.GetCertificate(ctx, "www")
+	// Someone revokes it in the CA's portal.
+	if err := w.issuer.Client().Revoke(ctx, c.Current.Serial, atlas.ReasonKeyCompromise, time.Time{}); err != nil {
+		t.Fatal(err)
+	}
+	if err := x.Sweep(ctx); err != nil {
+		t.Fatal(err)
+	}
+	c, _ = w.st.GetCertificate(ctx, "www")
+	if c.NextAction != scheduler.ActionReissue || c.NextActionAt.After(time.Now()) {
+		t.Fatalf("a revoked certificate is not due for reissue: %+v", c)
+	}
+	old := c.Current.Serial
+	if err := x.Work(ctx, c); err != nil {
+		t.Fatal(err)
+	}
+	c, _ = w.st.GetCertificate(ctx, "www")
+	if c.Current.Serial == old || len(w.sim.Ledger()) != 2 {
+		t.Fatalf("reissue: serial %s (was %s), ledger %d", c.Current.Serial, old, len(w.sim.Ledger()))
+	}
+	// The new one is not revoked: the next sweep leaves it alone.
+	if err := x.Sweep(ctx); err != nil {
+		t.Fatal(err)
+	}
+	if c2, _ := w.st.GetCertificate(ctx, "www"); c2.NextAction != scheduler.ActionRenew {
+		t.Fatalf("the fresh certificate was made due: %+v", c2)
+	}
+}

@@ -338,3 +338,46 @@ func TestPerAccountConcurrency(t *testing.T) {
 		t.Fatalf("peak concurrency per account: %v", peak)
 	}
 }
+
+func TestRetryAfterSurvivesARestart(t *testing.T) {
+	clk := &clock{t: t0}
+	path := filepath.Join(t.TempDir(), "certd.db")
+	st, err := store.Open(ctx, path, store.Options{Now: clk.Now})
+	if err != nil {
+		t.Fatal(err)
+	}
+	var calls atomic.Int32
+	work := func(context.Context, store.Certificate) error { calls.Add(1); return retryErr{d: 3 * time.Hour} }
+	s, _ := scheduler.New(scheduler.Options{Store: st, Work: work, Schedule: "@every 1h", Now: clk.Now})
+	if err := s.Apply(ctx, []scheduler.CertSpec{spec("www", "www.example.com")}); err != nil {
+		t.Fatal(err)
+	}
+	if err := s.Pass(ctx); err != nil {
+		t.Fatal(err)
+	}
+	st.Close()
+	// Restart: a new store handle and scheduler, two hours later.
+	clk.Add(2 * time.Hour)
+	st2, err := store.Open(ctx, path, store.Options{Now: clk.Now})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer st2.Close()
+	s2, _ := scheduler.New(scheduler.Options{Store: st2, Work: work, Schedule: "@every 1h", Now: clk.Now})
+	if err := s2.Apply(ctx, []scheduler.CertSpec{spec("www", "www.example.com")}); err != nil {
+		t.Fatal(err)
+	}
+	if err := s2.Pass(ctx); err != nil {
+		t.Fatal(err)
+	}
+	if calls.Load() != 1 {
+		t.Fatalf("worked again %v after a Retry-After of 3h", 2*time.Hour)
+	}
+	clk.Add(61 * time.Minute)
+	if err := s2.Pass(ctx); err != nil {
+		t.Fatal(err)
+	}
+	if calls.Load() != 2 {
+		t.Fatalf("not worked after the Retry-After passed: %d calls", calls.Load())
+	}
+}

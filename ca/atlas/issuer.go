@@ -6,6 +6,7 @@ import (
 	"encoding/pem"
 	"errors"
 	"fmt"
+	"strings"
 	"sync"
 	"time"
 
@@ -296,6 +297,29 @@ func (is *Issuer) Verify(ctx context.Context, auth ca.Authorization, how ca.Proo
 	out.Token = auth.Token
 	return out, nil
 }
+
+// RevokedSince lists serials revoked since then (stats/revoked, in windows
+// of at most 30 days).
+func (is *Issuer) RevokedSince(ctx context.Context, since time.Time) ([]string, error) {
+	var out []string
+	end := is.now().Add(2 * time.Minute) // windows travel as whole seconds; and clocks differ
+	for from := since; from.Before(end); from = from.Add(30 * 24 * time.Hour) {
+		to := from.Add(30 * 24 * time.Hour)
+		if to.After(end) {
+			to = end
+		}
+		entries, err := is.c.Stats(ctx, "revoked", from, to)
+		if err != nil {
+			return nil, err
+		}
+		for _, e := range entries {
+			out = append(out, strings.ToUpper(e.Serial))
+		}
+	}
+	return out, nil
+}
+
+var _ ca.RevocationLister = (*Issuer)(nil)
 
 // DeleteAuthorization deletes a claim at Atlas.
 func (is *Issuer) DeleteAuthorization(ctx context.Context, id string) error {
