@@ -74,18 +74,39 @@ func TestNginxServesEachDeployAndSurvivesAFailingCheck(t *testing.T) {
 		}
 	}()
 
-	// After each renewal nginx serves the new serial (live verification
-	// inside Deploy checks exactly that, and so does this test).
-	const deploys = 40
+	// A reader of the live files, through one opened directory, runs too.
+	var readerBad, reads atomic.Int64
+	wg.Add(1)
+	go func() {
+		defer wg.Done()
+		for !stop.Load() {
+			if err := readConsistent(filepath.Join(live, "www")); err != nil {
+				readerBad.Add(1)
+			}
+			reads.Add(1)
+		}
+	}()
+
+	// 200 deploys back to back, each checked (nginx -t) and reloaded; every
+	// 20th is verified live, and then nginx must serve exactly that serial.
+	const deploys = 200
+	verify := s.Verify
 	for i := 1; i <= deploys; i++ {
 		b := ca.bundle(t, int64(0x100+i), "www.example.com")
+		s.Verify = nil
+		if i%20 == 0 {
+			s.Verify = verify
+		}
 		if _, err := d.Deploy(ctx, s, b); err != nil {
 			t.Fatalf("deploy %d: %v", i, err)
 		}
-		if got, err := servedSerial(addr, "www.example.com"); err != nil || got != b.Serial {
-			t.Fatalf("after deploy %d nginx serves %s (%v), want %s", i, got, err, b.Serial)
+		if s.Verify != nil {
+			if got, err := servedSerial(addr, "www.example.com"); err != nil || got != b.Serial {
+				t.Fatalf("after deploy %d nginx serves %s (%v), want %s", i, got, err, b.Serial)
+			}
 		}
 	}
+	s.Verify = verify
 
 	// Someone breaks nginx's configuration: nginx -t fails, certd rolls
 	// the files back, and nginx keeps serving the last good set.
@@ -110,7 +131,10 @@ func TestNginxServesEachDeployAndSurvivesAFailingCheck(t *testing.T) {
 	if failures.Load() != 0 {
 		t.Fatalf("%d of %d handshakes failed during the deploys; first: %v", failures.Load(), handshakes.Load(), failure)
 	}
-	t.Logf("%d deploys with reloads; %d handshakes, none failed", deploys, handshakes.Load())
+	if readerBad.Load() != 0 {
+		t.Fatalf("%d of %d reads of the live files saw a mixed set", readerBad.Load(), reads.Load())
+	}
+	t.Logf("%d deploys with reloads; %d handshakes, none failed; %d consistent reads of the live files", deploys, handshakes.Load(), reads.Load())
 }
 
 func readLeaf(t *testing.T, path string) string {
