@@ -75,10 +75,26 @@ type Knot struct {
 }
 
 // StartKnot runs knotd serving zones (zone name -> zone file body, with
-// $ORIGIN set by the harness) that accept TSIG-signed RFC 2136 updates.
+// $ORIGIN set by the harness) that accept TSIG-signed RFC 2136 updates. A
+// port taken between choosing it and binding it (parallel test packages)
+// is retried on another.
 func StartKnot(t testing.TB, zones map[string]string) *Knot {
 	t.Helper()
 	bin := Need(t, "knotd")
+	var last string
+	for range 3 {
+		k, errLog := startKnotOnce(t, bin, zones)
+		if k != nil {
+			return k
+		}
+		last = errLog
+	}
+	t.Fatalf("knotd did not start:\n%s", last)
+	return nil
+}
+
+func startKnotOnce(t testing.TB, bin string, zones map[string]string) (*Knot, string) {
+	t.Helper()
 	dir := t.TempDir()
 	secret := make([]byte, 32)
 	_, _ = rand.Read(secret)
@@ -133,19 +149,19 @@ zone:
 	if err := cmd.Start(); err != nil {
 		t.Fatalf("starting knotd: %v", err)
 	}
-	t.Cleanup(func() {
+	exited := make(chan struct{})
+	go func() { _ = cmd.Wait(); close(exited) }()
+	stop := func() {
 		_ = cmd.Process.Signal(syscall.SIGTERM)
-		done := make(chan struct{})
-		go func() { _ = cmd.Wait(); close(done) }()
 		select {
-		case <-done:
+		case <-exited:
 		case <-time.After(5 * time.Second):
 			_ = syscall.Kill(-cmd.Process.Pid, syscall.SIGKILL)
-			<-done
+			<-exited
 		}
 		logf.Close()
-	})
-	// Ready when every zone answers its SOA.
+	}
+	// Ready when every zone answers its SOA; gone if knotd exits.
 	deadline := time.Now().Add(10 * time.Second)
 	for name := range zones {
 		for {
@@ -155,14 +171,23 @@ zone:
 			if err == nil && r.Rcode == dns.RcodeSuccess && len(r.Answer) > 0 {
 				break
 			}
-			if time.Now().After(deadline) {
+			select {
+			case <-exited:
+				stop()
 				b, _ := os.ReadFile(filepath.Join(dir, "knotd.log"))
-				t.Fatalf("knotd did not serve %s: %v\n%s", name, err, b)
+				return nil, string(b)
+			default:
+			}
+			if time.Now().After(deadline) {
+				stop()
+				b, _ := os.ReadFile(filepath.Join(dir, "knotd.log"))
+				return nil, fmt.Sprintf("not serving %s: %v\n%s", name, err, b)
 			}
 			time.Sleep(50 * time.Millisecond)
 		}
 	}
-	return k
+	t.Cleanup(stop)
+	return k, ""
 }
 
 // Zone is a minimal zone body: SOA, NS and the extra lines given.
