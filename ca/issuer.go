@@ -130,12 +130,6 @@ var (
 	ErrRejected = errors.New("ca: order rejected")
 )
 
-// Retryable is implemented by CA errors that say when to try again.
-type Retryable interface {
-	RetryAfter() time.Duration
-	Temporary() bool
-}
-
 // RevocationLister is implemented by CAs that can list the account's
 // revoked certificates cheaply, so certd notices a revocation made
 // elsewhere (a portal, another tool) and reissues.

@@ -240,7 +240,8 @@ func checkBundle(b Bundle) error {
 	return nil
 }
 
-func pemOf(certs ...*x509.Certificate) []byte {
+// EncodeCertificates is the PEM encoding of certs, in order.
+func EncodeCertificates(certs ...*x509.Certificate) []byte {
 	var out []byte
 	for _, c := range certs {
 		out = append(out, pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: c.Raw})...)
@@ -267,8 +268,8 @@ func (d *Deployer) writeVersion(s Spec, b Bundle, uid, gid int) (string, error) 
 	if err := os.Chmod(dir, 0o755); err != nil {
 		return "", err
 	}
-	cert := pemOf(b.Leaf)
-	chain := pemOf(b.Chain...)
+	cert := EncodeCertificates(b.Leaf)
+	chain := EncodeCertificates(b.Chain...)
 	full := append(append([]byte{}, cert...), chain...)
 	files := []struct {
 		name string

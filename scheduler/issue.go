@@ -190,7 +190,7 @@ func (x *Issuing) Work(ctx context.Context, c store.Certificate) error {
 	}
 	v := store.Version{CertName: c.Name, OrderID: o.ID, KeyID: o.KeyID, Serial: fmt.Sprintf("%X", res.Leaf.SerialNumber),
 		NotBefore: res.Leaf.NotBefore, NotAfter: res.Leaf.NotAfter, Fingerprint: deploy.Fingerprint(res.Leaf),
-		CertPEM: pemOf(res.Leaf), ChainPEM: pemOf(res.Chain...)}
+		CertPEM: deploy.EncodeCertificates(res.Leaf), ChainPEM: deploy.EncodeCertificates(res.Chain...)}
 	if v.ID, err = x.Store.AddVersion(ctx, v); err != nil {
 		return err
 	}
@@ -519,14 +519,6 @@ func parseKey(p []byte) (crypto.Signer, error) {
 		return nil, errors.New("stored key cannot sign")
 	}
 	return s, nil
-}
-
-func pemOf(certs ...*x509.Certificate) []byte {
-	var out []byte
-	for _, c := range certs {
-		out = append(out, pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: c.Raw})...)
-	}
-	return out
 }
 
 func parseChain(certPEM, chainPEM []byte) (*x509.Certificate, []*x509.Certificate, error) {

@@ -85,9 +85,6 @@ func Open(ctx context.Context, path string, opts Options) (*SQLite, error) {
 	return s, nil
 }
 
-// Path is the database file.
-func (s *SQLite) Path() string { return s.path }
-
 // Close closes the database and releases the daemon lock.
 func (s *SQLite) Close() error {
 	var err error
