@@ -30,6 +30,9 @@ type Request struct {
 	// Lifetime, when set, asks for a shorter validity than the CA's
 	// maximum, counted from the start of validity the issuer requests.
 	Lifetime time.Duration
+	// Replaces, when set, is the certificate this one renews: CAs that
+	// take the hint (ACME ARI's "replaces") are told.
+	Replaces *x509.Certificate
 }
 
 // Order is a CA's handle on a submitted request.
@@ -117,7 +120,63 @@ type AuthStatus string
 const (
 	AuthPending AuthStatus = "PENDING"
 	AuthValid   AuthStatus = "VERIFIED"
+	AuthInvalid AuthStatus = "INVALID"
 )
+
+// OrderAuthorizer is implemented by CAs that validate domains per order
+// (ACME): an order lists authorizations, each proved by one of the
+// challenges it offers. The caller publishes the challenge, waits until it
+// is visible, then calls Respond.
+type OrderAuthorizer interface {
+	// Authorizations returns the order's authorizations as they stand
+	// now. Those already valid (reused from earlier orders, or proved
+	// before a restart) need nothing.
+	Authorizations(ctx context.Context, order Order, req Request) ([]OrderAuthorization, error)
+	// Respond tells the CA that ch (one of auth's challenges) is in place
+	// and waits, bounded by ctx, until the CA has decided. Calling it again
+	// for a challenge the CA is already checking only waits. It returns
+	// the authorization as it then stands; a failed check is Status
+	// AuthInvalid with the CA's Detail, not an error.
+	Respond(ctx context.Context, auth OrderAuthorization, ch dcv.Challenge) (OrderAuthorization, error)
+}
+
+// OrderAuthorization is one domain's authorization within an order.
+type OrderAuthorization struct {
+	// Ref is the CA's reference (the ACME authorization URL).
+	Ref string
+	// Domain is the identifier, with "*." for a wildcard.
+	Domain string
+	Status AuthStatus
+	// Challenges are those offered, as data (CARef: the challenge URL).
+	Challenges []dcv.Challenge
+	Expires    time.Time
+	// Detail is the CA's word on a failed check.
+	Detail string
+}
+
+// RenewalAdvisor is implemented by CAs that say when a certificate should
+// be renewed (ACME Renewal Information, RFC 9773).
+type RenewalAdvisor interface {
+	// RenewalWindow returns the CA's suggested window for leaf. An error
+	// wrapping ErrNoAdvice means the CA gives none (no ARI); other errors
+	// may carry a Retry-After (see RetryAfter).
+	RenewalWindow(ctx context.Context, leaf *x509.Certificate) (RenewalWindow, error)
+}
+
+// RenewalWindow is a CA's renewal advice.
+type RenewalWindow struct {
+	Start, End time.Time
+	// RetryAfter is how long before asking again (0: not said).
+	RetryAfter time.Duration
+	// ExplanationURL, when set, explains the window (a mass revocation).
+	ExplanationURL string
+}
+
+// Valid reports whether the window can be used: both ends set and End
+// after Start.
+func (w RenewalWindow) Valid() bool {
+	return !w.Start.IsZero() && !w.End.IsZero() && w.End.After(w.Start)
+}
 
 // Errors issuers wrap.
 var (
@@ -128,6 +187,11 @@ var (
 	// ErrRejected: the CA refused the order after accepting it; it will
 	// never issue. A new order (a new generation) is needed.
 	ErrRejected = errors.New("ca: order rejected")
+	// ErrDCVFailed: the CA checked a published challenge and found it
+	// wrong or missing.
+	ErrDCVFailed = errors.New("ca: domain validation failed")
+	// ErrNoAdvice: the CA gives no renewal advice for this certificate.
+	ErrNoAdvice = errors.New("ca: no renewal advice")
 )
 
 // RevocationLister is implemented by CAs that can list the account's

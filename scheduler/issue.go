@@ -76,6 +76,9 @@ type Issuing struct {
 	// OnDeploy, when set, is told of every deploy: its error (nil on
 	// success) and whether a live verification was part of it.
 	OnDeploy func(cert store.Certificate, plan Plan, err error)
+	// ARIMinRecheck is the shortest wait before asking a CA's renewal
+	// information again, whatever its Retry-After (default 1 minute).
+	ARIMinRecheck time.Duration
 }
 
 func (x *Issuing) now() time.Time {
@@ -117,7 +120,18 @@ func (x *Issuing) Work(ctx context.Context, c store.Certificate) error {
 		return x.deploy(ctx, log, c, plan, v)
 	}
 
-	// 2. Account-level claims first (Atlas).
+	// 2. The CA's renewal advice (ARI), when it is what is due.
+	if c.NextAction == ActionARI && c.CurrentVersion != 0 {
+		v, err := x.Store.GetVersion(ctx, c.CurrentVersion)
+		if err != nil {
+			return err
+		}
+		if now, err := x.adviseRenewal(ctx, log, c, plan, v); err != nil || !now {
+			return err
+		}
+	}
+
+	// 3. Account-level claims first (Atlas).
 	if da, ok := plan.Issuer.(ca.DomainAuthorizer); ok && x.Claims != nil {
 		seen := map[string]bool{}
 		for _, d := range plan.Spec.Domains {
@@ -135,7 +149,7 @@ func (x *Issuing) Work(ctx context.Context, c store.Certificate) error {
 		}
 	}
 
-	// 3. The order: resumed if one is open, else a new generation.
+	// 4. The order: resumed if one is open, else a new generation.
 	o, req, fresh, err := x.order(ctx, log, c, plan)
 	if err != nil {
 		return err
@@ -144,7 +158,14 @@ func (x *Issuing) Work(ctx context.Context, c store.Certificate) error {
 		return err
 	}
 
-	// 4. Fetch; a pending order is not a failure, only a later look.
+	// 5. Per-order authorizations (ACME).
+	if oa, ok := plan.Issuer.(ca.OrderAuthorizer); ok {
+		if err := x.authorize(ctx, log, c, plan, oa, &o, req); err != nil {
+			return err
+		}
+	}
+
+	// 6. Fetch; a pending order is not a failure, only a later look.
 	res, err := plan.Issuer.Fetch(ctx, ca.Order{Ref: o.CARef}, req)
 	if errors.Is(err, ca.ErrPending) {
 		poll := x.PollInterval
@@ -286,7 +307,7 @@ func (x *Issuing) order(ctx context.Context, log *zap.Logger, c store.Certificat
 			return o, ca.Request{}, false, fmt.Errorf("order %s: %w", o.IdempotencyKey, err)
 		}
 		log.Info("resuming order", zap.String(logkey.Order, o.IdempotencyKey), zap.String("state", o.State))
-		return o, x.request(c, plan, o, key), false, nil
+		return o, x.request(ctx, c, plan, o, key), false, nil
 	}
 	gen := 1
 	if last, err := x.Store.LatestOrder(ctx, c.Name); err == nil {
@@ -327,12 +348,21 @@ func (x *Issuing) order(ctx context.Context, log *zap.Logger, c store.Certificat
 		return o, ca.Request{}, false, err
 	}
 	log.Info("order journaled", zap.String(logkey.Order, o.IdempotencyKey), zap.Int("generation", gen))
-	return o, x.request(c, plan, o, key), true, nil
+	return o, x.request(ctx, c, plan, o, key), true, nil
 }
 
-func (x *Issuing) request(c store.Certificate, plan Plan, o store.Order, key crypto.Signer) ca.Request {
-	return ca.Request{CertName: c.Name, Domains: plan.Spec.Domains, Key: key, CSR: o.CSR, ClientRef: o.IdempotencyKey,
+func (x *Issuing) request(ctx context.Context, c store.Certificate, plan Plan, o store.Order, key crypto.Signer) ca.Request {
+	req := ca.Request{CertName: c.Name, Domains: plan.Spec.Domains, Key: key, CSR: o.CSR, ClientRef: o.IdempotencyKey,
 		Since: o.CreatedAt, Lifetime: plan.Lifetime}
+	// The certificate this one replaces, for CAs that take the hint.
+	if c.CurrentVersion != 0 {
+		if v, err := x.Store.GetVersion(ctx, c.CurrentVersion); err == nil {
+			if leaf, _, err := parseChain(v.CertPEM, v.ChainPEM); err == nil {
+				req.Replaces = leaf
+			}
+		}
+	}
+	return req
 }
 
 // submit brings the order to "pending at the CA" with its reference. An
@@ -385,9 +415,14 @@ func verifyResult(res *ca.Result, req ca.Request, now time.Time) error {
 	if !ok || !pub.Equal(req.Key.Public()) {
 		return &badCertificate{"the certificate is not for the order's key"}
 	}
-	roots, inter := x509.NewCertPool(), x509.NewCertPool()
-	for _, r := range res.Roots {
-		roots.AddCert(r)
+	// No roots from the CA: the system's (public ACME CAs).
+	var roots *x509.CertPool
+	inter := x509.NewCertPool()
+	if len(res.Roots) > 0 {
+		roots = x509.NewCertPool()
+		for _, r := range res.Roots {
+			roots.AddCert(r)
+		}
 	}
 	for _, c := range res.Chain {
 		inter.AddCert(c)
@@ -461,6 +496,15 @@ func (x *Issuing) deploy(ctx context.Context, log *zap.Logger, c store.Certifica
 	}
 	log.Info("certificate deployed", zap.String(logkey.Serial, v.Serial), zap.String("path", res.Path), zap.Time("renew_at", renewAt))
 	x.event(ctx, "info", "deployed", c, fmt.Sprintf("serial %s deployed to %s; renewal at %s", v.Serial, res.Path, renewAt.UTC().Format(time.RFC3339)))
+	// The CA's renewal advice, when it gives any, refines renewAt. A
+	// window already open for a certificate just deployed is taken up
+	// after the shortest recheck, never in a tight loop.
+	if now, err := x.adviseRenewal(ctx, log, cur, plan, v); err != nil {
+		log.Warn("reading renewal advice failed; the local renewal time stands", zap.Error(err))
+	} else if now {
+		cur.NextAction, cur.NextActionAt = ActionRenew, x.now().Add(x.minRecheck())
+		return x.Store.SaveCertificate(ctx, cur)
+	}
 	return nil
 }
 

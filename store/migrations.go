@@ -131,6 +131,20 @@ CREATE TRIGGER events_append_only_update BEFORE UPDATE ON events
 CREATE TRIGGER events_append_only_delete BEFORE DELETE ON events
 	BEGIN SELECT RAISE(ABORT, 'events are append-only'); END;
 `,
+	// 2: ACME accounts. The account key is a secret kept like private_keys:
+	// only here, in a 0600 file.
+	`
+CREATE TABLE acme_accounts (
+	name        TEXT NOT NULL,
+	directory   TEXT NOT NULL,
+	key_pem     BLOB NOT NULL,
+	url         TEXT NOT NULL DEFAULT '',
+	eab_kid     TEXT NOT NULL DEFAULT '',
+	created_at  INTEGER NOT NULL,
+	updated_at  INTEGER NOT NULL,
+	PRIMARY KEY (name, directory)
+);
+`,
 }
 
 // SchemaVersion is the schema version this build writes.

@@ -602,3 +602,35 @@ func (s *SQLite) ListEvents(ctx context.Context, f EventFilter) ([]Event, error)
 	}
 	return out, nil
 }
+
+// --- ACME accounts
+
+// GetACMEAccount implements ACMEAccounts.
+func (s *SQLite) GetACMEAccount(ctx context.Context, name, directory string) (ACMEAccount, error) {
+	a := ACMEAccount{Name: name, Directory: directory}
+	var created, updated sql.NullInt64
+	err := s.db.QueryRowContext(ctx, "SELECT key_pem, url, eab_kid, created_at, updated_at FROM acme_accounts WHERE name = ? AND directory = ?",
+		name, directory).Scan(&a.KeyPEM, &a.URL, &a.EABKeyID, &created, &updated)
+	if err != nil {
+		return a, notFound(err, fmt.Sprintf("ACME account %s at %s", name, directory))
+	}
+	a.CreatedAt, a.UpdatedAt = fromMs(created), fromMs(updated)
+	return a, nil
+}
+
+// SaveACMEAccount implements ACMEAccounts.
+func (s *SQLite) SaveACMEAccount(ctx context.Context, a ACMEAccount) error {
+	if a.Name == "" || a.Directory == "" || len(a.KeyPEM) == 0 {
+		return errors.New("store: an ACME account needs a name, a directory and a key")
+	}
+	now := ms(time.Now())
+	_, err := s.db.ExecContext(ctx, `INSERT INTO acme_accounts (name, directory, key_pem, url, eab_kid, created_at, updated_at)
+		VALUES (?, ?, ?, ?, ?, ?, ?)
+		ON CONFLICT (name, directory) DO UPDATE SET key_pem = excluded.key_pem, url = excluded.url,
+			eab_kid = excluded.eab_kid, updated_at = excluded.updated_at`,
+		a.Name, a.Directory, a.KeyPEM, a.URL, a.EABKeyID, now, now)
+	if err != nil {
+		return fmt.Errorf("store: saving ACME account %s: %w", a.Name, err)
+	}
+	return nil
+}

@@ -31,7 +31,29 @@ type Store interface {
 	Artefacts
 	Deployments
 	Events
+	ACMEAccounts
 	Close() error
+}
+
+// ACMEAccounts holds ACME account keys and their account URLs, one per
+// configured account and directory.
+type ACMEAccounts interface {
+	// GetACMEAccount returns ErrNotFound when there is none.
+	GetACMEAccount(ctx context.Context, name, directory string) (ACMEAccount, error)
+	// SaveACMEAccount inserts or replaces the row for (Name, Directory).
+	SaveACMEAccount(ctx context.Context, a ACMEAccount) error
+}
+
+// ACMEAccount is one ACME account. KeyPEM is a secret, like PrivateKey.PEM.
+type ACMEAccount struct {
+	Name      string
+	Directory string
+	KeyPEM    []byte
+	// URL is the account URL (the JWS kid); empty until registered.
+	URL       string
+	EABKeyID  string
+	CreatedAt time.Time
+	UpdatedAt time.Time
 }
 
 // Certificates holds each configured certificate's lifecycle state.

@@ -28,6 +28,12 @@ type Config struct {
 	// CA is an optional PEM file of extra roots to trust for the ACME
 	// server itself (private CAs, Pebble in tests).
 	CA string `yaml:"ca"`
+	// Roots is an optional PEM file of the anchors issued chains must
+	// verify to before they are deployed (default: the system's roots).
+	Roots string `yaml:"roots"`
+	// FinalizeWait bounds one wait for an order the CA is processing
+	// (default 30s); a longer one is polled again later.
+	FinalizeWait config.Duration `yaml:"finalize_wait"`
 }
 
 // EAB is External Account Binding: the key id and the HMAC key exactly as
@@ -64,6 +70,9 @@ func DecodeConfig(b *config.Block) (any, error) {
 		if c.EAB != nil {
 			ck.Required("eab.kid", c.EAB.KID != "")
 			ck.Required("eab.hmac_key", c.EAB.HMACKey.IsSet())
+		}
+		if c.FinalizeWait.D() < 0 {
+			ck.Errorf("finalize_wait", "must not be negative")
 		}
 	})
 }

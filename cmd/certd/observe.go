@@ -7,6 +7,7 @@ import (
 	"time"
 
 	"github.com/certd/certd/ca"
+	"github.com/certd/certd/ca/acme"
 	"github.com/certd/certd/ca/atlas"
 	"github.com/certd/certd/dcv"
 	"github.com/certd/certd/deploy"
@@ -22,6 +23,7 @@ var errIssuerUnavailable = errors.New("issuer not available in this certd releas
 // from the errors' types, never their text.
 func failureReason(err error) string {
 	var ae *atlas.Error
+	var acmeErr *acme.Error
 	var df *deploy.Failure
 	switch {
 	case errors.Is(err, atlas.ErrQuota):
@@ -34,12 +36,16 @@ func failureReason(err error) string {
 		return "rejected"
 	case errors.Is(err, ca.ErrAmbiguous):
 		return "ambiguous"
+	case errors.Is(err, ca.ErrDCVFailed):
+		return "dcv_failed"
 	case errors.Is(err, dcv.ErrNotVisible):
 		return "dcv_not_visible"
 	case errors.As(err, &df):
 		return "deploy_" + df.Step
 	case errors.As(err, &ae):
 		return "ca_" + strconv.Itoa(ae.Status)
+	case errors.As(err, &acmeErr) && acmeErr.Status != 0:
+		return "ca_" + strconv.Itoa(acmeErr.Status)
 	case errors.Is(err, context.DeadlineExceeded):
 		return "timeout"
 	}
@@ -59,6 +65,17 @@ func (o observers) atlasClient(account string) func(*atlas.ClientOptions) {
 			o.m.CARequests.WithLabelValues(account, endpoint, strconv.Itoa(status)).Inc()
 			o.m.CALatency.WithLabelValues(account, endpoint).Observe(d.Seconds())
 		}
+	}
+}
+
+// caRequests counts a CA client's requests by route (ACME).
+func (o observers) caRequests(account string) func(route string, status int, d time.Duration) {
+	if o.m == nil {
+		return nil
+	}
+	return func(route string, status int, d time.Duration) {
+		o.m.CARequests.WithLabelValues(account, route, strconv.Itoa(status)).Inc()
+		o.m.CALatency.WithLabelValues(account, route).Observe(d.Seconds())
 	}
 }
 

@@ -2,6 +2,7 @@ package main
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"net"
 	"strings"
@@ -9,6 +10,7 @@ import (
 	"go.uber.org/zap"
 
 	"github.com/certd/certd/ca"
+	"github.com/certd/certd/ca/acme"
 	"github.com/certd/certd/ca/atlas"
 	"github.com/certd/certd/config"
 	"github.com/certd/certd/dcv"
@@ -47,6 +49,13 @@ func build(cfg *config.Config, st *store.SQLite, log *zap.Logger, obs observers)
 				return nil, fmt.Errorf("account %s (%s): %w", name, acct.Pos, err)
 			}
 			p.issuers[name] = atlas.NewIssuer(c)
+		case "acme":
+			iss, err := acme.NewFromConfig(name, acct.Settings.(*acme.Config), acmeAccounts{st},
+				log.Named("acme").With(zap.String("account", name)), obs.caRequests(name))
+			if err != nil {
+				return nil, fmt.Errorf("account %s (%s): %w", name, acct.Pos, err)
+			}
+			p.issuers[name] = iss
 		default:
 			p.unavailable[name] = acct.Type
 		}
@@ -195,6 +204,24 @@ func deploySpec(c *config.Certificate) deploy.Spec {
 		s.Verify = &deploy.Verify{Address: v.Address, ServerName: v.ServerName, Timeout: v.Timeout.D()}
 	}
 	return s
+}
+
+// acmeAccounts keeps ACME account keys in the store.
+type acmeAccounts struct{ s store.ACMEAccounts }
+
+func (a acmeAccounts) LoadAccount(ctx context.Context, name, directory string) (acme.AccountRecord, bool, error) {
+	r, err := a.s.GetACMEAccount(ctx, name, directory)
+	if errors.Is(err, store.ErrNotFound) {
+		return acme.AccountRecord{}, false, nil
+	}
+	if err != nil {
+		return acme.AccountRecord{}, false, err
+	}
+	return acme.AccountRecord{Name: r.Name, Directory: r.Directory, KeyPEM: r.KeyPEM, URL: r.URL, EABKeyID: r.EABKeyID}, true, nil
+}
+
+func (a acmeAccounts) SaveAccount(ctx context.Context, r acme.AccountRecord) error {
+	return a.s.SaveACMEAccount(ctx, store.ACMEAccount{Name: r.Name, Directory: r.Directory, KeyPEM: r.KeyPEM, URL: r.URL, EABKeyID: r.EABKeyID})
 }
 
 // storeJournal is the DCV journal kept in the store's dcv_artefacts.

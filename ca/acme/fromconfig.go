@@ -1,0 +1,79 @@
+package acme
+
+import (
+	"crypto/tls"
+	"crypto/x509"
+	"encoding/pem"
+	"fmt"
+	"net/http"
+	"os"
+	"time"
+
+	"go.uber.org/zap"
+)
+
+// NewFromConfig builds an Issuer from an account block: it reads the
+// trust files and resolves the EAB key (a secret reference).
+func NewFromConfig(name string, c *Config, accounts AccountStore, log *zap.Logger, observe func(route string, status int, d time.Duration)) (*Issuer, error) {
+	opts := Options{Name: name, Directory: c.DirectoryURL(), Email: c.Email, Accounts: accounts, Logger: log, Observe: observe,
+		FinalizeWait: c.FinalizeWait.D()}
+	tr := http.DefaultTransport.(*http.Transport).Clone()
+	if c.CA != "" {
+		certs, err := readPEMCerts(c.CA)
+		if err != nil {
+			return nil, fmt.Errorf("acme: ca: %w", err)
+		}
+		pool := x509.NewCertPool()
+		for _, cert := range certs {
+			pool.AddCert(cert)
+		}
+		tr.TLSClientConfig = &tls.Config{RootCAs: pool, MinVersion: tls.VersionTLS12}
+	}
+	opts.HTTPClient = &http.Client{Transport: tr, Timeout: 60 * time.Second}
+	if c.Roots != "" {
+		roots, err := readPEMCerts(c.Roots)
+		if err != nil {
+			return nil, fmt.Errorf("acme: roots: %w", err)
+		}
+		opts.Roots = roots
+	}
+	if c.EAB != nil {
+		v, err := c.EAB.HMACKey.Resolve()
+		if err != nil {
+			return nil, err
+		}
+		key, err := DecodeMACKey(v.Reveal())
+		if err != nil {
+			return nil, fmt.Errorf("acme: eab.hmac_key (%s): %w", c.EAB.HMACKey, err)
+		}
+		opts.EAB = &EABKey{KeyID: c.EAB.KID, MACKey: key}
+	}
+	return New(opts)
+}
+
+func readPEMCerts(path string) ([]*x509.Certificate, error) {
+	data, err := os.ReadFile(path)
+	if err != nil {
+		return nil, err
+	}
+	var out []*x509.Certificate
+	for {
+		var block *pem.Block
+		block, data = pem.Decode(data)
+		if block == nil {
+			break
+		}
+		if block.Type != "CERTIFICATE" {
+			continue
+		}
+		cert, err := x509.ParseCertificate(block.Bytes)
+		if err != nil {
+			return nil, fmt.Errorf("%s: %w", path, err)
+		}
+		out = append(out, cert)
+	}
+	if len(out) == 0 {
+		return nil, fmt.Errorf("%s holds no PEM certificate", path)
+	}
+	return out, nil
+}

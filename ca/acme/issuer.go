@@ -1,0 +1,721 @@
+package acme
+
+import (
+	"context"
+	"crypto"
+	"crypto/ecdsa"
+	"crypto/elliptic"
+	"crypto/rand"
+	"crypto/x509"
+	"encoding/base64"
+	"encoding/json"
+	"encoding/pem"
+	"errors"
+	"fmt"
+	"io"
+	"net/http"
+	"regexp"
+	"slices"
+	"strings"
+	"sync"
+	"time"
+
+	"github.com/mholt/acmez/v3/acme"
+	"go.uber.org/zap"
+
+	"github.com/certd/certd/ca"
+	"github.com/certd/certd/dcv"
+)
+
+// AccountRecord is an ACME account as kept by certd. KeyPEM is a secret.
+type AccountRecord struct {
+	Name      string
+	Directory string
+	KeyPEM    []byte
+	URL       string // empty until registered
+	EABKeyID  string
+}
+
+// AccountStore keeps account keys durably (cmd hands in the store).
+type AccountStore interface {
+	// LoadAccount returns found=false when there is none.
+	LoadAccount(ctx context.Context, name, directory string) (rec AccountRecord, found bool, err error)
+	SaveAccount(ctx context.Context, rec AccountRecord) error
+}
+
+// EABKey is an External Account Binding credential, the MAC key decoded.
+type EABKey struct {
+	KeyID  string
+	MACKey []byte
+}
+
+// Options configure an Issuer.
+type Options struct {
+	// Name is the account's name in configuration (the store's key).
+	Name      string
+	Directory string
+	Email     string
+	EAB       *EABKey
+	// HTTPClient talks to the ACME server (its TLS trust set); default
+	// http.DefaultClient's transport.
+	HTTPClient *http.Client
+	// Roots are the anchors issued chains must verify to; nil means the
+	// system's roots.
+	Roots    []*x509.Certificate
+	Accounts AccountStore
+	Logger   *zap.Logger
+	// Observe, when set, is told of every HTTP exchange by route.
+	Observe func(route string, status int, d time.Duration)
+	// FinalizeWait bounds how long one Fetch waits for a processing order
+	// before reporting it pending (default 30s; OV/EV orders may take
+	// hours and are polled again later).
+	FinalizeWait time.Duration
+	// Now is the clock (default time.Now).
+	Now func() time.Time
+}
+
+// Issuer is an ACME account as a ca.Issuer, ca.OrderAuthorizer and
+// ca.RenewalAdvisor. It is safe for concurrent use.
+type Issuer struct {
+	opts   Options
+	log    *zap.Logger
+	client *acme.Client
+	http   *http.Client // for ARI: plain GETs through the same transport
+
+	mu   sync.Mutex // guards acct
+	acct *acme.Account
+}
+
+// New returns an Issuer; nothing is sent until it is used.
+func New(opts Options) (*Issuer, error) {
+	if opts.Directory == "" || opts.Name == "" || opts.Accounts == nil {
+		return nil, errors.New("acme: Name, Directory and Accounts are required")
+	}
+	if opts.Logger == nil {
+		opts.Logger = zap.NewNop()
+	}
+	if opts.FinalizeWait == 0 {
+		opts.FinalizeWait = 30 * time.Second
+	}
+	if opts.Now == nil {
+		opts.Now = time.Now
+	}
+	base := http.DefaultTransport
+	timeout := 60 * time.Second
+	if opts.HTTPClient != nil {
+		if opts.HTTPClient.Transport != nil {
+			base = opts.HTTPClient.Transport
+		}
+		if opts.HTTPClient.Timeout != 0 {
+			timeout = opts.HTTPClient.Timeout
+		}
+	}
+	hc := &http.Client{Transport: &transport{base: base, observe: opts.Observe}, Timeout: timeout,
+		// ACME resources are never fetched through redirects.
+		CheckRedirect: func(*http.Request, []*http.Request) error { return http.ErrUseLastResponse }}
+	return &Issuer{
+		opts: opts,
+		log:  opts.Logger,
+		http: hc,
+		client: &acme.Client{
+			Directory:  opts.Directory,
+			HTTPClient: hc,
+			UserAgent:  "certd",
+			// certd polls orders itself (adaptive, Retry-After): acmez's
+			// own finalize loop is cut short at once.
+			PollTimeout: time.Nanosecond,
+		},
+	}, nil
+}
+
+// DecodeMACKey decodes an EAB MAC key as CAs hand it out: base64url
+// without padding, with padding, or standard base64.
+func DecodeMACKey(s string) ([]byte, error) {
+	s = strings.TrimSpace(s)
+	for _, enc := range []*base64.Encoding{base64.RawURLEncoding, base64.URLEncoding, base64.RawStdEncoding, base64.StdEncoding} {
+		if b, err := enc.DecodeString(s); err == nil && len(b) > 0 {
+			return b, nil
+		}
+	}
+	return nil, errors.New("the EAB HMAC key is not base64url (nor base64) text")
+}
+
+// --- account
+
+// account returns the registered account, registering it the first time.
+// The key is stored before registration, so a crash in between registers
+// the same key again, which the CA answers with the existing account.
+func (i *Issuer) account(ctx context.Context) (acme.Account, error) {
+	i.mu.Lock()
+	defer i.mu.Unlock()
+	if i.acct != nil {
+		return *i.acct, nil
+	}
+	rec, found, err := i.opts.Accounts.LoadAccount(ctx, i.opts.Name, i.opts.Directory)
+	if err != nil {
+		return acme.Account{}, fmt.Errorf("acme: loading account %s: %w", i.opts.Name, err)
+	}
+	var key crypto.Signer
+	if found {
+		if key, err = parseAccountKey(rec.KeyPEM); err != nil {
+			return acme.Account{}, fmt.Errorf("acme: account %s: %w", i.opts.Name, err)
+		}
+	} else {
+		k, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
+		if err != nil {
+			return acme.Account{}, err
+		}
+		der, err := x509.MarshalPKCS8PrivateKey(k)
+		if err != nil {
+			return acme.Account{}, err
+		}
+		key = k
+		rec = AccountRecord{Name: i.opts.Name, Directory: i.opts.Directory, KeyPEM: pem.EncodeToMemory(&pem.Block{Type: "PRIVATE KEY", Bytes: der})}
+		if i.opts.EAB != nil {
+			rec.EABKeyID = i.opts.EAB.KeyID
+		}
+		if err := i.opts.Accounts.SaveAccount(ctx, rec); err != nil {
+			return acme.Account{}, fmt.Errorf("acme: storing the account key: %w", err)
+		}
+	}
+	acct := acme.Account{PrivateKey: key, Location: rec.URL}
+	if rec.URL == "" {
+		acct.TermsOfServiceAgreed = true
+		if i.opts.Email != "" {
+			acct.Contact = []string{"mailto:" + i.opts.Email}
+		}
+		if i.opts.EAB != nil {
+			if err := acct.SetExternalAccountBinding(ctx, i.client, acme.EAB{KeyID: i.opts.EAB.KeyID,
+				MACKey: base64.RawURLEncoding.EncodeToString(i.opts.EAB.MACKey)}); err != nil {
+				return acme.Account{}, fmt.Errorf("acme: external account binding: %w", err)
+			}
+		}
+		x := &exchange{route: "newAccount"}
+		reg, err := i.client.NewAccount(withExchange(ctx, x), acct)
+		if err != nil {
+			return acme.Account{}, i.wrap(x, "registering the account", err)
+		}
+		reg.PrivateKey = key
+		acct = reg
+		rec.URL = reg.Location
+		if err := i.opts.Accounts.SaveAccount(ctx, rec); err != nil {
+			return acme.Account{}, fmt.Errorf("acme: storing the account URL: %w", err)
+		}
+		i.log.Info("ACME account registered", zap.String("account_url", reg.Location), zap.Bool("eab", i.opts.EAB != nil))
+	}
+	i.acct = &acct
+	return acct, nil
+}
+
+func parseAccountKey(p []byte) (crypto.Signer, error) {
+	block, _ := pem.Decode(p)
+	if block == nil {
+		return nil, errors.New("stored account key is not PEM")
+	}
+	k, err := x509.ParsePKCS8PrivateKey(block.Bytes)
+	if err != nil {
+		return nil, fmt.Errorf("stored account key: %w", err)
+	}
+	s, ok := k.(crypto.Signer)
+	if !ok {
+		return nil, errors.New("stored account key cannot sign")
+	}
+	return s, nil
+}
+
+// --- ca.Issuer
+
+// Submit implements ca.Issuer: a newOrder, sent at most once. A lost
+// answer is ca.ErrAmbiguous (Reconcile looks the order up).
+func (i *Issuer) Submit(ctx context.Context, req ca.Request) (ca.Order, error) {
+	acct, err := i.account(ctx)
+	if err != nil {
+		return ca.Order{}, err
+	}
+	dir, err := i.client.GetDirectory(ctx)
+	if err != nil {
+		return ca.Order{}, fmt.Errorf("acme: reading the directory: %w", err)
+	}
+	o := acme.Order{Identifiers: identifiers(req.Domains)}
+	if req.Replaces != nil && dir.RenewalInfo != "" {
+		if id, err := acme.ARIUniqueIdentifier(req.Replaces); err == nil {
+			o.Replaces = id
+		}
+	}
+	placed, err := i.newOrder(ctx, dir, acct, o)
+	if err != nil && o.Replaces != "" && !errors.Is(err, ca.ErrAmbiguous) && replacesRefused(err) {
+		i.log.Info("the CA refused the replaces hint; ordering without it", zap.String("replaces", o.Replaces), zap.Error(err))
+		o.Replaces = ""
+		placed, err = i.newOrder(ctx, dir, acct, o)
+	}
+	if err != nil {
+		return ca.Order{}, err
+	}
+	return ca.Order{Ref: placed.Location}, nil
+}
+
+func (i *Issuer) newOrder(ctx context.Context, dir acme.Directory, acct acme.Account, o acme.Order) (acme.Order, error) {
+	x := &exchange{route: "newOrder", once: dir.NewOrder}
+	placed, err := i.client.NewOrder(withExchange(ctx, x), acct, o)
+	if err != nil {
+		if x.wasLost() {
+			return placed, fmt.Errorf("%w: newOrder: %v", ca.ErrAmbiguous, err)
+		}
+		return placed, i.wrap(x, "placing the order", err)
+	}
+	if placed.Location == "" {
+		return placed, fmt.Errorf("%w: the CA created an order without saying where", ca.ErrAmbiguous)
+	}
+	return placed, nil
+}
+
+func replacesRefused(err error) bool {
+	var p acme.Problem
+	if !errors.As(err, &p) {
+		return false
+	}
+	return p.Type == acme.ProblemTypeNamespace+"alreadyReplaced" ||
+		(p.Type == acme.ProblemTypeMalformed && strings.Contains(strings.ToLower(p.Detail), "replaces"))
+}
+
+func identifiers(domains []string) []acme.Identifier {
+	ids := make([]acme.Identifier, len(domains))
+	for k, d := range domains {
+		ids[k] = acme.Identifier{Type: "dns", Value: d}
+	}
+	return ids
+}
+
+// Reconcile implements ca.Issuer. It walks the account's order list (RFC
+// 8555 §7.1.2.1) for an open order with exactly the request's names: an
+// order no one finalized can only be the one whose answer was lost. A CA
+// that lists no orders (Let's Encrypt) gets "not found": an unfinalized
+// ACME order costs nothing and lapses, and certd finalizes only orders it
+// journaled, so no certificate is ever bought twice.
+func (i *Issuer) Reconcile(ctx context.Context, req ca.Request) (ca.Order, bool, error) {
+	acct, err := i.account(ctx)
+	if err != nil {
+		return ca.Order{}, false, err
+	}
+	urls, listed, err := i.orders(ctx, acct)
+	if err != nil {
+		return ca.Order{}, false, err
+	}
+	if !listed {
+		i.log.Info("the CA lists no orders; an order whose answer was lost is left to lapse", zap.Strings("domains", req.Domains))
+		return ca.Order{}, false, nil
+	}
+	want := slices.Clone(req.Domains)
+	slices.Sort(want)
+	now := i.opts.Now()
+	// Newest last: look back from the end, a bounded number of orders.
+	for k, seen := len(urls)-1, 0; k >= 0 && seen < 100; k, seen = k-1, seen+1 {
+		x := &exchange{route: "order"}
+		o, err := i.client.GetOrder(withExchange(ctx, x), acct, acme.Order{Location: urls[k]})
+		if err != nil {
+			return ca.Order{}, false, i.wrap(x, "reading an order", err)
+		}
+		if o.Status != acme.StatusPending && o.Status != acme.StatusReady {
+			continue // finalized or dead: not a lost order of certd's
+		}
+		if !o.Expires.IsZero() && !o.Expires.After(now) {
+			continue
+		}
+		got := make([]string, 0, len(o.Identifiers))
+		for _, id := range o.Identifiers {
+			got = append(got, id.Value)
+		}
+		slices.Sort(got)
+		if slices.Equal(got, want) {
+			return ca.Order{Ref: urls[k]}, true, nil
+		}
+	}
+	return ca.Order{}, false, nil
+}
+
+// Orders lists the account's order URLs, oldest first (RFC 8555
+// §7.1.2.1); listed=false when the CA does not list orders.
+func (i *Issuer) Orders(ctx context.Context) (urls []string, listed bool, err error) {
+	acct, err := i.account(ctx)
+	if err != nil {
+		return nil, false, err
+	}
+	return i.orders(ctx, acct)
+}
+
+func (i *Issuer) orders(ctx context.Context, acct acme.Account) ([]string, bool, error) {
+	x := &exchange{route: "account"}
+	cur, err := i.client.GetAccount(withExchange(ctx, x), acme.Account{PrivateKey: acct.PrivateKey})
+	if err != nil {
+		return nil, false, i.wrap(x, "reading the account", err)
+	}
+	if cur.Orders == "" {
+		return nil, false, nil
+	}
+	var urls []string
+	next := cur.Orders
+	for page := 0; next != "" && page < 100; page++ {
+		body, hdr, err := i.postAsGet(ctx, acct, next, "orders")
+		if err != nil {
+			return nil, true, err
+		}
+		var list struct {
+			Orders []string `json:"orders"`
+		}
+		if err := json.Unmarshal(body, &list); err != nil {
+			return nil, true, fmt.Errorf("acme: the order list is not JSON: %w", err)
+		}
+		urls = append(urls, list.Orders...)
+		next = link(hdr, "next")
+	}
+	return urls, true, nil
+}
+
+// Fetch implements ca.Issuer: finalize a ready order, wait (adaptively)
+// for a processing one, download a valid one.
+func (i *Issuer) Fetch(ctx context.Context, order ca.Order, req ca.Request) (*ca.Result, error) {
+	acct, err := i.account(ctx)
+	if err != nil {
+		return nil, err
+	}
+	x := &exchange{route: "order"}
+	o, err := i.client.GetOrder(withExchange(ctx, x), acct, acme.Order{Location: order.Ref})
+	if err != nil {
+		return nil, i.wrap(x, "reading the order", err)
+	}
+	o.Location = order.Ref
+	if o.Status == acme.StatusReady {
+		x = &exchange{route: "finalize"}
+		fin, err := i.client.FinalizeOrder(withExchange(ctx, x), acct, o, req.CSR)
+		if err != nil && fin.Status != acme.StatusProcessing && fin.Status != acme.StatusValid {
+			if fin.Status == acme.StatusInvalid {
+				return nil, fmt.Errorf("%w: %v", ca.ErrRejected, err)
+			}
+			return nil, i.wrap(x, "finalizing the order", err)
+		}
+		fin.Location = order.Ref
+		o = fin
+	}
+	wait := x.retryAfter(i.opts.Now())
+	deadline := time.Now().Add(i.opts.FinalizeWait)
+	for step := 10 * time.Millisecond; o.Status == acme.StatusProcessing; step = min(step*2, 2*time.Second) {
+		d := step
+		if wait > 0 {
+			d = wait
+		}
+		if time.Now().Add(d).After(deadline) {
+			return nil, &Error{Detail: "the order is still processing at the CA", Retry: d, pending: true}
+		}
+		if err := sleep(ctx, d); err != nil {
+			return nil, err
+		}
+		x = &exchange{route: "order"}
+		if o, err = i.client.GetOrder(withExchange(ctx, x), acct, acme.Order{Location: order.Ref}); err != nil {
+			return nil, i.wrap(x, "polling the order", err)
+		}
+		wait = x.retryAfter(i.opts.Now())
+	}
+	switch o.Status {
+	case acme.StatusValid:
+	case acme.StatusInvalid:
+		return nil, fmt.Errorf("%w: %s", ca.ErrRejected, problemText(o.Error, "the order is invalid"))
+	case acme.StatusPending:
+		return nil, errors.New("acme: the order still has authorizations to prove")
+	default:
+		return nil, fmt.Errorf("acme: the order is %q", o.Status)
+	}
+	if o.Certificate == "" {
+		return nil, errors.New("acme: the valid order names no certificate")
+	}
+	body, _, err := i.postAsGet(ctx, acct, o.Certificate, "certificate")
+	if err != nil {
+		return nil, err
+	}
+	leaf, chain, err := parsePEMChain(body)
+	if err != nil {
+		return nil, fmt.Errorf("acme: the certificate at %s: %w", o.Certificate, err)
+	}
+	return &ca.Result{Leaf: leaf, Chain: chain, Roots: i.opts.Roots}, nil
+}
+
+// postAsGet is a signed POST-as-GET through acmez (nonces, badNonce
+// retries) whose raw body is read from the exchange: acmez decodes only
+// the resources it knows.
+func (i *Issuer) postAsGet(ctx context.Context, acct acme.Account, url, route string) ([]byte, http.Header, error) {
+	x := &exchange{route: route, capture: true}
+	_, err := i.client.GetOrder(withExchange(ctx, x), acct, acme.Order{Location: url})
+	x.mu.Lock()
+	body, hdr, status := x.body, x.header, x.status
+	x.mu.Unlock()
+	if status/100 == 2 && body != nil {
+		return body, hdr, nil
+	}
+	if err == nil {
+		err = fmt.Errorf("HTTP %d without a body", status)
+	}
+	return nil, nil, i.wrap(x, "fetching "+route, err)
+}
+
+func parsePEMChain(b []byte) (*x509.Certificate, []*x509.Certificate, error) {
+	var all []*x509.Certificate
+	for {
+		var block *pem.Block
+		block, b = pem.Decode(b)
+		if block == nil {
+			break
+		}
+		if block.Type != "CERTIFICATE" {
+			continue
+		}
+		c, err := x509.ParseCertificate(block.Bytes)
+		if err != nil {
+			return nil, nil, err
+		}
+		all = append(all, c)
+	}
+	if len(all) == 0 {
+		return nil, nil, errors.New("no certificate in the PEM chain")
+	}
+	return all[0], all[1:], nil
+}
+
+var linkRE = regexp.MustCompile(`<([^>]+)>\s*;\s*rel="?([^";]+)"?`)
+
+// link returns the first Link header URL with relation rel.
+func link(h http.Header, rel string) string {
+	for _, v := range h.Values("Link") {
+		for _, m := range linkRE.FindAllStringSubmatch(v, -1) {
+			if m[2] == rel {
+				return m[1]
+			}
+		}
+	}
+	return ""
+}
+
+// --- ca.OrderAuthorizer
+
+// Authorizations implements ca.OrderAuthorizer.
+func (i *Issuer) Authorizations(ctx context.Context, order ca.Order, req ca.Request) ([]ca.OrderAuthorization, error) {
+	acct, err := i.account(ctx)
+	if err != nil {
+		return nil, err
+	}
+	x := &exchange{route: "order"}
+	o, err := i.client.GetOrder(withExchange(ctx, x), acct, acme.Order{Location: order.Ref})
+	if err != nil {
+		return nil, i.wrap(x, "reading the order", err)
+	}
+	out := make([]ca.OrderAuthorization, 0, len(o.Authorizations))
+	for _, u := range o.Authorizations {
+		x := &exchange{route: "authz"}
+		a, err := i.client.GetAuthorization(withExchange(ctx, x), acct, u)
+		if err != nil {
+			return nil, i.wrap(x, "reading an authorization", err)
+		}
+		out = append(out, authorization(a))
+	}
+	return out, nil
+}
+
+func authorization(a acme.Authorization) ca.OrderAuthorization {
+	oa := ca.OrderAuthorization{Ref: a.Location, Domain: a.Identifier.Value, Expires: a.Expires}
+	if a.Wildcard {
+		oa.Domain = "*." + a.Identifier.Value
+	}
+	switch a.Status {
+	case acme.StatusValid:
+		oa.Status = ca.AuthValid
+	case acme.StatusPending:
+		oa.Status = ca.AuthPending
+	default:
+		oa.Status = ca.AuthInvalid
+	}
+	for _, ch := range a.Challenges {
+		if ch.Error != nil && oa.Detail == "" {
+			oa.Detail = problemText(ch.Error, "")
+		}
+		switch ch.Type {
+		case acme.ChallengeTypeDNS01:
+			oa.Challenges = append(oa.Challenges, dcv.Challenge{Domain: a.Identifier.Value, Method: dcv.DNSTXT,
+				RecordName: "_acme-challenge." + a.Identifier.Value, Value: ch.DNS01KeyAuthorization(), Expires: a.Expires, CARef: ch.URL})
+		case acme.ChallengeTypeHTTP01:
+			if a.Wildcard {
+				continue
+			}
+			oa.Challenges = append(oa.Challenges, dcv.Challenge{Domain: a.Identifier.Value, Method: dcv.HTTPFile,
+				Path: ch.HTTP01ResourcePath(), Content: ch.KeyAuthorization, Expires: a.Expires, CARef: ch.URL})
+		}
+	}
+	return oa
+}
+
+// Respond implements ca.OrderAuthorizer: the challenge is started unless
+// the CA is already at it, then the authorization is polled adaptively
+// (short first intervals, Retry-After when given) until it is decided.
+func (i *Issuer) Respond(ctx context.Context, auth ca.OrderAuthorization, ch dcv.Challenge) (ca.OrderAuthorization, error) {
+	acct, err := i.account(ctx)
+	if err != nil {
+		return auth, err
+	}
+	x := &exchange{route: "authz"}
+	a, err := i.client.GetAuthorization(withExchange(ctx, x), acct, auth.Ref)
+	if err != nil {
+		return auth, i.wrap(x, "reading the authorization", err)
+	}
+	if a.Status == acme.StatusPending {
+		for _, c := range a.Challenges {
+			if c.URL != ch.CARef || c.Status != acme.StatusPending {
+				continue
+			}
+			x := &exchange{route: "challenge"}
+			if _, err := i.client.InitiateChallenge(withExchange(ctx, x), acct, c); err != nil {
+				return auth, i.wrap(x, "starting the challenge", err)
+			}
+		}
+	}
+	for step := 10 * time.Millisecond; a.Status == acme.StatusPending; step = min(step*2, 2*time.Second) {
+		d := step
+		if ra := x.retryAfter(i.opts.Now()); ra > 0 {
+			d = ra
+		}
+		if err := sleep(ctx, d); err != nil {
+			return auth, err
+		}
+		x = &exchange{route: "authz"}
+		if a, err = i.client.GetAuthorization(withExchange(ctx, x), acct, auth.Ref); err != nil {
+			return auth, i.wrap(x, "polling the authorization", err)
+		}
+	}
+	a.Location = auth.Ref
+	return authorization(a), nil
+}
+
+// --- ca.RenewalAdvisor
+
+// RenewalWindow implements ca.RenewalAdvisor (RFC 9773): a plain GET of
+// the directory's renewalInfo URL with the certificate's ARI id.
+func (i *Issuer) RenewalWindow(ctx context.Context, leaf *x509.Certificate) (ca.RenewalWindow, error) {
+	dir, err := i.client.GetDirectory(ctx)
+	if err != nil {
+		return ca.RenewalWindow{}, fmt.Errorf("acme: reading the directory: %w", err)
+	}
+	if dir.RenewalInfo == "" {
+		return ca.RenewalWindow{}, fmt.Errorf("%w: the directory has no renewalInfo", ca.ErrNoAdvice)
+	}
+	id, err := acme.ARIUniqueIdentifier(leaf)
+	if err != nil || len(leaf.AuthorityKeyId) == 0 {
+		return ca.RenewalWindow{}, fmt.Errorf("%w: the certificate has no ARI id: %v", ca.ErrNoAdvice, err)
+	}
+	x := &exchange{route: "renewalInfo"}
+	req, err := http.NewRequestWithContext(withExchange(ctx, x), http.MethodGet, strings.TrimSuffix(dir.RenewalInfo, "/")+"/"+id, nil)
+	if err != nil {
+		return ca.RenewalWindow{}, err
+	}
+	resp, err := i.http.Do(req)
+	if err != nil {
+		return ca.RenewalWindow{}, fmt.Errorf("acme: renewalInfo: %w", err)
+	}
+	defer resp.Body.Close()
+	ra := parseRetryAfter(resp.Header.Get("Retry-After"), i.opts.Now())
+	if resp.StatusCode != http.StatusOK {
+		return ca.RenewalWindow{}, &Error{Status: resp.StatusCode, Detail: "renewalInfo answered " + resp.Status, Retry: ra}
+	}
+	var body struct {
+		SuggestedWindow struct {
+			Start time.Time `json:"start"`
+			End   time.Time `json:"end"`
+		} `json:"suggestedWindow"`
+		ExplanationURL string `json:"explanationURL"`
+	}
+	if err := json.NewDecoder(io.LimitReader(resp.Body, 1<<20)).Decode(&body); err != nil {
+		return ca.RenewalWindow{}, &Error{Status: resp.StatusCode, Detail: "renewalInfo is not JSON: " + err.Error(), Retry: ra}
+	}
+	return ca.RenewalWindow{Start: body.SuggestedWindow.Start, End: body.SuggestedWindow.End, RetryAfter: ra,
+		ExplanationURL: body.ExplanationURL}, nil
+}
+
+// --- errors
+
+// Error is an ACME failure with what certd acts on: the problem type, the
+// server's Retry-After, and whether it only means "not yet".
+type Error struct {
+	Status  int
+	Type    string
+	Detail  string
+	Retry   time.Duration
+	pending bool
+	err     error
+}
+
+func (e *Error) Error() string {
+	var b strings.Builder
+	b.WriteString("acme: ")
+	if e.Detail != "" {
+		b.WriteString(e.Detail)
+	}
+	if e.Type != "" {
+		fmt.Fprintf(&b, " (%s)", strings.TrimPrefix(e.Type, acme.ProblemTypeNamespace))
+	}
+	if e.Status != 0 {
+		fmt.Fprintf(&b, " [HTTP %d]", e.Status)
+	}
+	return b.String()
+}
+
+// RetryAfter is the server's Retry-After (zero if none).
+func (e *Error) RetryAfter() time.Duration { return e.Retry }
+
+// Unwrap lets errors.Is see ca.ErrPending for an order still processing.
+func (e *Error) Unwrap() []error {
+	var out []error
+	if e.pending {
+		out = append(out, ca.ErrPending)
+	}
+	if e.err != nil {
+		out = append(out, e.err)
+	}
+	return out
+}
+
+// wrap turns an acmez error into an *Error with the exchange's Retry-After.
+func (i *Issuer) wrap(x *exchange, doing string, err error) error {
+	if errors.Is(err, context.Canceled) || errors.Is(err, context.DeadlineExceeded) {
+		return fmt.Errorf("acme: %s: %w", doing, err)
+	}
+	e := &Error{Detail: doing + ": " + err.Error(), Retry: x.retryAfter(i.opts.Now()), err: err}
+	var p acme.Problem
+	if errors.As(err, &p) {
+		e.Status, e.Type = p.Status, p.Type
+		e.Detail = doing + ": " + problemText(&p, err.Error())
+	}
+	return e
+}
+
+func problemText(p *acme.Problem, fallback string) string {
+	if p == nil {
+		return fallback
+	}
+	s := p.Detail
+	if s == "" {
+		s = p.Title
+	}
+	for _, sp := range p.Subproblems {
+		s += "; " + sp.Identifier.Value + ": " + sp.Detail
+	}
+	if s == "" {
+		return fallback
+	}
+	return s
+}
+
+func sleep(ctx context.Context, d time.Duration) error {
+	t := time.NewTimer(d)
+	defer t.Stop()
+	select {
+	case <-ctx.Done():
+		return ctx.Err()
+	case <-t.C:
+		return nil
+	}
+}

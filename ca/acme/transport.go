@@ -1,0 +1,152 @@
+package acme
+
+import (
+	"bytes"
+	"context"
+	"errors"
+	"io"
+	"net"
+	"net/http"
+	"strconv"
+	"sync"
+	"time"
+)
+
+// exchange is what one call into acmez records about the HTTP requests it
+// makes, carried in the request context to the transport below. acmez
+// hides its responses' headers and retries requests on its own; the
+// exchange gives certd the Retry-After and Link headers, the raw body
+// when asked, and a guard that a request which must not be repeated (a
+// newOrder) goes out at most once.
+type exchange struct {
+	route string
+
+	mu sync.Mutex
+	// once is a URL that may be POSTed at most once in this exchange.
+	once     string
+	onceSent bool
+	// lost: a once-only request went out and its answer was not learnt
+	// (a reset, a timeout, a 5xx): the outcome is ambiguous.
+	lost bool
+	// capture keeps the body of the last 2xx response.
+	capture bool
+	body    []byte
+	header  http.Header
+	status  int
+}
+
+type exchangeKey struct{}
+
+func withExchange(ctx context.Context, x *exchange) context.Context {
+	return context.WithValue(ctx, exchangeKey{}, x)
+}
+
+func (x *exchange) retryAfter(now time.Time) time.Duration {
+	x.mu.Lock()
+	defer x.mu.Unlock()
+	if x.header == nil {
+		return 0
+	}
+	return parseRetryAfter(x.header.Get("Retry-After"), now)
+}
+
+func (x *exchange) wasLost() bool {
+	x.mu.Lock()
+	defer x.mu.Unlock()
+	return x.lost
+}
+
+// errResendRefused is what acmez sees when it retries a once-only request.
+var errResendRefused = errors.New("certd refuses to resend a request whose outcome is unknown")
+
+// transport wraps the HTTP transport acmez uses.
+type transport struct {
+	base    http.RoundTripper
+	observe func(route string, status int, d time.Duration)
+}
+
+func (t *transport) RoundTrip(req *http.Request) (*http.Response, error) {
+	x, _ := req.Context().Value(exchangeKey{}).(*exchange)
+	route := "other"
+	once := false
+	if x != nil {
+		route = x.route
+		x.mu.Lock()
+		once = x.once != "" && req.Method == http.MethodPost && req.URL.String() == x.once
+		if once && x.onceSent {
+			x.mu.Unlock()
+			return nil, errResendRefused
+		}
+		if once {
+			x.onceSent = true
+		}
+		x.mu.Unlock()
+	}
+	if req.Method == http.MethodHead {
+		route = "newNonce"
+	}
+	start := time.Now()
+	resp, err := t.base.RoundTrip(req)
+	if t.observe != nil {
+		code := 0
+		if resp != nil {
+			code = resp.StatusCode
+		}
+		t.observe(route, code, time.Since(start))
+	}
+	if x == nil {
+		return resp, err
+	}
+	if err != nil {
+		if once {
+			x.mu.Lock()
+			if notSent(err) {
+				x.onceSent = false // never left this host: may go again
+			} else {
+				x.lost = true
+			}
+			x.mu.Unlock()
+		}
+		return resp, err
+	}
+	x.mu.Lock()
+	defer x.mu.Unlock()
+	x.header, x.status = resp.Header.Clone(), resp.StatusCode
+	if once && resp.StatusCode >= 500 {
+		x.lost = true // a server error after the request arrived: it may have committed
+	}
+	if x.capture && resp.StatusCode/100 == 2 && req.Method != http.MethodHead {
+		body, rerr := io.ReadAll(io.LimitReader(resp.Body, 8<<20))
+		resp.Body.Close()
+		if rerr != nil {
+			return nil, rerr
+		}
+		x.body = body
+		resp.Body = io.NopCloser(bytes.NewReader(body))
+	}
+	return resp, nil
+}
+
+// notSent reports whether err happened before the request was written:
+// a failure to dial.
+func notSent(err error) bool {
+	var op *net.OpError
+	return errors.As(err, &op) && op.Op == "dial"
+}
+
+// parseRetryAfter reads a Retry-After value: seconds or an HTTP date.
+func parseRetryAfter(v string, now time.Time) time.Duration {
+	if v == "" {
+		return 0
+	}
+	if s, err := strconv.Atoi(v); err == nil {
+		if s < 0 {
+			return 0
+		}
+		return time.Duration(s) * time.Second
+	}
+	if t, err := http.ParseTime(v); err == nil && t.After(now) {
+		return t.Sub(now)
+	}
+	return 0
+}

@@ -1,0 +1,450 @@
+package scheduler_test
+
+import (
+	"context"
+	"crypto/tls"
+	"crypto/x509"
+	"encoding/pem"
+	"errors"
+	"fmt"
+	"net"
+	"net/http"
+	"os"
+	"path/filepath"
+	"slices"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/libdns/rfc2136"
+
+	"github.com/certd/certd/ca"
+	"github.com/certd/certd/ca/acme"
+	"github.com/certd/certd/ca/acme/acmetest"
+	"github.com/certd/certd/dcv"
+	"github.com/certd/certd/deploy"
+	"github.com/certd/certd/internal/testenv"
+	"github.com/certd/certd/providers"
+	"github.com/certd/certd/scheduler"
+	"github.com/certd/certd/store"
+)
+
+// pebbleEAB is the binding every Pebble in these tests requires.
+var pebbleEAB = map[string]string{"kid-1": "zWNDZM6eQGHWpSRTPal5eIUYFTu7EajVIoguysqZ9wG44nMEtx3MUAsUDkMTQ12W"}
+
+// acmeWorld is ACME issuance against real servers: Knot (authoritative
+// for example.com, taking RFC 2136 updates; Pebble asks it directly and
+// does not recurse, so delegation stays inside the zone), Debian's Pebble validating over that DNS, the built-in
+// responder on Pebble's http-01 port, and certd's store, engine, deployer.
+type acmeWorld struct {
+	knot    *testenv.Knot
+	pebble  *testenv.Pebble
+	proxy   *acmetest.Proxy
+	st      *store.SQLite
+	engine  *dcv.Engine
+	resp    *providers.Responder
+	dir     string
+	domains []string
+	proofs  map[string]scheduler.Proof
+}
+
+type acmeOpts struct {
+	validity time.Duration
+	env      []string // Pebble settings; none: Pebble's defaults
+	proxy    bool     // put acmetest's proxy (ARI) in front
+}
+
+func newACMEWorld(t *testing.T, o acmeOpts) *acmeWorld {
+	t.Helper()
+	w := &acmeWorld{dir: t.TempDir(), domains: []string{"www.example.com"}}
+	w.knot = testenv.StartKnot(t, map[string]string{
+		"example.com": testenv.Zone("example.com", "www A 127.0.0.1", "app A 127.0.0.1", "_acme-challenge.app CNAME app.acme-dns.example.com."),
+		"example.net": testenv.Zone("example.net"),
+	})
+	w.pebble = testenv.StartPebble(t, testenv.PebbleOptions{DNSServer: w.knot.Addr, EAB: pebbleEAB, Validity: o.validity, Env: o.env})
+	if o.proxy {
+		caPEM, err := os.ReadFile(w.pebble.TLSCA)
+		if err != nil {
+			t.Fatal(err)
+		}
+		pool := x509.NewCertPool()
+		pool.AppendCertsFromPEM(caPEM)
+		if w.proxy, err = acmetest.New(w.pebble.Directory, &tls.Config{RootCAs: pool}, w.dir); err != nil {
+			t.Fatal(err)
+		}
+		t.Cleanup(w.proxy.Close)
+	}
+	var err error
+	if w.st, err = store.Open(ctx, filepath.Join(w.dir, "certd.db"), store.Options{}); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { w.st.Close() })
+	w.resp = providers.NewResponder(fmt.Sprintf("127.0.0.1:%d", w.pebble.HTTPPort))
+	ln, err := net.Listen("tcp", w.resp.Addr)
+	if err != nil {
+		t.Fatal(err)
+	}
+	rctx, cancel := context.WithCancel(context.Background())
+	t.Cleanup(cancel)
+	go func() { _ = w.resp.Serve(rctx, ln) }()
+	prov := &rfc2136.Provider{Server: w.knot.Addr, KeyName: w.knot.KeyName, KeyAlg: w.knot.KeyAlg, Key: w.knot.Secret}
+	w.engine, err = dcv.NewEngine(dcv.Options{
+		DNS: map[string]dcv.DNSProvider{"knot": prov}, HTTP: map[string]dcv.HTTPTarget{"web": w.resp},
+		Journal: journal{w.st}, Resolvers: []string{w.knot.Addr}, AuthServers: map[string][]string{"knot": {w.knot.Addr}},
+		HTTPDial: func(ctx context.Context, network, _ string) (net.Conn, error) {
+			return (&net.Dialer{}).DialContext(ctx, network, w.resp.Addr)
+		},
+		Timeout: 20 * time.Second,
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	w.proofs = map[string]scheduler.Proof{
+		"www.example.com": {CA: ca.Proof{Method: dcv.DNSTXT}, Target: dcv.Target{DNS: "knot"}},
+	}
+	return w
+}
+
+// accounts keeps ACME accounts in the store (as cmd/certd does).
+type accounts struct{ s *store.SQLite }
+
+func (a accounts) LoadAccount(ctx context.Context, name, dir string) (acme.AccountRecord, bool, error) {
+	r, err := a.s.GetACMEAccount(ctx, name, dir)
+	if errors.Is(err, store.ErrNotFound) {
+		return acme.AccountRecord{}, false, nil
+	}
+	return acme.AccountRecord{Name: r.Name, Directory: r.Directory, KeyPEM: r.KeyPEM, URL: r.URL, EABKeyID: r.EABKeyID}, err == nil, err
+}
+
+func (a accounts) SaveAccount(ctx context.Context, r acme.AccountRecord) error {
+	return a.s.SaveACMEAccount(ctx, store.ACMEAccount{Name: r.Name, Directory: r.Directory, KeyPEM: r.KeyPEM, URL: r.URL, EABKeyID: r.EABKeyID})
+}
+
+// issuer is a new ACME issuer over the world's store: a new one models a
+// restart of certd.
+func (w *acmeWorld) issuer(t *testing.T) *acme.Issuer {
+	t.Helper()
+	dirURL, caFile := w.pebble.Directory, w.pebble.TLSCA
+	if w.proxy != nil {
+		dirURL, caFile = w.proxy.Directory, w.proxy.CAFile
+	}
+	macKey, err := acme.DecodeMACKey(pebbleEAB["kid-1"])
+	if err != nil {
+		t.Fatal(err)
+	}
+	caPEM, _ := os.ReadFile(caFile)
+	pool := x509.NewCertPool()
+	pool.AppendCertsFromPEM(caPEM)
+	rootsPEM, _ := os.ReadFile(w.pebble.RootsFile(t))
+	roots, err := parseCerts(rootsPEM)
+	if err != nil {
+		t.Fatal(err)
+	}
+	iss, err := acme.New(acme.Options{Name: "pebble", Directory: dirURL, Accounts: accounts{w.st}, Roots: roots,
+		EAB:        &acme.EABKey{KeyID: "kid-1", MACKey: macKey},
+		HTTPClient: &http.Client{Transport: &http.Transport{TLSClientConfig: &tls.Config{RootCAs: pool}}}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	return iss
+}
+
+func (w *acmeWorld) plan(iss ca.Issuer) scheduler.Plan {
+	return scheduler.Plan{
+		Spec:   scheduler.CertSpec{Name: "www", Account: "pebble", Domains: w.domains, KeyType: "ecdsa-p256"},
+		Issuer: iss, Engine: w.engine, Policy: scheduler.Policy{RemainingFraction: 1.0 / 3},
+		Deploy: deploy.Spec{Name: "www", Dir: filepath.Join(w.dir, "live"), CertMode: 0o644, KeyMode: 0o600, Keep: 2},
+		Proofs: w.proofs,
+	}
+}
+
+func (w *acmeWorld) issuing(st scheduler.IssueStore, iss ca.Issuer) *scheduler.Issuing {
+	return &scheduler.Issuing{Store: st, Plans: func(string) (scheduler.Plan, error) { return w.plan(iss), nil },
+		Deployer: &deploy.Deployer{}, ARIMinRecheck: time.Second}
+}
+
+func (w *acmeWorld) due(t *testing.T) store.Certificate {
+	t.Helper()
+	s, err := scheduler.New(scheduler.Options{Store: w.st, Work: func(context.Context, store.Certificate) error { return nil }, Schedule: "@every 1h"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := s.Apply(ctx, []scheduler.CertSpec{w.plan(nil).Spec}); err != nil {
+		t.Fatal(err)
+	}
+	c, err := w.st.GetCertificate(ctx, "www")
+	if err != nil {
+		t.Fatal(err)
+	}
+	return c
+}
+
+// checkIssued: the live set verifies to Pebble's root for the stored key
+// and names, and every challenge record is gone from Knot (N6).
+func (w *acmeWorld) checkIssued(t *testing.T) store.Certificate {
+	t.Helper()
+	c, err := w.st.GetCertificate(ctx, "www")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if c.State != store.StateValid || c.Current == nil {
+		t.Fatalf("certificate not valid: %+v", c)
+	}
+	live := deploy.Inspect(w.plan(nil).Deploy)
+	if live.Missing || !live.KeyMatches || live.Fingerprint != c.Current.Fingerprint {
+		t.Fatalf("live set: %+v", live)
+	}
+	pemData, err := os.ReadFile(filepath.Join(w.plan(nil).Deploy.LivePath(), deploy.FullchainFile))
+	if err != nil {
+		t.Fatal(err)
+	}
+	chain, err := parseCerts(pemData)
+	if err != nil || len(chain) < 2 {
+		t.Fatalf("fullchain: %d certificates, %v", len(chain), err)
+	}
+	rootsPEM, _ := os.ReadFile(w.pebble.RootsFile(t))
+	roots := x509.NewCertPool()
+	roots.AppendCertsFromPEM(rootsPEM)
+	inter := x509.NewCertPool()
+	for _, c := range chain[1:] {
+		inter.AddCert(c)
+	}
+	if _, err := chain[0].Verify(x509.VerifyOptions{Roots: roots, Intermediates: inter}); err != nil {
+		t.Fatalf("the deployed chain does not verify to Pebble's root: %v", err)
+	}
+	got := slices.Clone(chain[0].DNSNames)
+	slices.Sort(got)
+	want := slices.Clone(w.domains)
+	slices.Sort(want)
+	if !slices.Equal(got, want) {
+		t.Fatalf("names %v, want %v", got, want)
+	}
+	for _, d := range w.domains {
+		base := strings.TrimPrefix(d, "*.")
+		if txt := w.knot.TXT(t, "_acme-challenge."+base); len(txt) != 0 {
+			t.Fatalf("challenge TXT left behind at _acme-challenge.%s: %v", base, txt)
+		}
+	}
+	if txt := w.knot.TXT(t, "app.acme-dns.example.com"); len(txt) != 0 {
+		t.Fatalf("delegated challenge TXT left behind: %v", txt)
+	}
+	arts, err := w.st.LiveArtefacts(ctx)
+	if err != nil || len(arts) != 0 {
+		t.Fatalf("artefacts still live: %v %v", arts, err)
+	}
+	return c
+}
+
+func orderCount(t *testing.T, iss *acme.Issuer) int {
+	t.Helper()
+	urls, listed, err := iss.Orders(ctx)
+	if err != nil || !listed {
+		t.Fatalf("listing Pebble's orders: listed=%v %v", listed, err)
+	}
+	return len(urls)
+}
+
+var fastPebble = []string{"PEBBLE_VA_SLEEPTIME=2"}
+
+func TestACMEIssuesOverDNS01WithEAB(t *testing.T) {
+	t.Parallel()
+	w := newACMEWorld(t, acmeOpts{env: fastPebble})
+	// A wildcard and a name proved through CNAME delegation into
+	// example.net, beside the plain name.
+	w.domains = []string{"www.example.com", "*.www.example.com", "app.example.com"}
+	w.proofs["*.www.example.com"] = scheduler.Proof{CA: ca.Proof{Method: dcv.DNSTXT}, Target: dcv.Target{DNS: "knot"}}
+	w.proofs["app.example.com"] = scheduler.Proof{CA: ca.Proof{Method: dcv.DNSTXT}, Target: dcv.Target{DNS: "knot", Delegate: "app.acme-dns.example.com"}}
+	iss := w.issuer(t)
+	c := w.due(t)
+	if err := w.issuing(w.st, iss).Work(ctx, c); err != nil {
+		t.Fatalf("%v\npebble log:\n%s", err, tail(w.pebble.Log()))
+	}
+	w.checkIssued(t)
+	if n := orderCount(t, iss); n != 1 {
+		t.Fatalf("Pebble lists %d orders, want 1", n)
+	}
+	// The account key is stored, and a restart reuses the account.
+	a, err := w.st.GetACMEAccount(ctx, "pebble", w.pebble.Directory)
+	if err != nil || a.URL == "" || a.EABKeyID != "kid-1" {
+		t.Fatalf("stored account: %+v %v", a, err)
+	}
+	again := w.issuer(t)
+	if n := orderCount(t, again); n != 1 {
+		t.Fatalf("a restarted issuer sees %d orders: a new account was registered?", n)
+	}
+	if a2, _ := w.st.GetACMEAccount(ctx, "pebble", w.pebble.Directory); a2.URL != a.URL {
+		t.Fatalf("account URL changed: %s -> %s", a.URL, a2.URL)
+	}
+}
+
+func TestACMEIssuesOverHTTP01(t *testing.T) {
+	t.Parallel()
+	w := newACMEWorld(t, acmeOpts{env: fastPebble})
+	w.domains = []string{"www.example.com", "app.example.com"}
+	w.proofs = map[string]scheduler.Proof{
+		"www.example.com": {CA: ca.Proof{Method: dcv.HTTPFile}, Target: dcv.Target{HTTP: "web"}},
+		"app.example.com": {CA: ca.Proof{Method: dcv.HTTPFile}, Target: dcv.Target{HTTP: "web"}},
+	}
+	iss := w.issuer(t)
+	if err := w.issuing(w.st, iss).Work(ctx, w.due(t)); err != nil {
+		t.Fatalf("%v\npebble log:\n%s", err, tail(w.pebble.Log()))
+	}
+	w.checkIssued(t)
+	db := openRaw(t, filepath.Join(w.dir, "certd.db"))
+	defer db.Close()
+	var files int
+	if err := db.QueryRow("SELECT count(*) FROM dcv_artefacts WHERE kind = 'http-file' AND name LIKE '/.well-known/acme-challenge/%' AND state = 'removed'").Scan(&files); err != nil || files != 2 {
+		t.Fatalf("%d http-01 token files served and removed, want 2 (%v)", files, err)
+	}
+}
+
+func TestACMEWithoutEABIsRefused(t *testing.T) {
+	t.Parallel()
+	w := newACMEWorld(t, acmeOpts{env: fastPebble})
+	caPEM, _ := os.ReadFile(w.pebble.TLSCA)
+	pool := x509.NewCertPool()
+	pool.AppendCertsFromPEM(caPEM)
+	hc := &http.Client{Transport: &http.Transport{TLSClientConfig: &tls.Config{RootCAs: pool}}}
+	for _, tc := range []struct {
+		name string
+		eab  *acme.EABKey
+		want string
+	}{
+		{"none", nil, "externalAccountRequired"},
+		{"wrong key", &acme.EABKey{KeyID: "kid-1", MACKey: []byte("not the key")}, "unauthorized"},
+	} {
+		iss, err := acme.New(acme.Options{Name: tc.name, Directory: w.pebble.Directory, Accounts: accounts{w.st}, EAB: tc.eab, HTTPClient: hc})
+		if err != nil {
+			t.Fatal(err)
+		}
+		_, err = iss.Submit(ctx, ca.Request{Domains: []string{"www.example.com"}})
+		var ae *acme.Error
+		if !errors.As(err, &ae) || !strings.Contains(ae.Type, tc.want) {
+			t.Fatalf("%s: %v, want an ACME %s problem", tc.name, err, tc.want)
+		}
+		if strings.Contains(err.Error(), pebbleEAB["kid-1"]) {
+			t.Fatal("the HMAC key appears in an error")
+		}
+	}
+}
+
+// A crash between Pebble's answer to newOrder and storing the order URL:
+// the restarted certd finds the order in the account's order list and
+// finishes it; Pebble's list shows one order.
+func TestACMERestartBetweenNewOrderAndStoringItResumes(t *testing.T) {
+	t.Parallel()
+	w := newACMEWorld(t, acmeOpts{env: fastPebble})
+	c := w.due(t)
+	crash := &crashingStore{SQLite: w.st}
+	if err := w.issuing(crash, w.issuer(t)).Work(ctx, c); err == nil {
+		t.Fatal("expected the simulated crash")
+	}
+	if o, _ := w.st.LatestOrder(ctx, "www"); o.State != store.OrderIntent || o.CARef != "" {
+		t.Fatalf("order after the crash: %+v", o)
+	}
+	iss := w.issuer(t)
+	c, _ = w.st.GetCertificate(ctx, "www")
+	if err := w.issuing(w.st, iss).Work(ctx, c); err != nil {
+		t.Fatal(err)
+	}
+	w.checkIssued(t)
+	if n := orderCount(t, iss); n != 1 {
+		t.Fatalf("Pebble lists %d orders after the restart, want 1 (N1)", n)
+	}
+}
+
+// A newOrder whose answer is lost after Pebble created the order is
+// ambiguous: certd never resends it, and looks it up instead.
+func TestACMELostNewOrderAnswerIsLookedUpNotResent(t *testing.T) {
+	t.Parallel()
+	w := newACMEWorld(t, acmeOpts{env: fastPebble, proxy: true})
+	c := w.due(t)
+	w.proxy.DropNextNewOrder()
+	iss := w.issuer(t)
+	err := w.issuing(w.st, iss).Work(ctx, c)
+	if !errors.Is(err, ca.ErrAmbiguous) {
+		t.Fatalf("first attempt: %v, want an ambiguous outcome", err)
+	}
+	if n := w.proxy.NewOrders(); n != 1 {
+		t.Fatalf("newOrder reached Pebble %d times, want 1", n)
+	}
+	c, _ = w.st.GetCertificate(ctx, "www")
+	if err := w.issuing(w.st, iss).Work(ctx, c); err != nil {
+		t.Fatal(err)
+	}
+	w.checkIssued(t)
+	if n, o := w.proxy.NewOrders(), orderCount(t, iss); n != 1 || o != 1 {
+		t.Fatalf("newOrder sent %d times, Pebble lists %d orders; want 1 and 1 (N1)", n, o)
+	}
+}
+
+// A restart after the authorizations were proved but before the order was
+// finalized: the order is resumed and nothing is proved again.
+func TestACMERestartAfterAuthorizationResumesWithoutProvingAgain(t *testing.T) {
+	t.Parallel()
+	w := newACMEWorld(t, acmeOpts{env: fastPebble})
+	c := w.due(t)
+	iss := w.issuer(t)
+	// The first run stops after the authorizations (Fetch never runs).
+	stop := &stopAtFetch{Issuer: iss}
+	if err := w.issuing(w.st, stop).Work(ctx, c); !errors.Is(err, errStopped) {
+		t.Fatalf("first run: %v", err)
+	}
+	before := w.artefacts(t)
+	iss2 := w.issuer(t)
+	c, _ = w.st.GetCertificate(ctx, "www")
+	if err := w.issuing(w.st, iss2).Work(ctx, c); err != nil {
+		t.Fatal(err)
+	}
+	w.checkIssued(t)
+	after := w.artefacts(t)
+	if before == 0 || after != before {
+		t.Fatalf("challenges published: %d before the restart, %d after; want the same, non-zero", before, after)
+	}
+	if n := orderCount(t, iss2); n != 1 {
+		t.Fatalf("Pebble lists %d orders, want 1", n)
+	}
+}
+
+var errStopped = errors.New("stopped before fetching")
+
+type stopAtFetch struct{ *acme.Issuer }
+
+func (s *stopAtFetch) Fetch(context.Context, ca.Order, ca.Request) (*ca.Result, error) {
+	return nil, errStopped
+}
+
+// artefacts counts the challenges ever journaled for the certificate.
+func (w *acmeWorld) artefacts(t *testing.T) int {
+	t.Helper()
+	db := openRaw(t, filepath.Join(w.dir, "certd.db"))
+	defer db.Close()
+	var n int
+	if err := db.QueryRow("SELECT count(*) FROM dcv_artefacts WHERE owner = 'cert:www'").Scan(&n); err != nil {
+		t.Fatal(err)
+	}
+	return n
+}
+
+func parseCerts(p []byte) ([]*x509.Certificate, error) {
+	var out []*x509.Certificate
+	for {
+		var b *pem.Block
+		b, p = pem.Decode(p)
+		if b == nil {
+			return out, nil
+		}
+		c, err := x509.ParseCertificate(b.Bytes)
+		if err != nil {
+			return nil, err
+		}
+		out = append(out, c)
+	}
+}
+
+func tail(s string) string {
+	if len(s) > 3000 {
+		return s[len(s)-3000:]
+	}
+	return s
+}
