@@ -35,7 +35,7 @@ func Need(t testing.TB, program string) string {
 	if os.Getenv("CI") == "true" {
 		t.Fatalf("%s is not installed; .ci/run must install it", program)
 	}
-	t.Skipf("%s is not installed (apt-get install knot nginx-light); skipping", program)
+	t.Skipf("%s is not installed (apt-get install knot nginx-light pebble); skipping", program)
 	return ""
 }
 
