@@ -17,6 +17,7 @@ import (
 	"time"
 
 	"github.com/libdns/rfc2136"
+	acmez "github.com/mholt/acmez/v3/acme"
 
 	"github.com/certd/certd/ca"
 	"github.com/certd/certd/ca/acme"
@@ -259,9 +260,13 @@ func TestACMEIssuesOverDNS01WithEAB(t *testing.T) {
 	if err := w.issuing(w.st, iss).Work(ctx, c); err != nil {
 		t.Fatalf("%v\npebble log:\n%s", err, tail(w.pebble.Log()))
 	}
-	w.checkIssued(t)
+	c = w.checkIssued(t)
 	if n := orderCount(t, iss); n != 1 {
 		t.Fatalf("Pebble lists %d orders, want 1", n)
+	}
+	// Pebble has no renewalInfo: the local renewal time stands.
+	if want := scheduler.RenewalTime(c.Current.NotBefore, c.Current.NotAfter, scheduler.Policy{RemainingFraction: 1.0 / 3}, 0); c.NextAction != scheduler.ActionRenew || c.NextActionAt.Before(want.Add(-time.Duration(float64(c.Current.NotAfter.Sub(want))*0.11))) || c.NextActionAt.After(want) {
+		t.Fatalf("without ARI: next %s at %s, want renew at about %s", c.NextAction, c.NextActionAt, want)
 	}
 	// The account key is stored, and a restart reuses the account.
 	a, err := w.st.GetACMEAccount(ctx, "pebble", w.pebble.Directory)
@@ -447,4 +452,165 @@ func tail(s string) string {
 		return s[len(s)-3000:]
 	}
 	return s
+}
+
+// currentLeaf is the certificate's deployed leaf.
+func (w *acmeWorld) currentLeaf(t *testing.T) *x509.Certificate {
+	t.Helper()
+	c, err := w.st.GetCertificate(ctx, "www")
+	if err != nil {
+		t.Fatal(err)
+	}
+	v, err := w.st.GetVersion(ctx, c.CurrentVersion)
+	if err != nil {
+		t.Fatal(err)
+	}
+	certs, err := parseCerts(v.CertPEM)
+	if err != nil || len(certs) == 0 {
+		t.Fatalf("stored version: %v", err)
+	}
+	return certs[0]
+}
+
+// setDue makes the certificate's next action due now.
+func (w *acmeWorld) setDue(t *testing.T, action string) store.Certificate {
+	t.Helper()
+	c, err := w.st.GetCertificate(ctx, "www")
+	if err != nil {
+		t.Fatal(err)
+	}
+	c.NextAction, c.NextActionAt = action, time.Now()
+	if err := w.st.SaveCertificate(ctx, c); err != nil {
+		t.Fatal(err)
+	}
+	return c
+}
+
+// ARI (RFC 9773) through a proxy in front of Pebble that serves the
+// renewalInfo Pebble 2.4 lacks: each answer the CA can give, and what
+// certd schedules for it.
+func TestACMERenewalFollowsARI(t *testing.T) {
+	t.Parallel()
+	w := newACMEWorld(t, acmeOpts{env: fastPebble, proxy: true, validity: time.Hour})
+	iss := w.issuer(t)
+	x := w.issuing(w.st, iss)
+	now := time.Now()
+
+	// 1. A window ahead: renewal is scheduled at a random time inside it.
+	start, end := now.Add(20*time.Minute), now.Add(30*time.Minute)
+	w.proxy.SetWindow("", acmetest.Window{Start: start, End: end, RetryAfter: 3 * 3600})
+	if err := x.Work(ctx, w.due(t)); err != nil {
+		t.Fatal(err)
+	}
+	first := w.currentLeaf(t)
+	id, err := acmeID(first)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if w.proxy.ARICalls(id) != 1 {
+		t.Fatalf("renewalInfo asked %d times for the new certificate, want 1", w.proxy.ARICalls(id))
+	}
+	c, _ := w.st.GetCertificate(ctx, "www")
+	if c.NextAction != scheduler.ActionRenew || c.NextActionAt.Before(start.Add(-time.Second)) || !c.NextActionAt.Before(end) {
+		t.Fatalf("window %s..%s: next %s at %s", start, end, c.NextAction, c.NextActionAt)
+	}
+	fallback := scheduler.RenewalTime(first.NotBefore, first.NotAfter, scheduler.Policy{RemainingFraction: 1.0 / 3}, 0)
+
+	steps := []struct {
+		name       string
+		win        acmetest.Window
+		wantAction string
+		wantAt     func(c store.Certificate) bool
+	}{
+		{"invalid window is ignored", acmetest.Window{Start: end, End: start},
+			scheduler.ActionRenew, func(c store.Certificate) bool { return c.NextActionAt.Sub(fallback).Abs() < time.Second }},
+		{"malformed answer is an error: the fallback comes first", acmetest.Window{Raw: `{"suggestedWindow": 7}`},
+			scheduler.ActionRenew, func(c store.Certificate) bool { return c.NextActionAt.Sub(fallback).Abs() < time.Second }},
+		{"error with Retry-After is asked again then", acmetest.Window{Status: 503, RetryAfter: 120},
+			scheduler.ActionARI, func(c store.Certificate) bool {
+				d := time.Until(c.NextActionAt)
+				return d > 110*time.Second && d <= 120*time.Second
+			}},
+		{"window too late is capped at the emergency time", acmetest.Window{Start: first.NotAfter.Add(time.Hour), End: first.NotAfter.Add(2 * time.Hour)},
+			scheduler.ActionRenew, func(c store.Certificate) bool {
+				return c.NextActionAt.Equal(scheduler.EmergencyTime(first.NotBefore, first.NotAfter).Truncate(time.Millisecond))
+			}},
+	}
+	for _, s := range steps {
+		w.proxy.SetWindow("", s.win)
+		if err := x.Work(ctx, w.setDue(t, scheduler.ActionARI)); err != nil {
+			t.Fatalf("%s: %v", s.name, err)
+		}
+		c, _ := w.st.GetCertificate(ctx, "www")
+		if c.NextAction != s.wantAction || !s.wantAt(c) {
+			t.Fatalf("%s: next %s at %s (fallback %s)", s.name, c.NextAction, c.NextActionAt, fallback)
+		}
+		if c.CurrentVersion == 0 || w.currentLeaf(t).SerialNumber.Cmp(first.SerialNumber) != 0 {
+			t.Fatalf("%s: the certificate was replaced", s.name)
+		}
+	}
+
+	// 2. ARI failing does not block renewal: once the local renewal time
+	// has passed, the certificate is renewed whatever ARI says.
+	w.proxy.SetWindow("", acmetest.Window{Status: 500})
+	late := &scheduler.Issuing{Store: w.st, Plans: x.Plans, Deployer: x.Deployer, ARIMinRecheck: time.Second,
+		Now: func() time.Time { return fallback.Add(time.Minute) }}
+	if err := late.Work(ctx, w.setDue(t, scheduler.ActionARI)); err != nil {
+		t.Fatal(err)
+	}
+	second := w.currentLeaf(t)
+	if second.SerialNumber.Cmp(first.SerialNumber) == 0 {
+		t.Fatal("ARI errors blocked a renewal that was due")
+	}
+	if rep := w.proxy.Replaces(); len(rep) != 2 || rep[0] != "" || rep[1] != id {
+		t.Fatalf("replaces sent: %q, want [\"\" %q]", rep, id)
+	}
+
+	// 3. A window in the past (a mass revocation): renewed now, and a CA
+	// that refuses the replaces hint gets the order without it.
+	id2, _ := acmeID(second)
+	w.proxy.SetWindow(id2, acmetest.Window{Start: now.Add(-2 * time.Hour), End: now.Add(-time.Hour), Explanation: "https://ca.example/incident"})
+	w.proxy.RefuseReplaces()
+	if err := x.Work(ctx, w.setDue(t, scheduler.ActionARI)); err != nil {
+		t.Fatal(err)
+	}
+	third := w.currentLeaf(t)
+	if third.SerialNumber.Cmp(second.SerialNumber) == 0 {
+		t.Fatal("an open window in the past did not renew now")
+	}
+	if rep := w.proxy.Replaces(); len(rep) != 4 || rep[2] != id2 || rep[3] != "" {
+		t.Fatalf("replaces sent: %q, want the refused hint then none", rep)
+	}
+	w.checkIssued(t)
+
+}
+
+func acmeID(c *x509.Certificate) (string, error) { return acmez.ARIUniqueIdentifier(c) }
+
+// Five issuances in a row against Pebble with every default on (nonce
+// rejection, authorization reuse, validation sleeps): each succeeds at
+// its first attempt.
+func TestACMEFiveIssuancesInARow(t *testing.T) {
+	t.Parallel()
+	w := newACMEWorld(t, acmeOpts{})
+	w.domains = []string{"www.example.com", "app.example.com"}
+	w.proofs["app.example.com"] = scheduler.Proof{CA: ca.Proof{Method: dcv.HTTPFile}, Target: dcv.Target{HTTP: "web"}}
+	iss := w.issuer(t)
+	x := w.issuing(w.st, iss)
+	c := w.due(t)
+	serials := map[string]bool{}
+	for n := range 5 {
+		if err := x.Work(ctx, c); err != nil {
+			t.Fatalf("issuance %d: %v\n%s", n+1, err, tail(w.pebble.Log()))
+		}
+		c = w.checkIssued(t)
+		serials[c.Current.Serial] = true
+		c = w.setDue(t, scheduler.ActionRenew)
+	}
+	if len(serials) != 5 {
+		t.Fatalf("%d distinct certificates, want 5", len(serials))
+	}
+	if n := orderCount(t, iss); n != 5 {
+		t.Fatalf("Pebble lists %d orders, want 5", n)
+	}
 }

@@ -54,6 +54,7 @@ type Proxy struct {
 	newOrders int
 	dropNext  bool
 	noARI     bool
+	refuseRep bool
 }
 
 // New starts a proxy in front of the ACME server whose directory is at
@@ -130,6 +131,10 @@ func (p *Proxy) NewOrders() int { p.mu.Lock(); defer p.mu.Unlock(); return p.new
 // is created) and then loses its answer: the connection is closed.
 func (p *Proxy) DropNextNewOrder() { p.mu.Lock(); p.dropNext = true; p.mu.Unlock() }
 
+// RefuseReplaces makes newOrder requests that carry "replaces" fail with
+// alreadyReplaced, as a CA does when the certificate was replaced already.
+func (p *Proxy) RefuseReplaces() { p.mu.Lock(); p.refuseRep = true; p.mu.Unlock() }
+
 func (p *Proxy) serve(w http.ResponseWriter, r *http.Request) {
 	switch {
 	case strings.HasPrefix(r.URL.Path, "/renewal-info/"):
@@ -175,6 +180,24 @@ func (p *Proxy) newOrder(w http.ResponseWriter, r *http.Request) {
 		if raw, err := base64.RawURLEncoding.DecodeString(jws.Payload); err == nil {
 			_ = json.Unmarshal(raw, &order)
 		}
+	}
+	p.mu.Lock()
+	refuse := p.refuseRep && order.Replaces != ""
+	p.mu.Unlock()
+	if refuse {
+		// A nonce the upstream issued is needed for the client's next
+		// request: take one from it.
+		if resp, err := p.rp.Transport.RoundTrip(mustRequest(http.MethodHead, p.upstream.String()+"/nonce-plz")); err == nil {
+			resp.Body.Close()
+			w.Header().Set("Replay-Nonce", resp.Header.Get("Replay-Nonce"))
+		}
+		p.mu.Lock()
+		p.replaces = append(p.replaces, order.Replaces)
+		p.mu.Unlock()
+		w.Header().Set("Content-Type", "application/problem+json")
+		w.WriteHeader(http.StatusConflict)
+		fmt.Fprint(w, `{"type":"urn:ietf:params:acme:error:alreadyReplaced","detail":"the certificate was already replaced","status":409}`)
+		return
 	}
 	rec := httptest.NewRecorder()
 	p.rp.ServeHTTP(rec, r)
@@ -239,6 +262,14 @@ func (p *Proxy) renewalInfo(w http.ResponseWriter, r *http.Request) {
 		out["explanationURL"] = win.Explanation
 	}
 	_ = json.NewEncoder(w).Encode(out)
+}
+
+func mustRequest(method, u string) *http.Request {
+	r, err := http.NewRequest(method, u, nil)
+	if err != nil {
+		panic(err)
+	}
+	return r
 }
 
 func copyResponse(w http.ResponseWriter, rec *httptest.ResponseRecorder) {
