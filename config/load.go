@@ -117,6 +117,7 @@ func (l *loader) main(file string, data []byte) {
 		return
 	}
 	l.cfg.Schedule = m.Schedule
+	l.cfg.Workers = m.Workers
 	l.cfg.Store = m.Store
 	l.cfg.Log = m.Log
 	l.cfg.Metrics = m.Metrics

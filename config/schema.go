@@ -6,6 +6,8 @@ package config
 // Defaults applied when a key is not written.
 const (
 	DefaultSchedule    = "*/5 * * * *"
+	DefaultWorkers     = 8
+	maxWorkers         = 1024
 	DefaultSQLitePath  = "/var/lib/certd/certd.db"
 	DefaultLogLevel    = "info"
 	DefaultLogFormat   = "json"
@@ -40,9 +42,12 @@ type Config struct {
 	Files []string
 
 	Schedule string
-	Store    Store
-	Log      Log
-	Metrics  Metrics
+	// Workers bounds how many certificates are worked at once, over all
+	// accounts (each account's max_concurrent bounds it further).
+	Workers int
+	Store   Store
+	Log     Log
+	Metrics Metrics
 
 	DCV    DCVSettings
 	Notify Notify
@@ -236,6 +241,7 @@ type Defaults struct {
 // mainFile is the shape of the main configuration file.
 type mainFile struct {
 	Schedule     string            `yaml:"schedule"`
+	Workers      int               `yaml:"workers"`
 	Store        Store             `yaml:"store"`
 	Log          Log               `yaml:"log"`
 	Metrics      Metrics           `yaml:"metrics"`

@@ -24,6 +24,12 @@ func (l *loader) checkSettings(file string) {
 	} else if _, err := cron.ParseStandard(c.Schedule); err != nil {
 		l.errAt(file, "schedule", "invalid cron spec %q: %v", c.Schedule, err)
 	}
+	switch {
+	case c.Workers == 0:
+		c.Workers = DefaultWorkers
+	case c.Workers < 1 || c.Workers > maxWorkers:
+		l.errAt(file, "workers", "must be between 1 and %d, got %d", maxWorkers, c.Workers)
+	}
 
 	switch {
 	case c.Store.Postgres != "" && c.Store.SQLite != "":

@@ -71,9 +71,6 @@ func DecodeConfig(b *config.Block) (any, error) {
 			ck.Required("eab.kid", c.EAB.KID != "")
 			ck.Required("eab.hmac_key", c.EAB.HMACKey.IsSet())
 		}
-		if c.FinalizeWait.D() < 0 {
-			ck.Errorf("finalize_wait", "must not be negative")
-		}
 	})
 }
 

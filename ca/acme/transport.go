@@ -112,8 +112,13 @@ func (t *transport) RoundTrip(req *http.Request) (*http.Response, error) {
 	x.mu.Lock()
 	defer x.mu.Unlock()
 	x.header, x.status = resp.Header.Clone(), resp.StatusCode
-	if once && resp.StatusCode >= 500 {
+	switch {
+	case once && resp.StatusCode >= 500:
 		x.lost = true // a server error after the request arrived: it may have committed
+	case once && resp.StatusCode >= 400:
+		// A definite refusal (badNonce, rateLimited, malformed): nothing was
+		// created, so acmez may send it again (with a fresh nonce).
+		x.onceSent = false
 	}
 	if x.capture && resp.StatusCode/100 == 2 && req.Method != http.MethodHead {
 		body, rerr := io.ReadAll(io.LimitReader(resp.Body, 8<<20))

@@ -52,7 +52,7 @@ func cmdDemo(args []string, stdout, stderr io.Writer) int {
 	signal.Notify(userSigs, syscall.SIGINT, syscall.SIGTERM, syscall.SIGHUP)
 	defer signal.Stop(userSigs)
 	code := make(chan int, 1)
-	go func() { code <- runDaemon(cfgPath, stderr, sigs) }()
+	go func() { code <- runDaemon(cfgPath, stderr, sigs, false) }()
 
 	names := []string{"www", "shop", "blog"}
 	deadline := time.After(*wait)

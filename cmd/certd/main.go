@@ -24,7 +24,8 @@ const DefaultConfig = "/etc/certd/certd.yaml"
 const usage = `certd keeps TLS certificates valid with no person in the loop.
 
 Usage:
-  certd run          [-config FILE]           run the daemon (systemd: Type=notify)
+  certd run          [-config FILE] [-once]   run the daemon (systemd: Type=notify); -once works
+                                              what is due, then exits (0: every certificate valid)
   certd check-config [FILE]                   validate a configuration; print every error
   certd status       [-config FILE] [-json]   show certificates and claims
   certd events       [-config FILE] [-since D] [-n N] [-json] [NAME]   the event log

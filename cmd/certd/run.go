@@ -37,6 +37,7 @@ const stopGrace = 30 * time.Second
 func cmdRun(args []string, stderr io.Writer) int {
 	fs := newFlags("run", stderr)
 	cfgPath := fs.String("config", DefaultConfig, "configuration file")
+	once := fs.Bool("once", false, "work everything due now, then exit: 0 when every certificate is valid, 1 otherwise")
 	if code, ok := parseFlags(fs, args); !ok {
 		return code
 	}
@@ -45,12 +46,13 @@ func cmdRun(args []string, stderr io.Writer) int {
 	sigs := make(chan os.Signal, 4)
 	signal.Notify(sigs, syscall.SIGHUP, syscall.SIGTERM, syscall.SIGINT)
 	defer signal.Stop(sigs)
-	return runDaemon(*cfgPath, stderr, sigs)
+	return runDaemon(*cfgPath, stderr, sigs, *once)
 }
 
 // runDaemon runs the daemon on the configuration at path until a SIGTERM
-// or SIGINT arrives on sigs (SIGHUP reloads). It returns the exit code.
-func runDaemon(path string, stderr io.Writer, sigs <-chan os.Signal) int {
+// or SIGINT arrives on sigs (SIGHUP reloads), or, with once, until nothing
+// is due any more. It returns the exit code.
+func runDaemon(path string, stderr io.Writer, sigs <-chan os.Signal, once bool) int {
 	cfg, ok := loadOrReport(path, stderr)
 	if !ok {
 		return exitUsage
@@ -143,6 +145,7 @@ func runDaemon(path string, stderr io.Writer, sigs <-chan os.Signal) int {
 	}
 	sched, err := scheduler.New(scheduler.Options{
 		Store: st, Work: issuing.Work, ClaimWork: claimWork, Logger: log.Named("scheduler"), Schedule: cfg.Schedule,
+		Workers:   cfg.Workers,
 		OnFailure: func(c store.Certificate, err error) { d.obs.failure(c, err); nf.failed(c, err) },
 		// Slots are sized at first use; a changed max_concurrent applies
 		// after a restart.
@@ -173,6 +176,9 @@ func runDaemon(path string, stderr io.Writer, sigs <-chan os.Signal) int {
 		log.Error("cannot reconcile the configuration with the store", zap.Error(err))
 		return exitFailure
 	}
+	if once {
+		return runOnce(ctx, log, st, sched, cfg, sigs)
+	}
 	sched.Start()
 	log.Info("certd started", zap.String(logkey.Version, versionString()), zap.String(logkey.Config, path),
 		zap.String(logkey.Store, cfg.Store.SQLite), zap.Int("certificates", len(cfg.Certificates)), zap.String("schedule", cfg.Schedule))
@@ -192,6 +198,46 @@ func runDaemon(path string, stderr io.Writer, sigs <-chan os.Signal) int {
 			log.Info("certd stopped")
 			return exitOK
 		}
+	}
+	return exitOK
+}
+
+// runOnce works what is due until nothing is due now (an order the CA is
+// still processing is left for a later run), then reports: exit 0 when
+// every configured certificate is valid. For provisioning and cron.
+func runOnce(ctx context.Context, log *zap.Logger, st *store.SQLite, sched *scheduler.Scheduler, cfg *config.Config, sigs <-chan os.Signal) int {
+	ctx, cancel := context.WithCancel(ctx)
+	defer cancel()
+	go func() {
+		for sig := range sigs {
+			if sig != syscall.SIGHUP {
+				log.Info("stopping", zap.String(logkey.Signal, sig.String()))
+				cancel()
+				return
+			}
+		}
+	}()
+	for pass := 0; pass < 10 && ctx.Err() == nil; pass++ {
+		if err := sched.Pass(ctx); err != nil {
+			log.Error("pass failed", zap.Error(err))
+			return exitFailure
+		}
+		due, err := st.DueCertificates(ctx, time.Now(), 1)
+		if err != nil || len(due) == 0 {
+			break
+		}
+	}
+	bad := 0
+	for _, c := range cfg.Certificates {
+		sc, err := st.GetCertificate(context.WithoutCancel(ctx), c.Name)
+		if err != nil || sc.State != store.StateValid {
+			bad++
+			log.Warn("certificate not valid after this run", zap.String(logkey.Cert, c.Name), zap.String("state", sc.State), zap.String("last_error", sc.LastError))
+		}
+	}
+	log.Info("run finished", zap.Int("certificates", len(cfg.Certificates)), zap.Int("not_valid", bad))
+	if bad > 0 {
+		return exitFailure
 	}
 	return exitOK
 }
