@@ -72,7 +72,7 @@ func TestMetricsAfterIssuanceAndFailure(t *testing.T) {
 	w := newAtlasWorld(t)
 	addr := fmt.Sprintf("127.0.0.1:%d", testenv.FreePort(t))
 	cfg := strings.Replace(w.config(), "log: {level: debug, format: json}", "log: {level: debug, format: json}\nmetrics: {listen: "+addr+"}", 1)
-	cfg = strings.Replace(cfg, "dns:\n", "  le: {type: acme, directory: letsencrypt}\ndns:\n", 1)
+	cfg = strings.Replace(cfg, "dns:\n", "  le: {type: reseller, url: \"https://127.0.0.1:9/api\", username: u, api_key: env:NO_KEY, plan: 3f2a6b1c-1d2e-4f5a-8b9c-0d1e2f3a4b5c}\ndns:\n", 1)
 	cfg += "  - name: acme-one\n    account: le\n    domains: [acme.example.com]\n    dcv: {method: dns, provider: knot}\n"
 	// Notifications go to a webhook inside the test.
 	var hookMu sync.Mutex
@@ -146,7 +146,7 @@ func TestMetricsAfterIssuanceAndFailure(t *testing.T) {
 		t.Errorf("renewals: %v, want 2", v)
 	}
 	if v, _ := value(fams, "certd_failures_total", map[string]string{"account": "le", "reason": "issuer_unavailable"}); v < 1 {
-		t.Errorf("failures of the acme account: %v", v)
+		t.Errorf("failures of the account whose CA is not in this release: %v", v)
 	}
 	if v, _ := value(fams, "certd_ca_requests_total", map[string]string{"account": "atlas", "endpoint": "POST /certificates", "code": "201"}); v != 2 {
 		t.Errorf("POST /certificates 201: %v, want 2", v)
