@@ -87,6 +87,9 @@ func (t *transport) RoundTrip(req *http.Request) (*http.Response, error) {
 	}
 	start := time.Now()
 	resp, err := t.base.RoundTrip(req)
+	if err == nil && req.Method == http.MethodHead && resp.Header.Get("Replay-Nonce") != "" {
+		t.spareNonce(req, resp)
+	}
 	if t.observe != nil {
 		code := 0
 		if resp != nil {
@@ -130,6 +133,51 @@ func (t *transport) RoundTrip(req *http.Request) (*http.Response, error) {
 		resp.Body = io.NopCloser(bytes.NewReader(body))
 	}
 	return resp, nil
+}
+
+// spareNonce works around acmez v3.1.4 handing out one nonce twice
+// (mholt/acmez#58, open): it pushes the Replay-Nonce of a HEAD newNonce
+// response onto its pool and also returns it to the caller, so the value
+// is used twice and the second use costs a badNonce and a fixed 250 ms
+// retry sleep, under concurrency every time the pool runs dry. acmez reads
+// the header for its pool before draining the body and for the caller
+// after; so a second fresh nonce is fetched and swapped into the header
+// once the body is drained. The pool gets one nonce, the caller another.
+// Whatever order a later acmez reads in, no nonce is handed out twice by
+// this (at worst one is wasted).
+func (t *transport) spareNonce(req *http.Request, resp *http.Response) {
+	r2, err := t.base.RoundTrip(req.Clone(req.Context()))
+	if err != nil {
+		return
+	}
+	r2.Body.Close()
+	n2 := r2.Header.Get("Replay-Nonce")
+	if n2 == "" {
+		return
+	}
+	resp.Body = &swapOnDrain{ReadCloser: resp.Body, h: resp.Header, nonce: n2}
+}
+
+type swapOnDrain struct {
+	io.ReadCloser
+	h     http.Header
+	nonce string
+	once  sync.Once
+}
+
+func (s *swapOnDrain) swap() { s.once.Do(func() { s.h.Set("Replay-Nonce", s.nonce) }) }
+
+func (s *swapOnDrain) Read(p []byte) (int, error) {
+	n, err := s.ReadCloser.Read(p)
+	if err == io.EOF {
+		s.swap()
+	}
+	return n, err
+}
+
+func (s *swapOnDrain) Close() error {
+	s.swap()
+	return s.ReadCloser.Close()
 }
 
 // notSent reports whether err happened before the request was written:

@@ -71,6 +71,7 @@ func runDaemon(path string, stderr io.Writer, sigs <-chan os.Signal, once bool) 
 		return exitFailure
 	}
 	defer st.Close()
+	log.Debug("store open", zap.String(logkey.Store, cfg.Store.SQLite))
 
 	d := &daemonState{log: log, level: level, store: st, path: path}
 	d.cfg.Store(cfg)
@@ -177,6 +178,8 @@ func runDaemon(path string, stderr io.Writer, sigs <-chan os.Signal, once bool) 
 		return exitFailure
 	}
 	if once {
+		log.Info("certd started for one run", zap.String(logkey.Version, versionString()), zap.String(logkey.Config, path),
+			zap.String(logkey.Store, cfg.Store.SQLite), zap.Int("certificates", len(cfg.Certificates)))
 		return runOnce(ctx, log, st, sched, cfg, sigs)
 	}
 	sched.Start()

@@ -83,7 +83,7 @@ func StartKnot(t testing.TB, zones map[string]string) *Knot {
 	bin := Need(t, "knotd")
 	var last string
 	for range 3 {
-		k, errLog := startKnotOnce(t, bin, zones)
+		k, errLog := startKnotOnce(t, bin, zones, FreePort(t))
 		if k != nil {
 			return k
 		}
@@ -93,7 +93,18 @@ func StartKnot(t testing.TB, zones map[string]string) *Knot {
 	return nil
 }
 
-func startKnotOnce(t testing.TB, bin string, zones map[string]string) (*Knot, string) {
+// StartKnotAt runs knotd on 127.0.0.1:port (53 for clients that query
+// name servers on the standard port, such as lego's propagation check).
+func StartKnotAt(t testing.TB, port int, zones map[string]string) *Knot {
+	t.Helper()
+	k, errLog := startKnotOnce(t, Need(t, "knotd"), zones, port)
+	if k == nil {
+		t.Fatalf("knotd did not start on port %d:\n%s", port, errLog)
+	}
+	return k
+}
+
+func startKnotOnce(t testing.TB, bin string, zones map[string]string, port int) (*Knot, string) {
 	t.Helper()
 	dir := t.TempDir()
 	secret := make([]byte, 32)
@@ -103,7 +114,6 @@ func startKnotOnce(t testing.TB, bin string, zones map[string]string) (*Knot, st
 	if err := os.MkdirAll(filepath.Join(dir, "db"), 0o755); err != nil {
 		t.Fatal(err)
 	}
-	port := FreePort(t)
 	k.Addr = fmt.Sprintf("127.0.0.1:%d", port)
 	var zcfg strings.Builder
 	for name, body := range zones {
