@@ -10,7 +10,7 @@ GO       ?= go
 GOFLAGS  ?=
 LDFLAGS  := -s -w -X main.version=$(VERSION)
 
-.PHONY: all build test test-short fuzz bench lint install uninstall clean run demo
+.PHONY: all build test test-short fuzz bench lint install uninstall clean run demo race
 
 all: build
 
@@ -37,6 +37,10 @@ lint:
 # Benchmarks print figures; they assert nothing.
 bench:
 	$(GO) test -run '^$$' -bench . -benchmem ./...
+
+# certd against lego and certbot on Pebble (installs them with apt-get).
+race:
+	bench/race.sh
 
 # The whole lifecycle on loopback with nothing to install: the bundled
 # Atlas simulator, an in-process DNS server, the HTTP responder and the

@@ -60,17 +60,7 @@ func TestRace(t *testing.T) {
 	if out, err := exec.Command("go", "build", "-o", certd, "../cmd/certd").CombinedOutput(); err != nil {
 		t.Fatalf("building certd: %v\n%s", err, out)
 	}
-	// Knot on port 53 when it is free: lego's propagation check asks the
-	// zone's name servers on the standard port.
-	zones := map[string]string{"example.com": testenv.Zone("example.com")}
-	var knot *testenv.Knot
-	port53 := false
-	if l, err := net.ListenPacket("udp", "127.0.0.1:53"); err == nil {
-		l.Close()
-		knot, port53 = testenv.StartKnotAt(t, 53, zones), true
-	} else {
-		knot = testenv.StartKnot(t, zones)
-	}
+	knot := testenv.StartKnot(t, map[string]string{"example.com": testenv.Zone("example.com")})
 	var results []result
 	for _, n := range ns {
 		for _, tool := range tools {
@@ -82,7 +72,7 @@ func TestRace(t *testing.T) {
 			case "certd":
 				r = runCertd(t, certd, pebble, knot, dir, n)
 			case "lego":
-				r = runLego(t, pebble, knot, dir, n, port53)
+				r = runLego(t, pebble, knot, dir, n)
 			case "certbot":
 				r = runCertbot(t, pebble, knot, dir, n)
 			default:
@@ -95,9 +85,9 @@ func TestRace(t *testing.T) {
 	}
 	var b bytes.Buffer
 	tw := tabwriter.NewWriter(&b, 2, 4, 2, ' ', tabwriter.AlignRight)
-	fmt.Fprintln(tw, "tool\tcertificates\twall\tCPU\tpeak RSS (MiB)\t")
+	fmt.Fprintln(tw, "tool\tcertificates\twall\tCPU\tpeak RSS (MiB)\t\tnote")
 	for _, r := range results {
-		fmt.Fprintf(tw, "%s\t%d\t%.3fs\t%.3fs\t%.1f\t%s\n", r.tool, r.n, r.wall.Seconds(), r.cpu.Seconds(), float64(r.rssKiB)/1024, r.note)
+		fmt.Fprintf(tw, "%s\t%d\t%.3fs\t%.3fs\t%.1f\t\t%s\n", r.tool, r.n, r.wall.Seconds(), r.cpu.Seconds(), float64(r.rssKiB)/1024, r.note)
 	}
 	tw.Flush()
 	fmt.Print("\n" + b.String())
@@ -153,27 +143,26 @@ certificates:
 	return r
 }
 
-func runLego(t *testing.T, p *testenv.Pebble, k *testenv.Knot, dir string, n int, port53 bool) result {
+// runLego runs one lego per certificate. Its propagation check is off:
+// it looks name servers up with the system resolver and asks them on port
+// 53, which a loopback Knot cannot be for it here; so lego does less DNS
+// work than certd in this race.
+func runLego(t *testing.T, p *testenv.Pebble, k *testenv.Knot, dir string, n int) result {
 	env := append(os.Environ(), "LEGO_CA_CERTIFICATES="+p.TLSCA, "RFC2136_NAMESERVER="+k.Addr,
 		"RFC2136_TSIG_KEY="+k.KeyName, "RFC2136_TSIG_SECRET="+k.Secret, "RFC2136_TSIG_ALGORITHM="+k.KeyAlg+".")
 	var cmds []*exec.Cmd
 	for i := range n {
 		args := []string{"--server", p.Directory, "--accept-tos", "--email", "bench@example.com", "--path", filepath.Join(dir, strconv.Itoa(i)),
-			"--dns", "rfc2136", "--dns.resolvers", k.Addr, "--domains", domain(i)}
-		if !port53 {
-			args = append(args, "--dns.disable-cp")
-		}
+			"--dns", "rfc2136", "--dns.resolvers", k.Addr, "--dns.disable-cp", "--domains", domain(i)}
 		cmd := exec.Command("lego", append(args, "run")...)
 		cmd.Env = env
 		cmds = append(cmds, cmd)
 	}
 	r, outs := measure(t, cmds)
-	if !port53 {
-		r.note = "propagation check off (port 53 busy)"
-	}
-	if strings.Contains(r.note, "failed") {
+	if r.note != "" {
 		t.Fatalf("lego: %s\n%s", r.note, outs[0])
 	}
+	r.note = "(no propagation check)"
 	return r
 }
 
@@ -195,7 +184,7 @@ func runCertbot(t *testing.T, p *testenv.Pebble, k *testenv.Knot, dir string, n 
 		cmds = append(cmds, cmd)
 	}
 	r, outs := measure(t, cmds)
-	if strings.Contains(r.note, "failed") {
+	if r.note != "" {
 		t.Fatalf("certbot: %s\n%s", r.note, outs[0])
 	}
 	return r

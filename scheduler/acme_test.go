@@ -55,7 +55,7 @@ type acmeOpts struct {
 	proxy    bool     // put acmetest's proxy (ARI) in front
 }
 
-func newACMEWorld(t *testing.T, o acmeOpts) *acmeWorld {
+func newACMEWorld(t testing.TB, o acmeOpts) *acmeWorld {
 	t.Helper()
 	w := &acmeWorld{dir: t.TempDir(), domains: []string{"www.example.com"}}
 	w.knot = testenv.StartKnot(t, map[string]string{
@@ -123,7 +123,7 @@ func (a accounts) SaveAccount(ctx context.Context, r acme.AccountRecord) error {
 
 // issuer is a new ACME issuer over the world's store: a new one models a
 // restart of certd.
-func (w *acmeWorld) issuer(t *testing.T) *acme.Issuer {
+func (w *acmeWorld) issuer(t testing.TB) *acme.Issuer {
 	t.Helper()
 	dirURL, caFile := w.pebble.Directory, w.pebble.TLSCA
 	if w.proxy != nil {
@@ -164,7 +164,7 @@ func (w *acmeWorld) issuing(st scheduler.IssueStore, iss ca.Issuer) *scheduler.I
 		Deployer: &deploy.Deployer{}, ARIMinRecheck: time.Second}
 }
 
-func (w *acmeWorld) due(t *testing.T) store.Certificate {
+func (w *acmeWorld) due(t testing.TB) store.Certificate {
 	t.Helper()
 	s, err := scheduler.New(scheduler.Options{Store: w.st, Work: func(context.Context, store.Certificate) error { return nil }, Schedule: "@every 1h"})
 	if err != nil {
@@ -182,7 +182,7 @@ func (w *acmeWorld) due(t *testing.T) store.Certificate {
 
 // checkIssued: the live set verifies to Pebble's root for the stored key
 // and names, and every challenge record is gone from Knot (N6).
-func (w *acmeWorld) checkIssued(t *testing.T) store.Certificate {
+func (w *acmeWorld) checkIssued(t testing.TB) store.Certificate {
 	t.Helper()
 	c, err := w.st.GetCertificate(ctx, "www")
 	if err != nil {
@@ -236,7 +236,7 @@ func (w *acmeWorld) checkIssued(t *testing.T) store.Certificate {
 	return c
 }
 
-func orderCount(t *testing.T, iss *acme.Issuer) int {
+func orderCount(t testing.TB, iss *acme.Issuer) int {
 	t.Helper()
 	urls, listed, err := iss.Orders(ctx)
 	if err != nil || !listed {
@@ -473,7 +473,7 @@ func (w *acmeWorld) currentLeaf(t *testing.T) *x509.Certificate {
 }
 
 // setDue makes the certificate's next action due now.
-func (w *acmeWorld) setDue(t *testing.T, action string) store.Certificate {
+func (w *acmeWorld) setDue(t testing.TB, action string) store.Certificate {
 	t.Helper()
 	c, err := w.st.GetCertificate(ctx, "www")
 	if err != nil {

@@ -216,3 +216,23 @@ func fillValid(b *testing.B, path string, n int) {
 		b.Fatal(err)
 	}
 }
+
+// BenchmarkACMEHundredInARow issues a hundred certificates one after the
+// other against Pebble (DNS-01 through Knot, with certd's propagation
+// check); any failure fails the benchmark. Pebble runs without validation
+// sleeps, but keeps rejecting nonces and reusing authorizations.
+func BenchmarkACMEHundredInARow(b *testing.B) {
+	w := newACMEWorld(b, acmeOpts{env: []string{"PEBBLE_VA_NOSLEEP=1"}})
+	x := w.issuing(w.st, w.issuer(b))
+	c := w.due(b)
+	b.ResetTimer()
+	for range b.N {
+		for n := range 100 {
+			if err := x.Work(ctx, c); err != nil {
+				b.Fatalf("issuance %d failed: %v", n+1, err)
+			}
+			c = w.setDue(b, scheduler.ActionRenew)
+		}
+	}
+	b.ReportMetric(float64(b.Elapsed().Milliseconds())/float64(100*b.N), "ms/issuance")
+}
