@@ -259,6 +259,9 @@ func (l *loader) checkCertificates() {
 			if m.Method == MethodHTTP && strings.HasPrefix(d, "*.") {
 				l.errAt(file, p, "wildcard %s cannot be validated over HTTP; CAs require dns or dns-cname (or email) for wildcards", d)
 			}
+			if b, ok := l.blocks[0][c.Account]; ok && b.Type == "acme" && m.Method == MethodEmail {
+				l.errAt(file, p, "%s: ACME proves domains by dns, dns-cname or http, not email (account %s)", d, c.Account)
+			}
 		}
 
 		if c.Renew != nil {

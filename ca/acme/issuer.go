@@ -160,6 +160,10 @@ func (i *Issuer) account(ctx context.Context) (acme.Account, error) {
 		if key, err = parseAccountKey(rec.KeyPEM); err != nil {
 			return acme.Account{}, fmt.Errorf("acme: account %s: %w", i.opts.Name, err)
 		}
+		if i.opts.EAB != nil && rec.URL != "" && rec.EABKeyID != i.opts.EAB.KeyID {
+			i.log.Warn("the account was registered with another EAB key id; it is kept (an EAB key binds only at registration)",
+				zap.String("registered_kid", rec.EABKeyID), zap.String("configured_kid", i.opts.EAB.KeyID), zap.String("account_url", rec.URL))
+		}
 	} else {
 		k, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
 		if err != nil {
