@@ -116,15 +116,15 @@ func (p *Proxy) ARICalls(id string) int {
 	return n
 }
 
-// Replaces lists the "replaces" values newOrder requests carried ("" for
-// none), in order.
+// Replaces lists the "replaces" values of the orders created and of those
+// refused by RefuseReplaces ("" for none), in order.
 func (p *Proxy) Replaces() []string {
 	p.mu.Lock()
 	defer p.mu.Unlock()
 	return append([]string(nil), p.replaces...)
 }
 
-// NewOrders is how many newOrder requests reached the upstream.
+// NewOrders is how many orders the upstream created.
 func (p *Proxy) NewOrders() int { p.mu.Lock(); defer p.mu.Unlock(); return p.newOrders }
 
 // DropNextNewOrder makes the next newOrder reach the upstream (the order
@@ -202,8 +202,10 @@ func (p *Proxy) newOrder(w http.ResponseWriter, r *http.Request) {
 	rec := httptest.NewRecorder()
 	p.rp.ServeHTTP(rec, r)
 	p.mu.Lock()
-	p.newOrders++
-	p.replaces = append(p.replaces, order.Replaces)
+	if rec.Code == http.StatusCreated { // not a badNonce the client resends
+		p.newOrders++
+		p.replaces = append(p.replaces, order.Replaces)
+	}
 	drop := p.dropNext && rec.Code == http.StatusCreated
 	if drop {
 		p.dropNext = false
