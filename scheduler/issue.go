@@ -172,6 +172,10 @@ func (x *Issuing) Work(ctx context.Context, c store.Certificate) error {
 		if poll == 0 {
 			poll = 15 * time.Second
 		}
+		var ra RetryAfterError
+		if errors.As(err, &ra) && ra.RetryAfter() > poll {
+			poll = ra.RetryAfter() // the CA said when to look again
+		}
 		o.NextPollAt = x.now().Add(poll)
 		if err := x.Store.SaveOrder(ctx, o); err != nil {
 			return err
