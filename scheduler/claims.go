@@ -13,6 +13,8 @@ import (
 	"github.com/certd/certd/dcv"
 	"github.com/certd/certd/internal/logkey"
 	"github.com/certd/certd/store"
+
+	"github.com/certd/certd/internal/ctxtime"
 )
 
 // Proof is how one domain is proved: what the CA is told, and where the
@@ -231,14 +233,7 @@ func (m *Claims) sleep(ctx context.Context, d time.Duration) error {
 	if m.Sleep != nil {
 		return m.Sleep(ctx, d)
 	}
-	t := time.NewTimer(d)
-	defer t.Stop()
-	select {
-	case <-ctx.Done():
-		return ctx.Err()
-	case <-t.C:
-		return nil
-	}
+	return ctxtime.Sleep(ctx, d)
 }
 
 func (m *Claims) event(ctx context.Context, level, kind string, c store.Claim, msg string) {

@@ -25,6 +25,8 @@ import (
 
 	"github.com/certd/certd/ca"
 	"github.com/certd/certd/dcv"
+
+	"github.com/certd/certd/internal/ctxtime"
 )
 
 // AccountRecord is an ACME account as kept by certd. KeyPEM is a secret.
@@ -70,6 +72,9 @@ type Options struct {
 	// before reporting it pending (default 30s; OV/EV orders may take
 	// hours and are polled again later).
 	FinalizeWait time.Duration
+	// AuthWait bounds how long Respond waits for the CA to check a
+	// challenge (default 2m).
+	AuthWait time.Duration
 	// Now is the clock (default time.Now).
 	Now func() time.Time
 }
@@ -96,6 +101,9 @@ func New(opts Options) (*Issuer, error) {
 	}
 	if opts.FinalizeWait == 0 {
 		opts.FinalizeWait = 30 * time.Second
+	}
+	if opts.AuthWait == 0 {
+		opts.AuthWait = 2 * time.Minute
 	}
 	if opts.Now == nil {
 		opts.Now = time.Now
@@ -378,16 +386,11 @@ func (i *Issuer) orders(ctx context.Context, acct acme.Account) ([]string, bool,
 // Fetch implements ca.Issuer: finalize a ready order, wait (adaptively)
 // for a processing one, download a valid one.
 func (i *Issuer) Fetch(ctx context.Context, order ca.Order, req ca.Request) (*ca.Result, error) {
-	acct, err := i.account(ctx)
+	acct, o, err := i.order(ctx, order.Ref)
 	if err != nil {
 		return nil, err
 	}
-	x := &exchange{route: "order"}
-	o, err := i.client.GetOrder(withExchange(ctx, x), acct, acme.Order{Location: order.Ref})
-	if err != nil {
-		return nil, i.wrap(x, "reading the order", err)
-	}
-	o.Location = order.Ref
+	x := &exchange{route: "order"} // no Retry-After seen yet
 	if o.Status == acme.StatusReady {
 		x = &exchange{route: "finalize"}
 		fin, err := i.client.FinalizeOrder(withExchange(ctx, x), acct, o, req.CSR)
@@ -400,24 +403,18 @@ func (i *Issuer) Fetch(ctx context.Context, order ca.Order, req ca.Request) (*ca
 		fin.Location = order.Ref
 		o = fin
 	}
-	wait := x.retryAfter(i.opts.Now())
-	deadline := time.Now().Add(i.opts.FinalizeWait)
-	for step := 10 * time.Millisecond; o.Status == acme.StatusProcessing; step = min(step*2, 2*time.Second) {
-		d := step
-		if wait > 0 {
-			d = wait
-		}
-		if time.Now().Add(d).After(deadline) {
-			return nil, &Error{Detail: "the order is still processing at the CA", Retry: d, pending: true}
-		}
-		if err := sleep(ctx, d); err != nil {
+	pl := newPoller(i.opts.FinalizeWait)
+	for o.Status == acme.StatusProcessing {
+		if d, err := pl.wait(ctx, x.retryAfter(i.opts.Now())); err != nil {
+			if errors.Is(err, errPollTimeout) {
+				return nil, &Error{Detail: "the order is still processing at the CA", Retry: d, pending: true}
+			}
 			return nil, err
 		}
 		x = &exchange{route: "order"}
 		if o, err = i.client.GetOrder(withExchange(ctx, x), acct, acme.Order{Location: order.Ref}); err != nil {
 			return nil, i.wrap(x, "polling the order", err)
 		}
-		wait = x.retryAfter(i.opts.Now())
 	}
 	switch o.Status {
 	case acme.StatusValid:
@@ -440,6 +437,21 @@ func (i *Issuer) Fetch(ctx context.Context, order ca.Order, req ca.Request) (*ca
 		return nil, fmt.Errorf("acme: the certificate at %s: %w", o.Certificate, err)
 	}
 	return &ca.Result{Leaf: leaf, Chain: chain, Roots: i.opts.Roots}, nil
+}
+
+// order reads the order at url with the account.
+func (i *Issuer) order(ctx context.Context, url string) (acme.Account, acme.Order, error) {
+	acct, err := i.account(ctx)
+	if err != nil {
+		return acct, acme.Order{}, err
+	}
+	x := &exchange{route: "order"}
+	o, err := i.client.GetOrder(withExchange(ctx, x), acct, acme.Order{Location: url})
+	if err != nil {
+		return acct, o, i.wrap(x, "reading the order", err)
+	}
+	o.Location = url
+	return acct, o, nil
 }
 
 // postAsGet is a signed POST-as-GET through acmez (nonces, badNonce
@@ -501,14 +513,9 @@ func link(h http.Header, rel string) string {
 
 // Authorizations implements ca.OrderAuthorizer.
 func (i *Issuer) Authorizations(ctx context.Context, order ca.Order, req ca.Request) ([]ca.OrderAuthorization, error) {
-	acct, err := i.account(ctx)
+	acct, o, err := i.order(ctx, order.Ref)
 	if err != nil {
 		return nil, err
-	}
-	x := &exchange{route: "order"}
-	o, err := i.client.GetOrder(withExchange(ctx, x), acct, acme.Order{Location: order.Ref})
-	if err != nil {
-		return nil, i.wrap(x, "reading the order", err)
 	}
 	out := make([]ca.OrderAuthorization, 0, len(o.Authorizations))
 	for _, u := range o.Authorizations {
@@ -578,12 +585,12 @@ func (i *Issuer) Respond(ctx context.Context, auth ca.OrderAuthorization, ch dcv
 			}
 		}
 	}
-	for step := 10 * time.Millisecond; a.Status == acme.StatusPending; step = min(step*2, 2*time.Second) {
-		d := step
-		if ra := x.retryAfter(i.opts.Now()); ra > 0 {
-			d = ra
-		}
-		if err := sleep(ctx, d); err != nil {
+	pl := newPoller(i.opts.AuthWait)
+	for a.Status == acme.StatusPending {
+		if _, err := pl.wait(ctx, x.retryAfter(i.opts.Now())); err != nil {
+			if errors.Is(err, errPollTimeout) {
+				return auth, fmt.Errorf("acme: the CA has not checked the challenge for %s within %s; it is looked at again later", auth.Domain, i.opts.AuthWait)
+			}
 			return auth, err
 		}
 		x = &exchange{route: "authz"}
@@ -713,13 +720,33 @@ func problemText(p *acme.Problem, fallback string) string {
 	return s
 }
 
-func sleep(ctx context.Context, d time.Duration) error {
-	t := time.NewTimer(d)
-	defer t.Stop()
-	select {
-	case <-ctx.Done():
-		return ctx.Err()
-	case <-t.C:
-		return nil
+// poller paces polls: the server's Retry-After when it gave one, else
+// 10 ms doubling up to 2 s; never past its deadline.
+type poller struct {
+	step     time.Duration
+	deadline time.Time
+}
+
+var errPollTimeout = errors.New("acme: poll deadline reached")
+
+func newPoller(limit time.Duration) *poller {
+	return &poller{deadline: time.Now().Add(limit)}
+}
+
+// wait sleeps until the next poll; errPollTimeout (with the wait that
+// would have been) when that is past the deadline.
+func (p *poller) wait(ctx context.Context, retryAfter time.Duration) (time.Duration, error) {
+	if p.step == 0 {
+		p.step = 10 * time.Millisecond
+	} else {
+		p.step = min(p.step*2, 2*time.Second)
 	}
+	d := p.step
+	if retryAfter > 0 {
+		d = retryAfter
+	}
+	if time.Now().Add(d).After(p.deadline) {
+		return d, errPollTimeout
+	}
+	return d, ctxtime.Sleep(ctx, d)
 }

@@ -116,3 +116,33 @@ func TestDecodeMACKey(t *testing.T) {
 		t.Fatalf("bad key: %v (must fail without echoing the key)", err)
 	}
 }
+
+// Polls start short and double, take the server's Retry-After when given,
+// and stop at the deadline rather than sleeping past it.
+func TestPollerPacing(t *testing.T) {
+	p := newPoller(time.Hour)
+	p.deadline = time.Now().Add(time.Hour)
+	var got []time.Duration
+	for range 4 {
+		d, err := p.wait(context.Background(), 0)
+		if err != nil {
+			t.Fatal(err)
+		}
+		got = append(got, d)
+	}
+	want := []time.Duration{10 * time.Millisecond, 20 * time.Millisecond, 40 * time.Millisecond, 80 * time.Millisecond}
+	for k := range want {
+		if got[k] != want[k] {
+			t.Fatalf("waits %v, want %v", got, want)
+		}
+	}
+	short := newPoller(50 * time.Millisecond)
+	if d, err := short.wait(context.Background(), 3*time.Second); !errors.Is(err, errPollTimeout) || d != 3*time.Second {
+		t.Fatalf("a Retry-After past the deadline: %s %v", d, err)
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	cancel()
+	if _, err := newPoller(time.Hour).wait(ctx, 0); !errors.Is(err, context.Canceled) {
+		t.Fatalf("cancelled: %v", err)
+	}
+}

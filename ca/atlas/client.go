@@ -23,6 +23,8 @@ import (
 	"go.uber.org/zap"
 
 	"github.com/certd/certd/internal/ratelimit"
+
+	"github.com/certd/certd/internal/ctxtime"
 )
 
 // tokenRefresh is when a token is replaced before its 10-minute life ends,
@@ -163,16 +165,7 @@ func NewFromConfig(c *Config, log *zap.Logger, mods ...func(*ClientOptions)) (*C
 	return NewClient(opts)
 }
 
-func sleepCtx(ctx context.Context, d time.Duration) error {
-	t := time.NewTimer(d)
-	defer t.Stop()
-	select {
-	case <-ctx.Done():
-		return ctx.Err()
-	case <-t.C:
-		return nil
-	}
-}
+func sleepCtx(ctx context.Context, d time.Duration) error { return ctxtime.Sleep(ctx, d) }
 
 // Login gets a new bearer token. Concurrent callers share one login.
 func (c *Client) Login(ctx context.Context) error {

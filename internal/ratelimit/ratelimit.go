@@ -7,6 +7,8 @@ import (
 	"context"
 	"sync"
 	"time"
+
+	"github.com/certd/certd/internal/ctxtime"
 )
 
 // Bucket is safe for concurrent use. The zero value is not usable; use New.
@@ -27,16 +29,7 @@ func New(rate float64, burst int, now func() time.Time, sleep func(ctx context.C
 		now = time.Now
 	}
 	if sleep == nil {
-		sleep = func(ctx context.Context, d time.Duration) error {
-			t := time.NewTimer(d)
-			defer t.Stop()
-			select {
-			case <-ctx.Done():
-				return ctx.Err()
-			case <-t.C:
-				return nil
-			}
-		}
+		sleep = ctxtime.Sleep
 	}
 	if burst < 1 {
 		burst = 1

@@ -17,7 +17,6 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
-	"syscall"
 	"testing"
 	"time"
 )
@@ -93,27 +92,7 @@ func StartPebble(t testing.TB, o PebbleOptions) *Pebble {
 	cmd := exec.Command(bin, args...)
 	cmd.Dir = dir
 	cmd.Env = append(os.Environ(), o.Env...)
-	logf, err := os.Create(filepath.Join(dir, "pebble.log"))
-	if err != nil {
-		t.Fatal(err)
-	}
-	cmd.Stdout, cmd.Stderr = logf, logf
-	cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true}
-	if err := cmd.Start(); err != nil {
-		t.Fatalf("starting pebble: %v", err)
-	}
-	exited := make(chan struct{})
-	go func() { _ = cmd.Wait(); close(exited) }()
-	stop := func() {
-		_ = cmd.Process.Signal(syscall.SIGTERM)
-		select {
-		case <-exited:
-		case <-time.After(5 * time.Second):
-			_ = syscall.Kill(-cmd.Process.Pid, syscall.SIGKILL)
-			<-exited
-		}
-		logf.Close()
-	}
+	exited, stop := startLogged(t, cmd, filepath.Join(dir, "pebble.log"))
 	p := &Pebble{
 		Directory:  fmt.Sprintf("https://127.0.0.1:%d/dir", port),
 		Management: fmt.Sprintf("https://127.0.0.1:%d", mport),
