@@ -44,6 +44,7 @@ type acmeWorld struct {
 	st      *store.SQLite
 	engine  *dcv.Engine
 	resp    *providers.Responder
+	webroot string
 	dir     string
 	domains []string
 	proofs  map[string]scheduler.Proof
@@ -53,6 +54,7 @@ type acmeOpts struct {
 	validity time.Duration
 	env      []string // Pebble settings; none: Pebble's defaults
 	proxy    bool     // put acmetest's proxy (ARI) in front
+	nginx    bool     // http-01 through a webroot served by nginx, not the responder
 }
 
 func newACMEWorld(t testing.TB, o acmeOpts) *acmeWorld {
@@ -80,20 +82,33 @@ func newACMEWorld(t testing.TB, o acmeOpts) *acmeWorld {
 		t.Fatal(err)
 	}
 	t.Cleanup(func() { w.st.Close() })
-	w.resp = providers.NewResponder(fmt.Sprintf("127.0.0.1:%d", w.pebble.HTTPPort))
-	ln, err := net.Listen("tcp", w.resp.Addr)
-	if err != nil {
-		t.Fatal(err)
+	httpAddr := fmt.Sprintf("127.0.0.1:%d", w.pebble.HTTPPort)
+	var web dcv.HTTPTarget
+	if o.nginx {
+		w.webroot = filepath.Join(w.dir, "htdocs")
+		if err := os.Mkdir(w.webroot, 0o755); err != nil {
+			t.Fatal(err)
+		}
+		testenv.StartNginx(t, fmt.Sprintf("server { listen %s; root %s; }", httpAddr, w.webroot))
+		testenv.WaitListening(t, httpAddr)
+		web = &providers.Webroot{Root: w.webroot}
+	} else {
+		w.resp = providers.NewResponder(httpAddr)
+		ln, err := net.Listen("tcp", w.resp.Addr)
+		if err != nil {
+			t.Fatal(err)
+		}
+		rctx, cancel := context.WithCancel(context.Background())
+		t.Cleanup(cancel)
+		go func() { _ = w.resp.Serve(rctx, ln) }()
+		web = w.resp
 	}
-	rctx, cancel := context.WithCancel(context.Background())
-	t.Cleanup(cancel)
-	go func() { _ = w.resp.Serve(rctx, ln) }()
 	prov := &rfc2136.Provider{Server: w.knot.Addr, KeyName: w.knot.KeyName, KeyAlg: w.knot.KeyAlg, Key: w.knot.Secret}
 	w.engine, err = dcv.NewEngine(dcv.Options{
-		DNS: map[string]dcv.DNSProvider{"knot": prov}, HTTP: map[string]dcv.HTTPTarget{"web": w.resp},
+		DNS: map[string]dcv.DNSProvider{"knot": prov}, HTTP: map[string]dcv.HTTPTarget{"web": web},
 		Journal: journal{w.st}, Resolvers: []string{w.knot.Addr}, AuthServers: map[string][]string{"knot": {w.knot.Addr}},
 		HTTPDial: func(ctx context.Context, network, _ string) (net.Conn, error) {
-			return (&net.Dialer{}).DialContext(ctx, network, w.resp.Addr)
+			return (&net.Dialer{}).DialContext(ctx, network, httpAddr)
 		},
 		Timeout: 20 * time.Second,
 	})
@@ -284,7 +299,19 @@ func TestACMEIssuesOverDNS01WithEAB(t *testing.T) {
 
 func TestACMEIssuesOverHTTP01(t *testing.T) {
 	t.Parallel()
-	w := newACMEWorld(t, acmeOpts{env: fastPebble})
+	for _, tc := range []struct {
+		name  string
+		nginx bool
+	}{{"responder", false}, {"nginx webroot", true}} {
+		t.Run(tc.name, func(t *testing.T) {
+			t.Parallel()
+			testHTTP01(t, tc.nginx)
+		})
+	}
+}
+
+func testHTTP01(t *testing.T, nginx bool) {
+	w := newACMEWorld(t, acmeOpts{env: fastPebble, nginx: nginx})
 	w.domains = []string{"www.example.com", "app.example.com"}
 	w.proofs = map[string]scheduler.Proof{
 		"www.example.com": {CA: ca.Proof{Method: dcv.HTTPFile}, Target: dcv.Target{HTTP: "web"}},
@@ -300,6 +327,12 @@ func TestACMEIssuesOverHTTP01(t *testing.T) {
 	var files int
 	if err := db.QueryRow("SELECT count(*) FROM dcv_artefacts WHERE kind = 'http-file' AND name LIKE '/.well-known/acme-challenge/%' AND state = 'removed'").Scan(&files); err != nil || files != 2 {
 		t.Fatalf("%d http-01 token files served and removed, want 2 (%v)", files, err)
+	}
+	if nginx {
+		left, _ := filepath.Glob(filepath.Join(w.webroot, ".well-known", "acme-challenge", "*"))
+		if len(left) != 0 {
+			t.Fatalf("token files left in the webroot: %v", left)
+		}
 	}
 }
 
