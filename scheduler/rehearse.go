@@ -11,6 +11,7 @@ import (
 	"os"
 	"time"
 
+	"github.com/certd/certd/ca"
 	"github.com/certd/certd/dcv"
 	"github.com/certd/certd/deploy"
 )
@@ -55,6 +56,9 @@ func Rehearse(ctx context.Context, plan Plan) Rehearsal {
 			}
 		case dcv.HTTPFile:
 			ch.Path, ch.Content = "/.well-known/pki-validation/"+tok+".txt", tok
+			if _, perOrder := plan.Issuer.(ca.OrderAuthorizer); perOrder {
+				ch.Path = "/.well-known/acme-challenge/" + tok // where ACME's http-01 looks
+			}
 		default:
 			r.step(true, "%s: proved by %s; nothing to rehearse", d, proof.CA.Method)
 			continue

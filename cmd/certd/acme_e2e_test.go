@@ -185,6 +185,17 @@ func TestRunOnceIssuesThenExits(t *testing.T) {
 			t.Fatalf("after run %d: %d and %d versions, want 1 each", run, n, m)
 		}
 	}
+	// The dry run rehearses where ACME looks: _acme-challenge TXT, and the
+	// acme-challenge path.
+	for name, where := range map[string]string{"www": "_acme-challenge.www.example.com", "app": "/.well-known/acme-challenge/"} {
+		out, err := exec.Command(binary(t), "renew", "-dry-run", "-config", cfgPath, name).CombinedOutput()
+		if err != nil || !strings.Contains(string(out), where) {
+			t.Fatalf("dry run of %s: %v\n%s", name, err, out)
+		}
+	}
+	if n, m := versionCount(t, dbPath, "www"), versionCount(t, dbPath, "app"); n != 1 || m != 1 {
+		t.Fatalf("the dry run issued something: %d and %d versions", n, m)
+	}
 }
 
 var ctx = context.Background()
