@@ -647,3 +647,33 @@ func TestACMEFiveIssuancesInARow(t *testing.T) {
 		t.Fatalf("Pebble lists %d orders, want 5", n)
 	}
 }
+
+// A CA that no longer knows the stored account (a reset, a deletion):
+// the attempt fails, the account is registered again with the stored key,
+// and the next attempt issues.
+func TestACMEForgottenAccountIsRegisteredAgain(t *testing.T) {
+	t.Parallel()
+	w := newACMEWorld(t, acmeOpts{env: fastPebble, proxy: true})
+	iss := w.issuer(t)
+	x := w.issuing(w.st, iss)
+	if err := x.Work(ctx, w.due(t)); err != nil {
+		t.Fatal(err)
+	}
+	w.proxy.ForgetAccountOnce()
+	c := w.setDue(t, scheduler.ActionRenew)
+	var ae *acme.Error
+	if err := x.Work(ctx, c); !errors.As(err, &ae) || !strings.Contains(ae.Type, "accountDoesNotExist") {
+		t.Fatalf("renewal with a forgotten account: %v", err)
+	}
+	c, _ = w.st.GetCertificate(ctx, "www")
+	if err := x.Work(ctx, c); err != nil {
+		t.Fatal(err)
+	}
+	w.checkIssued(t)
+	if n := w.proxy.NewAccounts(); n != 2 {
+		t.Fatalf("%d registrations, want 2 (the first, and once after the CA forgot it)", n)
+	}
+	if a, err := w.st.GetACMEAccount(ctx, "pebble", w.proxy.Directory); err != nil || a.URL == "" {
+		t.Fatalf("stored account after re-registering: %+v %v", a, err)
+	}
+}

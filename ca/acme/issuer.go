@@ -87,8 +87,11 @@ type Issuer struct {
 	client *acme.Client
 	http   *http.Client // for ARI: plain GETs through the same transport
 
-	mu   sync.Mutex // guards acct
+	mu   sync.Mutex // guards acct, lost
 	acct *acme.Account
+	// lost: the CA said the stored account does not exist (a reset
+	// staging CA, a deleted account); the next call registers again.
+	lost bool
 }
 
 // New returns an Issuer; nothing is sent until it is used.
@@ -191,6 +194,11 @@ func (i *Issuer) account(ctx context.Context) (acme.Account, error) {
 		}
 	}
 	acct := acme.Account{PrivateKey: key, Location: rec.URL}
+	if i.lost && rec.URL != "" {
+		i.log.Warn("the CA does not know the stored account; registering again", zap.String("account_url", rec.URL))
+		acct.Location, rec.URL = "", ""
+	}
+	i.lost = false
 	if rec.URL == "" {
 		acct.TermsOfServiceAgreed = true
 		if i.opts.Email != "" {
@@ -699,6 +707,11 @@ func (i *Issuer) wrap(x *exchange, doing string, err error) error {
 	if errors.As(err, &p) {
 		e.Status, e.Type = p.Status, p.Type
 		e.Detail = doing + ": " + problemText(&p, err.Error())
+		if p.Type == acme.ProblemTypeAccountDoesNotExist {
+			i.mu.Lock()
+			i.acct, i.lost = nil, true
+			i.mu.Unlock()
+		}
 	}
 	return e
 }

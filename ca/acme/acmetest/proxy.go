@@ -55,6 +55,8 @@ type Proxy struct {
 	dropNext  bool
 	noARI     bool
 	refuseRep bool
+	forget    bool
+	newAccts  int
 }
 
 // New starts a proxy in front of the ACME server whose directory is at
@@ -135,7 +137,25 @@ func (p *Proxy) DropNextNewOrder() { p.mu.Lock(); p.dropNext = true; p.mu.Unlock
 // alreadyReplaced, as a CA does when the certificate was replaced already.
 func (p *Proxy) RefuseReplaces() { p.mu.Lock(); p.refuseRep = true; p.mu.Unlock() }
 
+// ForgetAccountOnce answers the next newOrder with accountDoesNotExist,
+// as a CA that lost or reset its accounts does.
+func (p *Proxy) ForgetAccountOnce() { p.mu.Lock(); p.forget = true; p.mu.Unlock() }
+
+// NewAccounts is how many newAccount requests came.
+func (p *Proxy) NewAccounts() int { p.mu.Lock(); defer p.mu.Unlock(); return p.newAccts }
+
 func (p *Proxy) serve(w http.ResponseWriter, r *http.Request) {
+	if r.Method == http.MethodPost && r.URL.Path == "/sign-me-up" {
+		var acct struct {
+			OnlyReturnExisting bool `json:"onlyReturnExisting"`
+		}
+		payload(r, &acct)
+		if !acct.OnlyReturnExisting { // a lookup is not a registration
+			p.mu.Lock()
+			p.newAccts++
+			p.mu.Unlock()
+		}
+	}
 	switch {
 	case strings.HasPrefix(r.URL.Path, "/renewal-info/"):
 		p.renewalInfo(w, r)
@@ -168,35 +188,24 @@ func (p *Proxy) directory(w http.ResponseWriter, r *http.Request) {
 }
 
 func (p *Proxy) newOrder(w http.ResponseWriter, r *http.Request) {
-	body, _ := io.ReadAll(r.Body)
-	r.Body = io.NopCloser(bytes.NewReader(body))
-	var jws struct {
-		Payload string `json:"payload"`
-	}
 	var order struct {
 		Replaces string `json:"replaces"`
 	}
-	if json.Unmarshal(body, &jws) == nil {
-		if raw, err := base64.RawURLEncoding.DecodeString(jws.Payload); err == nil {
-			_ = json.Unmarshal(raw, &order)
-		}
-	}
+	payload(r, &order)
 	p.mu.Lock()
 	refuse := p.refuseRep && order.Replaces != ""
+	forget := p.forget
+	p.forget = false
 	p.mu.Unlock()
+	if forget {
+		p.problem(w, http.StatusBadRequest, "accountDoesNotExist", "no such account")
+		return
+	}
 	if refuse {
-		// A nonce the upstream issued is needed for the client's next
-		// request: take one from it.
-		if resp, err := p.rp.Transport.RoundTrip(mustRequest(http.MethodHead, p.upstream.String()+"/nonce-plz")); err == nil {
-			resp.Body.Close()
-			w.Header().Set("Replay-Nonce", resp.Header.Get("Replay-Nonce"))
-		}
 		p.mu.Lock()
 		p.replaces = append(p.replaces, order.Replaces)
 		p.mu.Unlock()
-		w.Header().Set("Content-Type", "application/problem+json")
-		w.WriteHeader(http.StatusConflict)
-		fmt.Fprint(w, `{"type":"urn:ietf:params:acme:error:alreadyReplaced","detail":"the certificate was already replaced","status":409}`)
+		p.problem(w, http.StatusConflict, "alreadyReplaced", "the certificate was already replaced")
 		return
 	}
 	rec := httptest.NewRecorder()
@@ -264,6 +273,32 @@ func (p *Proxy) renewalInfo(w http.ResponseWriter, r *http.Request) {
 		out["explanationURL"] = win.Explanation
 	}
 	_ = json.NewEncoder(w).Encode(out)
+}
+
+// payload decodes the JWS payload of r into v, leaving r's body intact.
+func payload(r *http.Request, v any) {
+	body, _ := io.ReadAll(r.Body)
+	r.Body = io.NopCloser(bytes.NewReader(body))
+	var jws struct {
+		Payload string `json:"payload"`
+	}
+	if json.Unmarshal(body, &jws) == nil {
+		if raw, err := base64.RawURLEncoding.DecodeString(jws.Payload); err == nil {
+			_ = json.Unmarshal(raw, v)
+		}
+	}
+}
+
+// problem answers with an ACME problem, and a nonce from the upstream
+// for the client's next request.
+func (p *Proxy) problem(w http.ResponseWriter, status int, typ, detail string) {
+	if resp, err := p.rp.Transport.RoundTrip(mustRequest(http.MethodHead, p.upstream.String()+"/nonce-plz")); err == nil {
+		resp.Body.Close()
+		w.Header().Set("Replay-Nonce", resp.Header.Get("Replay-Nonce"))
+	}
+	w.Header().Set("Content-Type", "application/problem+json")
+	w.WriteHeader(status)
+	fmt.Fprintf(w, `{"type":"urn:ietf:params:acme:error:%s","detail":%q,"status":%d}`, typ, detail, status)
 }
 
 func mustRequest(method, u string) *http.Request {
