@@ -374,7 +374,7 @@ func (i *Issuer) orders(ctx context.Context, acct acme.Account) ([]string, bool,
 	}
 	var urls []string
 	next := cur.Orders
-	for page := 0; next != "" && page < 100; page++ {
+	for page := 0; next != "" && page < 1000; page++ {
 		body, hdr, err := i.postAsGet(ctx, acct, next, "orders")
 		if err != nil {
 			return nil, true, err
