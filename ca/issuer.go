@@ -150,6 +150,10 @@ type OrderAuthorization struct {
 	// Challenges are those offered, as data (CARef: the challenge URL).
 	Challenges []dcv.Challenge
 	Expires    time.Time
+	// Checking: the CA was already checking a challenge when this was
+	// read (started by an earlier run); its outcome says nothing about
+	// what is published now.
+	Checking bool
 	// Detail is the CA's word on a failed check.
 	Detail string
 }

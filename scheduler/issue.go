@@ -150,50 +150,72 @@ func (x *Issuing) Work(ctx context.Context, c store.Certificate) error {
 	}
 
 	// 4. The order: resumed if one is open, else a new generation.
-	o, req, fresh, err := x.order(ctx, log, c, plan)
-	if err != nil {
-		return err
-	}
-	if err := x.submit(ctx, log, plan, &o, req, fresh); err != nil {
-		return err
-	}
-
 	// 5. Per-order authorizations (ACME).
-	if oa, ok := plan.Issuer.(ca.OrderAuthorizer); ok {
-		if err := x.authorize(ctx, log, c, plan, oa, &o, req); err != nil {
-			return err
-		}
-	}
-
 	// 6. Fetch; a pending order is not a failure, only a later look.
-	res, err := plan.Issuer.Fetch(ctx, ca.Order{Ref: o.CARef}, req)
-	if errors.Is(err, ca.ErrPending) {
-		poll := x.PollInterval
-		if poll == 0 {
-			poll = 15 * time.Second
-		}
-		var ra RetryAfterError
-		if errors.As(err, &ra) && ra.RetryAfter() > poll {
-			poll = ra.RetryAfter() // the CA said when to look again
-		}
-		o.NextPollAt = x.now().Add(poll)
-		if err := x.Store.SaveOrder(ctx, o); err != nil {
+	//
+	// A resumed ACME order that fails (the CA checked a challenge while
+	// certd was down, or before this run had published it again) is
+	// ended and a new one placed at once: its failure says nothing about
+	// the proof as it stands now, and an ACME order costs nothing until
+	// it is finalized. Orders placed in this run fail the usual way.
+	var o store.Order
+	var req ca.Request
+	var res *ca.Result
+	for attempt := 0; ; attempt++ {
+		var fresh bool
+		if o, req, fresh, err = x.order(ctx, log, c, plan); err != nil {
 			return err
 		}
-		c, _ = x.Store.GetCertificate(ctx, c.Name)
-		c.State, c.NextAction, c.NextActionAt = store.StateIssuing, "poll", o.NextPollAt
-		log.Info("order pending at the CA", zap.String(logkey.Order, o.CARef), zap.Duration("poll_in", poll))
-		return x.Store.SaveCertificate(ctx, c)
-	}
-	if errors.Is(err, ca.ErrRejected) {
-		// The serial is dead: this order is over, and the next attempt
-		// places a new one (nothing was issued, so nothing is bought twice).
-		o.State, o.LastError = store.OrderFailed, err.Error()
-		if serr := x.Store.SaveOrder(ctx, o); serr != nil {
-			return errors.Join(err, serr)
+		if err := x.submit(ctx, log, plan, &o, req, fresh); err != nil {
+			return err
 		}
-		x.event(ctx, "error", "rejected", c, fmt.Sprintf("order %s rejected by the CA: %v", o.CARef, err))
-		return fmt.Errorf("order %s: %w", o.CARef, err)
+		oa, perOrder := plan.Issuer.(ca.OrderAuthorizer)
+		retry := perOrder && !fresh && attempt == 0
+		if perOrder {
+			err := x.authorize(ctx, log, c, plan, oa, &o, req)
+			var stale *staleAuthorization
+			if retry && (errors.As(err, &stale) || errors.Is(err, ca.ErrDCVFailed)) {
+				log.Info("a resumed order failed validation; placing a new order", zap.String(logkey.Order, o.CARef), zap.Error(err))
+				continue
+			}
+			if err != nil {
+				return err
+			}
+		}
+		res, err = plan.Issuer.Fetch(ctx, ca.Order{Ref: o.CARef}, req)
+		if errors.Is(err, ca.ErrPending) {
+			poll := x.PollInterval
+			if poll == 0 {
+				poll = 15 * time.Second
+			}
+			var ra RetryAfterError
+			if errors.As(err, &ra) && ra.RetryAfter() > poll {
+				poll = ra.RetryAfter() // the CA said when to look again
+			}
+			o.NextPollAt = x.now().Add(poll)
+			if err := x.Store.SaveOrder(ctx, o); err != nil {
+				return err
+			}
+			c, _ = x.Store.GetCertificate(ctx, c.Name)
+			c.State, c.NextAction, c.NextActionAt = store.StateIssuing, "poll", o.NextPollAt
+			log.Info("order pending at the CA", zap.String(logkey.Order, o.CARef), zap.Duration("poll_in", poll))
+			return x.Store.SaveCertificate(ctx, c)
+		}
+		if errors.Is(err, ca.ErrRejected) {
+			// The serial is dead: this order is over, and the next attempt
+			// places a new one (nothing was issued, so nothing is bought twice).
+			o.State, o.LastError = store.OrderFailed, err.Error()
+			if serr := x.Store.SaveOrder(ctx, o); serr != nil {
+				return errors.Join(err, serr)
+			}
+			x.event(ctx, "error", "rejected", c, fmt.Sprintf("order %s rejected by the CA: %v", o.CARef, err))
+			if retry {
+				log.Info("a resumed order was rejected; placing a new order", zap.String(logkey.Order, o.CARef), zap.Error(err))
+				continue
+			}
+			return fmt.Errorf("order %s: %w", o.CARef, err)
+		}
+		break
 	}
 	if err != nil {
 		return fmt.Errorf("fetching order %s: %w", o.CARef, err)

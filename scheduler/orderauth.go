@@ -37,7 +37,8 @@ func (x *Issuing) authorize(ctx context.Context, log *zap.Logger, c store.Certif
 		case ca.AuthValid:
 			continue
 		case ca.AuthInvalid:
-			return x.authFailed(ctx, c, o, a)
+			// Found failed before certd published anything in this run.
+			return &staleAuthorization{x.authFailed(ctx, c, o, a)}
 		}
 		p, ok := plan.Proofs[a.Domain]
 		if !ok {
@@ -87,6 +88,11 @@ func (x *Issuing) authorize(ctx context.Context, log *zap.Logger, c store.Certif
 	}
 	for k, r := range results {
 		if r.Status != ca.AuthValid {
+			if jobs[k].auth.Checking {
+				// The CA checked on an earlier run's request, possibly
+				// before this run had published anything.
+				return &staleAuthorization{x.authFailed(ctx, c, o, r)}
+			}
 			return x.authFailed(ctx, c, o, r)
 		}
 		log.Info("authorization valid", zap.String(logkey.Domain, r.Domain), zap.String("method", string(jobs[k].ch.Method)))
@@ -111,6 +117,13 @@ func (x *Issuing) authFailed(ctx context.Context, c store.Certificate, o *store.
 	x.event(ctx, "error", "dcv_failed", c, err.Error())
 	return err
 }
+
+// staleAuthorization: the order's authorization had failed before this
+// attempt (the CA checked while certd was down or had cleaned up).
+type staleAuthorization struct{ err error }
+
+func (s *staleAuthorization) Error() string { return s.err.Error() }
+func (s *staleAuthorization) Unwrap() error { return s.err }
 
 func pickChallenge(offered []dcv.Challenge, m dcv.Method) (dcv.Challenge, bool) {
 	for _, ch := range offered {

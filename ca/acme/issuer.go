@@ -403,10 +403,19 @@ func (i *Issuer) Fetch(ctx context.Context, order ca.Order, req ca.Request) (*ca
 		x = &exchange{route: "finalize"}
 		fin, err := i.client.FinalizeOrder(withExchange(ctx, x), acct, o, req.CSR)
 		if err != nil && fin.Status != acme.StatusProcessing && fin.Status != acme.StatusValid {
-			if fin.Status == acme.StatusInvalid {
+			// An earlier run's finalize may be under way: the order as it
+			// stands now decides.
+			_, now, gerr := i.order(ctx, order.Ref)
+			switch {
+			case gerr != nil:
+				return nil, i.wrap(x, "finalizing the order", err)
+			case now.Status == acme.StatusProcessing || now.Status == acme.StatusValid:
+				fin = now
+			case now.Status == acme.StatusInvalid || fin.Status == acme.StatusInvalid:
 				return nil, fmt.Errorf("%w: %v", ca.ErrRejected, err)
+			default:
+				return nil, i.wrap(x, "finalizing the order", err)
 			}
-			return nil, i.wrap(x, "finalizing the order", err)
 		}
 		fin.Location = order.Ref
 		o = fin
@@ -551,6 +560,9 @@ func authorization(a acme.Authorization) ca.OrderAuthorization {
 		oa.Status = ca.AuthInvalid
 	}
 	for _, ch := range a.Challenges {
+		if ch.Status == acme.StatusProcessing {
+			oa.Checking = true
+		}
 		if ch.Error != nil && oa.Detail == "" {
 			oa.Detail = problemText(ch.Error, "")
 		}
@@ -589,7 +601,14 @@ func (i *Issuer) Respond(ctx context.Context, auth ca.OrderAuthorization, ch dcv
 			}
 			x := &exchange{route: "challenge"}
 			if _, err := i.client.InitiateChallenge(withExchange(ctx, x), acct, c); err != nil {
-				return auth, i.wrap(x, "starting the challenge", err)
+				// Started meanwhile (an earlier run's request being
+				// processed)? Then its outcome is what to wait for.
+				y := &exchange{route: "authz"}
+				now, gerr := i.client.GetAuthorization(withExchange(ctx, y), acct, auth.Ref)
+				if gerr != nil || (now.Status == acme.StatusPending && challengeStatus(now, c.URL) == acme.StatusPending) {
+					return auth, i.wrap(x, "starting the challenge", err)
+				}
+				a = now
 			}
 		}
 	}
@@ -608,6 +627,15 @@ func (i *Issuer) Respond(ctx context.Context, auth ca.OrderAuthorization, ch dcv
 	}
 	a.Location = auth.Ref
 	return authorization(a), nil
+}
+
+func challengeStatus(a acme.Authorization, url string) string {
+	for _, c := range a.Challenges {
+		if c.URL == url {
+			return c.Status
+		}
+	}
+	return ""
 }
 
 // --- ca.RenewalAdvisor

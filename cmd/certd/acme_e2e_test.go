@@ -6,6 +6,7 @@ import (
 	"database/sql"
 	"encoding/pem"
 	"fmt"
+	"math/rand/v2"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -16,6 +17,7 @@ import (
 
 	_ "modernc.org/sqlite"
 
+	"github.com/certd/certd/ca/acme"
 	"github.com/certd/certd/internal/testenv"
 	"github.com/certd/certd/store"
 )
@@ -224,4 +226,88 @@ func readLive(t *testing.T, dir string) (*x509.Certificate, []*x509.Certificate)
 		t.Fatalf("%s: %d certificates in the fullchain", dir, len(certs))
 	}
 	return certs[0], certs[1:]
+}
+
+// certd killed (SIGKILL) at random instants while it orders five
+// certificates from Pebble, five times over; a last run finishes them.
+// Every order Pebble holds for the account is one certd journaled (N2),
+// each certificate was bought once (N1), and no DNS record is left (N6).
+func TestACMEKilledAtRandomInstantsResumes(t *testing.T) {
+	t.Parallel()
+	w := newACMEE2E(t, 0)
+	cfg := w.config("@every 1s")
+	for i := range 5 {
+		cfg += fmt.Sprintf("  - {name: c%d, domains: [c%d.example.com], dcv: {method: dns, provider: knot}}\n", i, i)
+	}
+	cfgPath := filepath.Join(w.dir, "certd.yaml")
+	writeFile(t, cfgPath, cfg)
+	dbPath := filepath.Join(w.dir, "state", "certd.db")
+	rnd := rand.New(rand.NewPCG(uint64(time.Now().UnixNano()), 7))
+	for round := range 5 {
+		cmd := exec.Command(binary(t), "run", "-config", cfgPath)
+		var logs syncBuffer
+		cmd.Stderr = &logs
+		if err := cmd.Start(); err != nil {
+			t.Fatal(err)
+		}
+		time.Sleep(time.Duration(50+rnd.IntN(400)) * time.Millisecond)
+		_ = cmd.Process.Kill()
+		_ = cmd.Wait()
+		t.Logf("round %d killed; log lines: %d", round, strings.Count(logs.String(), "\n"))
+	}
+	out, err := exec.Command(binary(t), "run", "-once", "-config", cfgPath).CombinedOutput()
+	if err != nil {
+		t.Fatalf("the run after the kills: %v\n%s", err, out)
+	}
+	st, err := store.Open(ctx, dbPath, store.Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer st.Close()
+	journaled := map[string]bool{}
+	for _, name := range []string{"www", "app", "c0", "c1", "c2", "c3", "c4"} {
+		c, err := st.GetCertificate(ctx, name)
+		if err != nil || c.State != store.StateValid {
+			t.Fatalf("%s: %+v %v", name, c, err)
+		}
+		if n := versionCount(t, dbPath, name); n != 1 {
+			t.Fatalf("%s has %d versions, want 1: bought twice (N1)", name, n)
+		}
+	}
+	db, err := sql.Open("sqlite", "file:"+dbPath+"?mode=ro")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer db.Close()
+	rows, err := db.Query("SELECT ca_ref FROM orders WHERE ca_ref != ''")
+	if err != nil {
+		t.Fatal(err)
+	}
+	for rows.Next() {
+		var ref string
+		_ = rows.Scan(&ref)
+		journaled[ref] = true
+	}
+	rows.Close()
+	cfgLoaded, err := loadConfig(cfgPath)
+	if err != nil {
+		t.Fatal(err)
+	}
+	iss, err := acme.NewFromConfig("pebble", cfgLoaded.Accounts["pebble"].Settings.(*acme.Config), acmeAccounts{st}, nil, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	urls, listed, err := iss.Orders(ctx)
+	if err != nil || !listed {
+		t.Fatalf("Pebble's order list: %v", err)
+	}
+	for _, u := range urls {
+		if !journaled[u] {
+			t.Errorf("Pebble holds order %s that certd never journaled (N2)", u)
+		}
+	}
+	if a, err := st.LiveArtefacts(ctx); err != nil || len(a) != 0 {
+		t.Fatalf("DNS records left journaled as live: %v %v", a, err)
+	}
+	t.Logf("%d orders at Pebble, all journaled (%d journaled)", len(urls), len(journaled))
 }
