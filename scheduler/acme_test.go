@@ -16,6 +16,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/libdns/libdns"
 	"github.com/libdns/rfc2136"
 	acmez "github.com/mholt/acmez/v3/acme"
 
@@ -675,5 +676,57 @@ func TestACMEForgottenAccountIsRegisteredAgain(t *testing.T) {
 	}
 	if a, err := w.st.GetACMEAccount(ctx, "pebble", w.proxy.Directory); err != nil || a.URL == "" {
 		t.Fatalf("stored account after re-registering: %+v %v", a, err)
+	}
+}
+
+// failBehindCertd removes the published TXT record before letting the CA
+// check it, and "crashes" once the CA has decided: the order stays open
+// in the journal while its authorization is invalid at the CA.
+type failBehindCertd struct {
+	*acme.Issuer
+	prov *rfc2136.Provider
+}
+
+func (f *failBehindCertd) Respond(ctx context.Context, auth ca.OrderAuthorization, ch dcv.Challenge) (ca.OrderAuthorization, error) {
+	rr := libdns.TXT{Name: libdns.RelativeName(ch.RecordName+".", "example.com."), Text: ch.Value}
+	if _, err := f.prov.DeleteRecords(ctx, "example.com.", []libdns.Record{rr}); err != nil {
+		return auth, err
+	}
+	got, err := f.Issuer.Respond(ctx, auth, ch)
+	if err != nil || got.Status != ca.AuthInvalid {
+		return got, fmt.Errorf("the CA did not fail the check: %v %v", got.Status, err)
+	}
+	return got, errStopped
+}
+
+// A resumed order whose authorization failed while certd was down is
+// replaced by a new order in the same attempt, not after a backoff.
+func TestACMEResumedOrderWithFailedAuthorizationIsReplacedAtOnce(t *testing.T) {
+	t.Parallel()
+	w := newACMEWorld(t, acmeOpts{env: fastPebble})
+	iss := w.issuer(t)
+	prov := &rfc2136.Provider{Server: w.knot.Addr, KeyName: w.knot.KeyName, KeyAlg: w.knot.KeyAlg, Key: w.knot.Secret}
+	c := w.due(t)
+	if err := w.issuing(w.st, &failBehindCertd{Issuer: iss, prov: prov}).Work(ctx, c); !errors.Is(err, errStopped) {
+		t.Fatalf("first run: %v", err)
+	}
+	first, _ := w.st.LatestOrder(ctx, "www")
+	if first.State != store.OrderPending {
+		t.Fatalf("the first order should still be open in the journal: %+v", first)
+	}
+	c, _ = w.st.GetCertificate(ctx, "www")
+	if err := w.issuing(w.st, w.issuer(t)).Work(ctx, c); err != nil {
+		t.Fatalf("the resumed run did not replace the failed order at once: %v", err)
+	}
+	w.checkIssued(t)
+	done, _ := w.st.GetOrder(ctx, first.ID)
+	last, _ := w.st.LatestOrder(ctx, "www")
+	if done.State != store.OrderFailed || last.Generation != first.Generation+1 || last.State != store.OrderIssued {
+		t.Fatalf("orders: first %s, last gen %d %s", done.State, last.Generation, last.State)
+	}
+	// Pebble lists the issued order only: invalid orders are left out of
+	// account order lists (RFC 8555 §7.1.2.1 says servers SHOULD).
+	if n := orderCount(t, iss); n != 1 {
+		t.Fatalf("Pebble lists %d orders, want 1", n)
 	}
 }
