@@ -213,7 +213,7 @@ func (i *Issuer) account(ctx context.Context) (acme.Account, error) {
 		x := &exchange{route: "newAccount"}
 		reg, err := i.client.NewAccount(withExchange(ctx, x), acct)
 		if err != nil {
-			return acme.Account{}, i.wrap(x, "registering the account", err)
+			return acme.Account{}, i.describe(x, "registering the account", err) // i.mu is held
 		}
 		reg.PrivateKey = key
 		acct = reg
@@ -726,7 +726,20 @@ func (e *Error) Unwrap() []error {
 }
 
 // wrap turns an acmez error into an *Error with the exchange's Retry-After.
+// An accountDoesNotExist answer makes the next call register again.
 func (i *Issuer) wrap(x *exchange, doing string, err error) error {
+	werr := i.describe(x, doing, err)
+	var e *Error
+	if errors.As(werr, &e) && e.Type == acme.ProblemTypeAccountDoesNotExist {
+		i.mu.Lock()
+		i.acct, i.lost = nil, true
+		i.mu.Unlock()
+	}
+	return werr
+}
+
+// describe is wrap without side effects (for use under i.mu).
+func (i *Issuer) describe(x *exchange, doing string, err error) error {
 	if errors.Is(err, context.Canceled) || errors.Is(err, context.DeadlineExceeded) {
 		return fmt.Errorf("acme: %s: %w", doing, err)
 	}
@@ -735,11 +748,6 @@ func (i *Issuer) wrap(x *exchange, doing string, err error) error {
 	if errors.As(err, &p) {
 		e.Status, e.Type = p.Status, p.Type
 		e.Detail = doing + ": " + problemText(&p, err.Error())
-		if p.Type == acme.ProblemTypeAccountDoesNotExist {
-			i.mu.Lock()
-			i.acct, i.lost = nil, true
-			i.mu.Unlock()
-		}
 	}
 	return e
 }

@@ -141,7 +141,8 @@ func (p *Proxy) RefuseReplaces() { p.mu.Lock(); p.refuseRep = true; p.mu.Unlock(
 // as a CA that lost or reset its accounts does.
 func (p *Proxy) ForgetAccountOnce() { p.mu.Lock(); p.forget = true; p.mu.Unlock() }
 
-// NewAccounts is how many newAccount requests came.
+// NewAccounts is how many registrations (newAccount, not a lookup)
+// succeeded.
 func (p *Proxy) NewAccounts() int { p.mu.Lock(); defer p.mu.Unlock(); return p.newAccts }
 
 func (p *Proxy) serve(w http.ResponseWriter, r *http.Request) {
@@ -150,11 +151,16 @@ func (p *Proxy) serve(w http.ResponseWriter, r *http.Request) {
 			OnlyReturnExisting bool `json:"onlyReturnExisting"`
 		}
 		payload(r, &acct)
-		if !acct.OnlyReturnExisting { // a lookup is not a registration
+		rec := httptest.NewRecorder()
+		p.rp.ServeHTTP(rec, r)
+		// A lookup is not a registration, nor is a badNonce resent.
+		if !acct.OnlyReturnExisting && rec.Code/100 == 2 {
 			p.mu.Lock()
 			p.newAccts++
 			p.mu.Unlock()
 		}
+		copyResponse(w, rec)
+		return
 	}
 	switch {
 	case strings.HasPrefix(r.URL.Path, "/renewal-info/"):
