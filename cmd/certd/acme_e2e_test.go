@@ -105,7 +105,8 @@ func TestEndToEndACMERenewsShortLivedCertificates(t *testing.T) {
 	t.Parallel()
 	w := newACMEE2E(t, 20*time.Second)
 	cfgPath := filepath.Join(w.dir, "certd.yaml")
-	writeFile(t, cfgPath, w.config("@every 1s"))
+	metricsAddr := fmt.Sprintf("127.0.0.1:%d", testenv.FreePort(t))
+	writeFile(t, cfgPath, "metrics: {listen: \""+metricsAddr+"\"}\n"+w.config("@every 1s"))
 	dbPath := filepath.Join(w.dir, "state", "certd.db")
 
 	var logs syncBuffer
@@ -122,6 +123,28 @@ func TestEndToEndACMERenewsShortLivedCertificates(t *testing.T) {
 			t.Fatalf("not renewed twice in time (www %d, app %d versions); log:\n%s", versionCount(t, dbPath, "www"), versionCount(t, dbPath, "app"), logs.String())
 		}
 		time.Sleep(200 * time.Millisecond)
+	}
+	// ACME traffic is visible by route, without ids in the labels.
+	fams := scrape(t, metricsAddr)
+	for route, min := range map[string]float64{"newAccount": 1, "newOrder": 6, "finalize": 6, "authz": 6, "challenge": 1} { // authorizations are reused at times {
+		var n float64
+		for _, code := range []string{"200", "201"} {
+			v, _ := value(fams, "certd_ca_requests_total", map[string]string{"account": "pebble", "endpoint": route, "code": code})
+			n += v
+		}
+		if n < min {
+			t.Errorf("certd_ca_requests_total for %s: %v, want at least %v", route, n, min)
+		}
+	}
+	if v, _ := value(fams, "certd_renewals_total", map[string]string{"account": "pebble"}); v < 6 {
+		t.Errorf("certd_renewals_total: %v, want at least 6", v)
+	}
+	for _, f := range fams["certd_ca_requests_total"].GetMetric() {
+		for _, l := range f.GetLabel() {
+			if l.GetName() == "endpoint" && strings.Contains(l.GetValue(), "/") {
+				t.Errorf("a URL became a label: %s", l.GetValue())
+			}
+		}
 	}
 	if err := cmd.Process.Signal(syscall.SIGTERM); err != nil {
 		t.Fatal(err)
