@@ -8,7 +8,6 @@ import (
 	"crypto/tls"
 	"crypto/x509"
 	"encoding/hex"
-	"encoding/pem"
 	"errors"
 	"fmt"
 	"os"
@@ -20,6 +19,7 @@ import (
 	"strings"
 	"time"
 
+	"github.com/certd/certd/internal/pemutil"
 	"go.uber.org/zap"
 )
 
@@ -215,17 +215,9 @@ func (d *Deployer) Rollback(ctx context.Context, s Spec) (Result, error) {
 
 // checkBundle: the key matches the leaf and the chain links up.
 func checkBundle(b Bundle) error {
-	block, _ := pem.Decode(b.KeyPEM)
-	if block == nil {
-		return errors.New("no PEM private key")
-	}
-	key, err := x509.ParsePKCS8PrivateKey(block.Bytes)
+	signer, err := pemutil.Key(b.KeyPEM)
 	if err != nil {
-		return fmt.Errorf("private key: %w", err)
-	}
-	signer, ok := key.(crypto.Signer)
-	if !ok {
-		return errors.New("private key has no public half")
+		return err
 	}
 	if eq, ok := b.Leaf.PublicKey.(interface{ Equal(crypto.PublicKey) bool }); !ok || !eq.Equal(signer.Public()) {
 		return errors.New("private key does not match the certificate")
@@ -238,15 +230,6 @@ func checkBundle(b Bundle) error {
 		issuer = c
 	}
 	return nil
-}
-
-// EncodeCertificates is the PEM encoding of certs, in order.
-func EncodeCertificates(certs ...*x509.Certificate) []byte {
-	var out []byte
-	for _, c := range certs {
-		out = append(out, pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: c.Raw})...)
-	}
-	return out
 }
 
 // writeVersion writes the PEM set into a fresh version directory, every
@@ -268,8 +251,8 @@ func (d *Deployer) writeVersion(s Spec, b Bundle, uid, gid int) (string, error) 
 	if err := os.Chmod(dir, 0o755); err != nil {
 		return "", err
 	}
-	cert := EncodeCertificates(b.Leaf)
-	chain := EncodeCertificates(b.Chain...)
+	cert := pemutil.EncodeCertificates(b.Leaf)
+	chain := pemutil.EncodeCertificates(b.Chain...)
 	full := append(append([]byte{}, cert...), chain...)
 	files := []struct {
 		name string
@@ -518,11 +501,11 @@ func LiveLeaf(s Spec) (*x509.Certificate, error) {
 	if err != nil {
 		return nil, err
 	}
-	block, _ := pem.Decode(b)
-	if block == nil {
-		return nil, fmt.Errorf("%s: no PEM certificate", filepath.Join(s.LivePath(), CertFile))
+	certs, err := pemutil.Certificates(b)
+	if err != nil {
+		return nil, fmt.Errorf("%s: %w", filepath.Join(s.LivePath(), CertFile), err)
 	}
-	return x509.ParseCertificate(block.Bytes)
+	return certs[0], nil
 }
 
 // LiveState is what is on disk at a certificate's live path.
@@ -547,14 +530,11 @@ func Inspect(s Spec) LiveState {
 	if err1 != nil || err2 != nil || err3 != nil {
 		return LiveState{Missing: true}
 	}
-	block, _ := pem.Decode(certPEM)
-	if block == nil {
-		return st
-	}
-	leaf, err := x509.ParseCertificate(block.Bytes)
+	certs, err := pemutil.Certificates(certPEM)
 	if err != nil {
 		return st
 	}
+	leaf := certs[0]
 	st.Fingerprint = Fingerprint(leaf)
 	st.KeyMatches = checkBundle(Bundle{Leaf: leaf, KeyPEM: keyPEM}) == nil
 	return st

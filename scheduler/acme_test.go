@@ -4,7 +4,6 @@ import (
 	"context"
 	"crypto/tls"
 	"crypto/x509"
-	"encoding/pem"
 	"errors"
 	"fmt"
 	"net"
@@ -25,6 +24,7 @@ import (
 	"github.com/certd/certd/ca/acme/acmetest"
 	"github.com/certd/certd/dcv"
 	"github.com/certd/certd/deploy"
+	"github.com/certd/certd/internal/pemutil"
 	"github.com/certd/certd/internal/testenv"
 	"github.com/certd/certd/providers"
 	"github.com/certd/certd/scheduler"
@@ -465,21 +465,7 @@ func (w *acmeWorld) artefacts(t *testing.T) int {
 	return n
 }
 
-func parseCerts(p []byte) ([]*x509.Certificate, error) {
-	var out []*x509.Certificate
-	for {
-		var b *pem.Block
-		b, p = pem.Decode(p)
-		if b == nil {
-			return out, nil
-		}
-		c, err := x509.ParseCertificate(b.Bytes)
-		if err != nil {
-			return nil, err
-		}
-		out = append(out, c)
-	}
-}
+func parseCerts(p []byte) ([]*x509.Certificate, error) { return pemutil.Certificates(p) }
 
 func tail(s string) string {
 	if len(s) > 3000 {

@@ -10,7 +10,6 @@ import (
 	"crypto/x509"
 	"crypto/x509/pkix"
 	"encoding/hex"
-	"encoding/pem"
 	"errors"
 	"fmt"
 	mrand "math/rand/v2"
@@ -26,6 +25,7 @@ import (
 	"github.com/certd/certd/dcv"
 	"github.com/certd/certd/deploy"
 	"github.com/certd/certd/internal/logkey"
+	"github.com/certd/certd/internal/pemutil"
 	"github.com/certd/certd/store"
 )
 
@@ -237,7 +237,7 @@ func (x *Issuing) Work(ctx context.Context, c store.Certificate) error {
 	}
 	v := store.Version{CertName: c.Name, OrderID: o.ID, KeyID: o.KeyID, Serial: fmt.Sprintf("%X", res.Leaf.SerialNumber),
 		NotBefore: res.Leaf.NotBefore, NotAfter: res.Leaf.NotAfter, Fingerprint: deploy.Fingerprint(res.Leaf),
-		CertPEM: deploy.EncodeCertificates(res.Leaf), ChainPEM: deploy.EncodeCertificates(res.Chain...)}
+		CertPEM: pemutil.EncodeCertificates(res.Leaf), ChainPEM: pemutil.EncodeCertificates(res.Chain...)}
 	if v.ID, err = x.Store.AddVersion(ctx, v); err != nil {
 		return err
 	}
@@ -328,7 +328,7 @@ func (x *Issuing) order(ctx context.Context, log *zap.Logger, c store.Certificat
 		if err != nil {
 			return o, ca.Request{}, false, err
 		}
-		key, err := parseKey(k.PEM)
+		key, err := pemutil.Key(k.PEM)
 		if err != nil {
 			return o, ca.Request{}, false, fmt.Errorf("order %s: %w", o.IdempotencyKey, err)
 		}
@@ -351,7 +351,7 @@ func (x *Issuing) order(ctx context.Context, log *zap.Logger, c store.Certificat
 	if err != nil {
 		return store.Order{}, ca.Request{}, false, fmt.Errorf("creating the CSR: %w", err)
 	}
-	keyPEM, err := keyPEMOf(key)
+	keyPEM, err := pemutil.EncodeKey(key)
 	if err != nil {
 		return store.Order{}, ca.Request{}, false, err
 	}
@@ -567,48 +567,10 @@ func newKey(keyType string) (crypto.Signer, error) {
 	return nil, fmt.Errorf("unknown key type %q", keyType)
 }
 
-func keyPEMOf(k crypto.Signer) ([]byte, error) {
-	der, err := x509.MarshalPKCS8PrivateKey(k)
-	if err != nil {
-		return nil, fmt.Errorf("encoding the key: %w", err)
-	}
-	return pem.EncodeToMemory(&pem.Block{Type: "PRIVATE KEY", Bytes: der}), nil
-}
-
-func parseKey(p []byte) (crypto.Signer, error) {
-	block, _ := pem.Decode(p)
-	if block == nil {
-		return nil, errors.New("stored key is not PEM")
-	}
-	k, err := x509.ParsePKCS8PrivateKey(block.Bytes)
-	if err != nil {
-		return nil, fmt.Errorf("stored key: %w", err)
-	}
-	s, ok := k.(crypto.Signer)
-	if !ok {
-		return nil, errors.New("stored key cannot sign")
-	}
-	return s, nil
-}
-
 func parseChain(certPEM, chainPEM []byte) (*x509.Certificate, []*x509.Certificate, error) {
-	var all []*x509.Certificate
-	for _, data := range [][]byte{certPEM, chainPEM} {
-		for {
-			var block *pem.Block
-			block, data = pem.Decode(data)
-			if block == nil {
-				break
-			}
-			c, err := x509.ParseCertificate(block.Bytes)
-			if err != nil {
-				return nil, nil, fmt.Errorf("stored certificate: %w", err)
-			}
-			all = append(all, c)
-		}
-	}
-	if len(all) == 0 {
-		return nil, nil, errors.New("stored version has no certificate")
+	all, err := pemutil.Certificates(append(append([]byte{}, certPEM...), chainPEM...))
+	if err != nil {
+		return nil, nil, fmt.Errorf("stored version: %w", err)
 	}
 	return all[0], all[1:], nil
 }

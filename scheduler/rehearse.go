@@ -14,6 +14,7 @@ import (
 	"github.com/certd/certd/ca"
 	"github.com/certd/certd/dcv"
 	"github.com/certd/certd/deploy"
+	"github.com/certd/certd/internal/pemutil"
 )
 
 // Rehearsal is what a dry run found, step by step.
@@ -132,7 +133,7 @@ func selfSigned(domains []string, keyType string) (deploy.Bundle, error) {
 		return deploy.Bundle{}, err
 	}
 	leaf, _ := x509.ParseCertificate(der)
-	keyPEM, err := keyPEMOf(key)
+	keyPEM, err := pemutil.EncodeKey(key)
 	if err != nil {
 		return deploy.Bundle{}, err
 	}

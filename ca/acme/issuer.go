@@ -9,7 +9,6 @@ import (
 	"crypto/x509"
 	"encoding/base64"
 	"encoding/json"
-	"encoding/pem"
 	"errors"
 	"fmt"
 	"io"
@@ -27,6 +26,7 @@ import (
 	"github.com/certd/certd/dcv"
 
 	"github.com/certd/certd/internal/ctxtime"
+	"github.com/certd/certd/internal/pemutil"
 )
 
 // AccountRecord is an ACME account as kept by certd. KeyPEM is a secret.
@@ -168,7 +168,7 @@ func (i *Issuer) account(ctx context.Context) (acme.Account, error) {
 	}
 	var key crypto.Signer
 	if found {
-		if key, err = parseAccountKey(rec.KeyPEM); err != nil {
+		if key, err = pemutil.Key(rec.KeyPEM); err != nil {
 			return acme.Account{}, fmt.Errorf("acme: account %s: %w", i.opts.Name, err)
 		}
 		if i.opts.EAB != nil && rec.URL != "" && rec.EABKeyID != i.opts.EAB.KeyID {
@@ -180,12 +180,12 @@ func (i *Issuer) account(ctx context.Context) (acme.Account, error) {
 		if err != nil {
 			return acme.Account{}, err
 		}
-		der, err := x509.MarshalPKCS8PrivateKey(k)
+		keyPEM, err := pemutil.EncodeKey(k)
 		if err != nil {
 			return acme.Account{}, err
 		}
 		key = k
-		rec = AccountRecord{Name: i.opts.Name, Directory: i.opts.Directory, KeyPEM: pem.EncodeToMemory(&pem.Block{Type: "PRIVATE KEY", Bytes: der})}
+		rec = AccountRecord{Name: i.opts.Name, Directory: i.opts.Directory, KeyPEM: keyPEM}
 		if i.opts.EAB != nil {
 			rec.EABKeyID = i.opts.EAB.KeyID
 		}
@@ -225,22 +225,6 @@ func (i *Issuer) account(ctx context.Context) (acme.Account, error) {
 	}
 	i.acct = &acct
 	return acct, nil
-}
-
-func parseAccountKey(p []byte) (crypto.Signer, error) {
-	block, _ := pem.Decode(p)
-	if block == nil {
-		return nil, errors.New("stored account key is not PEM")
-	}
-	k, err := x509.ParsePKCS8PrivateKey(block.Bytes)
-	if err != nil {
-		return nil, fmt.Errorf("stored account key: %w", err)
-	}
-	s, ok := k.(crypto.Signer)
-	if !ok {
-		return nil, errors.New("stored account key cannot sign")
-	}
-	return s, nil
 }
 
 // --- ca.Issuer
@@ -449,11 +433,11 @@ func (i *Issuer) Fetch(ctx context.Context, order ca.Order, req ca.Request) (*ca
 	if err != nil {
 		return nil, err
 	}
-	leaf, chain, err := parsePEMChain(body)
+	certs, err := pemutil.Certificates(body)
 	if err != nil {
 		return nil, fmt.Errorf("acme: the certificate at %s: %w", o.Certificate, err)
 	}
-	return &ca.Result{Leaf: leaf, Chain: chain, Roots: i.opts.Roots}, nil
+	return &ca.Result{Leaf: certs[0], Chain: certs[1:], Roots: i.opts.Roots}, nil
 }
 
 // order reads the order at url with the account.
@@ -487,29 +471,6 @@ func (i *Issuer) postAsGet(ctx context.Context, acct acme.Account, url, route st
 		err = fmt.Errorf("HTTP %d without a body", status)
 	}
 	return nil, nil, i.wrap(x, "fetching "+route, err)
-}
-
-func parsePEMChain(b []byte) (*x509.Certificate, []*x509.Certificate, error) {
-	var all []*x509.Certificate
-	for {
-		var block *pem.Block
-		block, b = pem.Decode(b)
-		if block == nil {
-			break
-		}
-		if block.Type != "CERTIFICATE" {
-			continue
-		}
-		c, err := x509.ParseCertificate(block.Bytes)
-		if err != nil {
-			return nil, nil, err
-		}
-		all = append(all, c)
-	}
-	if len(all) == 0 {
-		return nil, nil, errors.New("no certificate in the PEM chain")
-	}
-	return all[0], all[1:], nil
 }
 
 var linkRE = regexp.MustCompile(`<([^>]+)>\s*;\s*rel="?([^";]+)"?`)

@@ -3,7 +3,6 @@ package atlas
 import (
 	"context"
 	"crypto/x509"
-	"encoding/pem"
 	"errors"
 	"fmt"
 	"strings"
@@ -12,6 +11,7 @@ import (
 
 	"github.com/certd/certd/ca"
 	"github.com/certd/certd/dcv"
+	"github.com/certd/certd/internal/pemutil"
 )
 
 // Issuer is certd's ca.Issuer and ca.DomainAuthorizer for one Atlas
@@ -155,11 +155,11 @@ func (is *Issuer) Fetch(ctx context.Context, order ca.Order, _ ca.Request) (*ca.
 }
 
 func parseCert(s string) (*x509.Certificate, error) {
-	block, _ := pem.Decode([]byte(s))
-	if block == nil || block.Type != "CERTIFICATE" {
-		return nil, errors.New("no PEM certificate")
+	certs, err := pemutil.Certificates([]byte(s))
+	if err != nil {
+		return nil, err
 	}
-	return x509.ParseCertificate(block.Bytes)
+	return certs[0], nil
 }
 
 func toAuth(c *Claim) ca.Authorization {

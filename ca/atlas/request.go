@@ -220,11 +220,7 @@ func (c *Client) FindIssued(ctx context.Context, spki []byte, since time.Time) (
 			if err != nil {
 				return "", false, fmt.Errorf("atlas: reconciling: %w", err)
 			}
-			block, _ := pem.Decode([]byte(info.PEM))
-			if block == nil {
-				continue
-			}
-			cert, err := x509.ParseCertificate(block.Bytes)
+			cert, err := parseCert(info.PEM)
 			if err == nil && bytes.Equal(cert.RawSubjectPublicKeyInfo, spki) {
 				return strings.ToUpper(e.Serial), true, nil
 			}

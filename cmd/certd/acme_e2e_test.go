@@ -4,7 +4,6 @@ import (
 	"context"
 	"crypto/x509"
 	"database/sql"
-	"encoding/pem"
 	"fmt"
 	"math/rand/v2"
 	"os"
@@ -18,6 +17,7 @@ import (
 	_ "modernc.org/sqlite"
 
 	"github.com/certd/certd/ca/acme"
+	"github.com/certd/certd/internal/pemutil"
 	"github.com/certd/certd/internal/testenv"
 	"github.com/certd/certd/store"
 )
@@ -233,18 +233,9 @@ func readLive(t *testing.T, dir string) (*x509.Certificate, []*x509.Certificate)
 	if err != nil {
 		t.Fatal(err)
 	}
-	var certs []*x509.Certificate
-	for {
-		var b *pem.Block
-		b, data = pem.Decode(data)
-		if b == nil {
-			break
-		}
-		c, err := x509.ParseCertificate(b.Bytes)
-		if err != nil {
-			t.Fatal(err)
-		}
-		certs = append(certs, c)
+	certs, err := pemutil.Certificates(data)
+	if err != nil {
+		t.Fatal(err)
 	}
 	if len(certs) < 2 {
 		t.Fatalf("%s: %d certificates in the fullchain", dir, len(certs))
