@@ -126,15 +126,15 @@ func newACMEWorld(t testing.TB, o acmeOpts) *acmeWorld {
 type accounts struct{ s *store.SQLite }
 
 func (a accounts) LoadAccount(ctx context.Context, name, dir string) (acme.AccountRecord, bool, error) {
-	r, err := a.s.GetACMEAccount(ctx, name, dir)
+	r, err := a.s.GetCAAccount(ctx, name, dir)
 	if errors.Is(err, store.ErrNotFound) {
 		return acme.AccountRecord{}, false, nil
 	}
-	return acme.AccountRecord{Name: r.Name, Directory: r.Directory, KeyPEM: r.KeyPEM, URL: r.URL, EABKeyID: r.EABKeyID}, err == nil, err
+	return acme.AccountRecord{Name: r.Account, Directory: r.Endpoint, KeyPEM: r.KeyPEM, URL: r.Ref, EABKeyID: r.BindingID}, err == nil, err
 }
 
 func (a accounts) SaveAccount(ctx context.Context, r acme.AccountRecord) error {
-	return a.s.SaveACMEAccount(ctx, store.ACMEAccount{Name: r.Name, Directory: r.Directory, KeyPEM: r.KeyPEM, URL: r.URL, EABKeyID: r.EABKeyID})
+	return a.s.SaveCAAccount(ctx, store.CAAccount{Account: r.Name, Endpoint: r.Directory, KeyPEM: r.KeyPEM, Ref: r.URL, BindingID: r.EABKeyID})
 }
 
 // issuer is a new ACME issuer over the world's store: a new one models a
@@ -285,16 +285,16 @@ func TestACMEIssuesOverDNS01WithEAB(t *testing.T) {
 		t.Fatalf("without ARI: next %s at %s, want renew at about %s", c.NextAction, c.NextActionAt, want)
 	}
 	// The account key is stored, and a restart reuses the account.
-	a, err := w.st.GetACMEAccount(ctx, "pebble", w.pebble.Directory)
-	if err != nil || a.URL == "" || a.EABKeyID != "kid-1" {
+	a, err := w.st.GetCAAccount(ctx, "pebble", w.pebble.Directory)
+	if err != nil || a.Ref == "" || a.BindingID != "kid-1" {
 		t.Fatalf("stored account: %+v %v", a, err)
 	}
 	again := w.issuer(t)
 	if n := orderCount(t, again); n != 1 {
 		t.Fatalf("a restarted issuer sees %d orders: a new account was registered?", n)
 	}
-	if a2, _ := w.st.GetACMEAccount(ctx, "pebble", w.pebble.Directory); a2.URL != a.URL {
-		t.Fatalf("account URL changed: %s -> %s", a.URL, a2.URL)
+	if a2, _ := w.st.GetCAAccount(ctx, "pebble", w.pebble.Directory); a2.Ref != a.Ref {
+		t.Fatalf("account URL changed: %s -> %s", a.Ref, a2.Ref)
 	}
 }
 
@@ -660,7 +660,7 @@ func TestACMEForgottenAccountIsRegisteredAgain(t *testing.T) {
 	if n := w.proxy.NewAccounts(); n != 2 {
 		t.Fatalf("%d registrations, want 2 (the first, and once after the CA forgot it)", n)
 	}
-	if a, err := w.st.GetACMEAccount(ctx, "pebble", w.proxy.Directory); err != nil || a.URL == "" {
+	if a, err := w.st.GetCAAccount(ctx, "pebble", w.proxy.Directory); err != nil || a.Ref == "" {
 		t.Fatalf("stored account after re-registering: %+v %v", a, err)
 	}
 }

@@ -131,18 +131,18 @@ CREATE TRIGGER events_append_only_update BEFORE UPDATE ON events
 CREATE TRIGGER events_append_only_delete BEFORE DELETE ON events
 	BEGIN SELECT RAISE(ABORT, 'events are append-only'); END;
 `,
-	// 2: ACME accounts. The account key is a secret kept like private_keys:
-	// only here, in a 0600 file.
+	// 2: CA accounts (ACME account keys). The key is a secret kept like
+	// private_keys: only here, in a 0600 file.
 	`
-CREATE TABLE acme_accounts (
-	name        TEXT NOT NULL,
-	directory   TEXT NOT NULL,
+CREATE TABLE ca_accounts (
+	account     TEXT NOT NULL,
+	endpoint    TEXT NOT NULL,
 	key_pem     BLOB NOT NULL,
-	url         TEXT NOT NULL DEFAULT '',
-	eab_kid     TEXT NOT NULL DEFAULT '',
+	ref         TEXT NOT NULL DEFAULT '',
+	binding_id  TEXT NOT NULL DEFAULT '',
 	created_at  INTEGER NOT NULL,
 	updated_at  INTEGER NOT NULL,
-	PRIMARY KEY (name, directory)
+	PRIMARY KEY (account, endpoint)
 );
 `,
 }

@@ -618,34 +618,34 @@ func (s *SQLite) ListEvents(ctx context.Context, f EventFilter) ([]Event, error)
 	return out, nil
 }
 
-// --- ACME accounts
+// --- CA accounts
 
-// GetACMEAccount implements ACMEAccounts.
-func (s *SQLite) GetACMEAccount(ctx context.Context, name, directory string) (ACMEAccount, error) {
-	a := ACMEAccount{Name: name, Directory: directory}
+// GetCAAccount implements CAAccounts.
+func (s *SQLite) GetCAAccount(ctx context.Context, account, endpoint string) (CAAccount, error) {
+	a := CAAccount{Account: account, Endpoint: endpoint}
 	var created, updated sql.NullInt64
-	err := s.db.QueryRowContext(ctx, "SELECT key_pem, url, eab_kid, created_at, updated_at FROM acme_accounts WHERE name = ? AND directory = ?",
-		name, directory).Scan(&a.KeyPEM, &a.URL, &a.EABKeyID, &created, &updated)
+	err := s.db.QueryRowContext(ctx, "SELECT key_pem, ref, binding_id, created_at, updated_at FROM ca_accounts WHERE account = ? AND endpoint = ?",
+		account, endpoint).Scan(&a.KeyPEM, &a.Ref, &a.BindingID, &created, &updated)
 	if err != nil {
-		return a, notFound(err, fmt.Sprintf("ACME account %s at %s", name, directory))
+		return a, notFound(err, fmt.Sprintf("CA account %s at %s", account, endpoint))
 	}
 	a.CreatedAt, a.UpdatedAt = fromMs(created), fromMs(updated)
 	return a, nil
 }
 
-// SaveACMEAccount implements ACMEAccounts.
-func (s *SQLite) SaveACMEAccount(ctx context.Context, a ACMEAccount) error {
-	if a.Name == "" || a.Directory == "" || len(a.KeyPEM) == 0 {
-		return errors.New("store: an ACME account needs a name, a directory and a key")
+// SaveCAAccount implements CAAccounts.
+func (s *SQLite) SaveCAAccount(ctx context.Context, a CAAccount) error {
+	if a.Account == "" || a.Endpoint == "" || len(a.KeyPEM) == 0 {
+		return errors.New("store: a CA account needs a name, an endpoint and a key")
 	}
 	now := ms(time.Now())
-	_, err := s.w.ExecContext(ctx, `INSERT INTO acme_accounts (name, directory, key_pem, url, eab_kid, created_at, updated_at)
+	_, err := s.w.ExecContext(ctx, `INSERT INTO ca_accounts (account, endpoint, key_pem, ref, binding_id, created_at, updated_at)
 		VALUES (?, ?, ?, ?, ?, ?, ?)
-		ON CONFLICT (name, directory) DO UPDATE SET key_pem = excluded.key_pem, url = excluded.url,
-			eab_kid = excluded.eab_kid, updated_at = excluded.updated_at`,
-		a.Name, a.Directory, a.KeyPEM, a.URL, a.EABKeyID, now, now)
+		ON CONFLICT (account, endpoint) DO UPDATE SET key_pem = excluded.key_pem, ref = excluded.ref,
+			binding_id = excluded.binding_id, updated_at = excluded.updated_at`,
+		a.Account, a.Endpoint, a.KeyPEM, a.Ref, a.BindingID, now, now)
 	if err != nil {
-		return fmt.Errorf("store: saving ACME account %s: %w", a.Name, err)
+		return fmt.Errorf("store: saving CA account %s: %w", a.Account, err)
 	}
 	return nil
 }

@@ -31,27 +31,31 @@ type Store interface {
 	Artefacts
 	Deployments
 	Events
-	ACMEAccounts
+	CAAccounts
 	Close() error
 }
 
-// ACMEAccounts holds ACME account keys and their account URLs, one per
-// configured account and directory.
-type ACMEAccounts interface {
-	// GetACMEAccount returns ErrNotFound when there is none.
-	GetACMEAccount(ctx context.Context, name, directory string) (ACMEAccount, error)
-	// SaveACMEAccount inserts or replaces the row for (Name, Directory).
-	SaveACMEAccount(ctx context.Context, a ACMEAccount) error
+// CAAccounts holds what certd generated to act as a CA account (an ACME
+// account key) and the CA's reference for it, one per configured account
+// and CA endpoint. The store reads nothing into it.
+type CAAccounts interface {
+	// GetCAAccount returns ErrNotFound when there is none.
+	GetCAAccount(ctx context.Context, account, endpoint string) (CAAccount, error)
+	// SaveCAAccount inserts or replaces the row for (Account, Endpoint).
+	SaveCAAccount(ctx context.Context, a CAAccount) error
 }
 
-// ACMEAccount is one ACME account. KeyPEM is a secret, like PrivateKey.PEM.
-type ACMEAccount struct {
-	Name      string
-	Directory string
-	KeyPEM    []byte
-	// URL is the account URL (the JWS kid); empty until registered.
-	URL       string
-	EABKeyID  string
+// CAAccount is one CA account's credentials. KeyPEM is a secret, like
+// PrivateKey.PEM.
+type CAAccount struct {
+	Account  string // the account's name in configuration
+	Endpoint string // the CA endpoint (an ACME directory URL)
+	KeyPEM   []byte
+	// Ref is the CA's reference for the account (an ACME account URL);
+	// empty until the CA has it.
+	Ref string
+	// BindingID is the external binding it was created with (an EAB kid).
+	BindingID string
 	CreatedAt time.Time
 	UpdatedAt time.Time
 }

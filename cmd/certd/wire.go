@@ -212,21 +212,21 @@ func deploySpec(c *config.Certificate) deploy.Spec {
 }
 
 // acmeAccounts keeps ACME account keys in the store.
-type acmeAccounts struct{ s store.ACMEAccounts }
+type acmeAccounts struct{ s store.CAAccounts }
 
 func (a acmeAccounts) LoadAccount(ctx context.Context, name, directory string) (acme.AccountRecord, bool, error) {
-	r, err := a.s.GetACMEAccount(ctx, name, directory)
+	r, err := a.s.GetCAAccount(ctx, name, directory)
 	if errors.Is(err, store.ErrNotFound) {
 		return acme.AccountRecord{}, false, nil
 	}
 	if err != nil {
 		return acme.AccountRecord{}, false, err
 	}
-	return acme.AccountRecord{Name: r.Name, Directory: r.Directory, KeyPEM: r.KeyPEM, URL: r.URL, EABKeyID: r.EABKeyID}, true, nil
+	return acme.AccountRecord{Name: r.Account, Directory: r.Endpoint, KeyPEM: r.KeyPEM, URL: r.Ref, EABKeyID: r.BindingID}, true, nil
 }
 
 func (a acmeAccounts) SaveAccount(ctx context.Context, r acme.AccountRecord) error {
-	return a.s.SaveACMEAccount(ctx, store.ACMEAccount{Name: r.Name, Directory: r.Directory, KeyPEM: r.KeyPEM, URL: r.URL, EABKeyID: r.EABKeyID})
+	return a.s.SaveCAAccount(ctx, store.CAAccount{Account: r.Name, Endpoint: r.Directory, KeyPEM: r.KeyPEM, Ref: r.URL, BindingID: r.EABKeyID})
 }
 
 // storeJournal is the DCV journal kept in the store's dcv_artefacts.

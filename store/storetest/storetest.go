@@ -28,7 +28,7 @@ func Run(t *testing.T, open func(t *testing.T) store.Store) {
 		{"Deployments", deployments},
 		{"EventsAppendOnly", eventsAppendOnly},
 		{"NotFound", notFound},
-		{"ACMEAccounts", acmeAccounts},
+		{"CAAccounts", caAccounts},
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) { tc.fn(t, open(t)) })
@@ -313,21 +313,21 @@ func notFound(t *testing.T, s store.Store) {
 	}
 }
 
-func acmeAccounts(t *testing.T, s store.Store) {
+func caAccounts(t *testing.T, s store.Store) {
 	const dir = "https://acme.example/directory"
-	if _, err := s.GetACMEAccount(ctx, "le", dir); !errors.Is(err, store.ErrNotFound) {
+	if _, err := s.GetCAAccount(ctx, "le", dir); !errors.Is(err, store.ErrNotFound) {
 		t.Fatalf("missing account: %v, want ErrNotFound", err)
 	}
-	// The key is stored before registration, the URL after.
-	must(t, s.SaveACMEAccount(ctx, store.ACMEAccount{Name: "le", Directory: dir, KeyPEM: []byte("KEY"), EABKeyID: "kid-1"}))
-	must(t, s.SaveACMEAccount(ctx, store.ACMEAccount{Name: "le", Directory: dir, KeyPEM: []byte("KEY"), URL: "https://acme.example/acct/1", EABKeyID: "kid-1"}))
-	must(t, s.SaveACMEAccount(ctx, store.ACMEAccount{Name: "le", Directory: dir + "2", KeyPEM: []byte("OTHER")}))
-	a, err := s.GetACMEAccount(ctx, "le", dir)
+	// The key is stored before registration, the reference after.
+	must(t, s.SaveCAAccount(ctx, store.CAAccount{Account: "le", Endpoint: dir, KeyPEM: []byte("KEY"), BindingID: "kid-1"}))
+	must(t, s.SaveCAAccount(ctx, store.CAAccount{Account: "le", Endpoint: dir, KeyPEM: []byte("KEY"), Ref: "https://acme.example/acct/1", BindingID: "kid-1"}))
+	must(t, s.SaveCAAccount(ctx, store.CAAccount{Account: "le", Endpoint: dir + "2", KeyPEM: []byte("OTHER")}))
+	a, err := s.GetCAAccount(ctx, "le", dir)
 	must(t, err)
-	if string(a.KeyPEM) != "KEY" || a.URL != "https://acme.example/acct/1" || a.EABKeyID != "kid-1" || a.CreatedAt.IsZero() {
+	if string(a.KeyPEM) != "KEY" || a.Ref != "https://acme.example/acct/1" || a.BindingID != "kid-1" || a.CreatedAt.IsZero() {
 		t.Fatalf("round trip: %+v", a)
 	}
-	if err := s.SaveACMEAccount(ctx, store.ACMEAccount{Name: "x", Directory: dir}); err == nil {
+	if err := s.SaveCAAccount(ctx, store.CAAccount{Account: "x", Endpoint: dir}); err == nil {
 		t.Fatal("an account without a key was saved")
 	}
 }
