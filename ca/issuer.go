@@ -158,6 +158,16 @@ type OrderAuthorization struct {
 	Detail string
 }
 
+// ChallengeLocator is implemented by CAs that say where they look for a
+// proof, so a dry run can publish a throwaway value there (never over a
+// real token) and check it is visible, without asking the CA anything.
+type ChallengeLocator interface {
+	// Locate returns the challenge how would publish for domain (the
+	// domain proved: a claim domain, or a name without "*."), carrying
+	// value; ok=false when there is nothing to publish (email).
+	Locate(domain string, how Proof, value string) (ch dcv.Challenge, ok bool)
+}
+
 // RenewalAdvisor is implemented by CAs that say when a certificate should
 // be renewed (ACME Renewal Information, RFC 9773).
 type RenewalAdvisor interface {

@@ -48,19 +48,13 @@ func Rehearse(ctx context.Context, plan Plan) Rehearsal {
 		if plan.ClaimDomain != nil {
 			claim = plan.ClaimDomain(d)
 		}
-		ch := dcv.Challenge{Domain: claim, Method: proof.CA.Method}
-		switch proof.CA.Method {
-		case dcv.DNSTXT:
-			ch.RecordName, ch.Value = claim, tok
-			if proof.CA.AuthorizationDomain != "" {
-				ch.RecordName = proof.CA.AuthorizationDomain
-			}
-		case dcv.HTTPFile:
-			ch.Path, ch.Content = "/.well-known/pki-validation/"+tok+".txt", tok
-			if _, perOrder := plan.Issuer.(ca.OrderAuthorizer); perOrder {
-				ch.Path = "/.well-known/acme-challenge/" + tok // where ACME's http-01 looks
-			}
-		default:
+		loc, ok := plan.Issuer.(ca.ChallengeLocator)
+		if !ok {
+			r.step(true, "%s: this CA does not say where it looks; nothing to rehearse", d)
+			continue
+		}
+		ch, ok := loc.Locate(claim, proof.CA, tok)
+		if !ok {
 			r.step(true, "%s: proved by %s; nothing to rehearse", d, proof.CA.Method)
 			continue
 		}

@@ -590,6 +590,21 @@ func (i *Issuer) Respond(ctx context.Context, auth ca.OrderAuthorization, ch dcv
 	return authorization(a), nil
 }
 
+// Locate implements ca.ChallengeLocator: where dns-01 and http-01 look.
+func (i *Issuer) Locate(domain string, how ca.Proof, value string) (dcv.Challenge, bool) {
+	domain = strings.TrimPrefix(domain, "*.")
+	ch := dcv.Challenge{Domain: domain, Method: how.Method}
+	switch how.Method {
+	case dcv.DNSTXT:
+		ch.RecordName, ch.Value = "_acme-challenge."+domain, value
+	case dcv.HTTPFile:
+		ch.Path, ch.Content = "/.well-known/acme-challenge/"+value, value
+	default:
+		return dcv.Challenge{}, false
+	}
+	return ch, true
+}
+
 func challengeStatus(a acme.Authorization, url string) string {
 	for _, c := range a.Challenges {
 		if c.URL == url {

@@ -255,6 +255,21 @@ func (is *Issuer) Challenge(auth ca.Authorization, how ca.Proof) (dcv.Challenge,
 	return ch, nil
 }
 
+// Locate implements ca.ChallengeLocator: a TXT value where the claim's
+// token goes, or a file beside (never over) gsdv.txt.
+func (is *Issuer) Locate(domain string, how ca.Proof, value string) (dcv.Challenge, bool) {
+	ch := dcv.Challenge{Domain: domain, Method: how.Method}
+	switch how.Method {
+	case dcv.DNSTXT:
+		ch.RecordName, ch.Value = authDomain(how, domain), value
+	case dcv.HTTPFile:
+		ch.Path, ch.Content = "/.well-known/pki-validation/"+value+".txt", value
+	default:
+		return dcv.Challenge{}, false
+	}
+	return ch, true
+}
+
 func authDomain(how ca.Proof, domain string) string {
 	if how.AuthorizationDomain != "" {
 		return how.AuthorizationDomain

@@ -131,11 +131,6 @@ func (p *parts) plan(name string) (scheduler.Plan, error) {
 		switch m.Method {
 		case config.MethodDNS:
 			proofs[d] = scheduler.Proof{CA: ca.Proof{Method: dcv.DNSTXT}, Target: dcv.Target{DNS: m.Provider}}
-			if _, perOrder := issuer.(ca.OrderAuthorizer); perOrder {
-				// ACME's dns-01 record (the dry run publishes there too).
-				proofs[d] = scheduler.Proof{CA: ca.Proof{Method: dcv.DNSTXT, AuthorizationDomain: "_acme-challenge." + strings.TrimPrefix(d, "*.")},
-					Target: dcv.Target{DNS: m.Provider}}
-			}
 		case config.MethodDNSCNAME:
 			proofs[d] = scheduler.Proof{CA: ca.Proof{Method: dcv.DNSTXT, AuthorizationDomain: "_acme-challenge." + claimDomain(d)},
 				Target: dcv.Target{DNS: m.Provider, Delegate: m.Delegate}}
