@@ -27,6 +27,11 @@ type Request struct {
 	// Since is when the intent was stored: reconciliation looks no
 	// further back.
 	Since time.Time
+	// SentAt is when Submit was last called for this order (zero: never,
+	// so nothing can have reached the CA). The caller stores it before
+	// calling Submit; Reconcile uses it to tell "not there yet" from
+	// "never arrived".
+	SentAt time.Time
 	// Lifetime, when set, asks for a shorter validity than the CA's
 	// maximum, counted from the start of validity the issuer requests.
 	Lifetime time.Duration
@@ -56,20 +61,29 @@ type Result struct {
 }
 
 // Issuer is what every CA can do. Implementations MUST be safe for
-// concurrent use and honour ctx.
+// concurrent use and honour ctx, and MUST return failures as *Error (see
+// errors.go) so the caller can classify them.
 type Issuer interface {
 	// Submit places an order for req. A failure that leaves the outcome
 	// unknown (the request may have reached the CA) MUST wrap
 	// ErrAmbiguous; the caller then calls Reconcile and never Submit
 	// directly. Any other error means the CA did not commit the order.
+	// Submit MUST NOT sleep for a long Retry-After itself: it returns the
+	// *Error with Retry set, and the caller stores when to come back.
 	Submit(ctx context.Context, req Request) (Order, error)
 	// Reconcile finds an order the CA committed for req, when Submit's
 	// outcome was not learnt (an ambiguous answer, a crash). found=false
 	// with a nil error is a definite "no such order": only then may the
-	// caller Submit again. If the CA cannot tell yet, return an error.
+	// caller Submit again, so an implementation MUST return it only when
+	// its lookup can prove absence (a client reference the CA indexes, or
+	// a listing complete for every order sent at req.SentAt, pending ones
+	// included). While the CA cannot tell yet, it MUST return an error
+	// wrapping ErrUndetermined (with a Retry-After when it knows when it
+	// will be able to tell); never "not found".
 	Reconcile(ctx context.Context, req Request) (order Order, found bool, err error)
 	// Fetch returns the certificate of order, or an error wrapping
-	// ErrPending while the CA is still working.
+	// ErrPending while the CA is still working, or ErrRejected when the
+	// CA will never issue it.
 	Fetch(ctx context.Context, order Order, req Request) (*Result, error)
 }
 
@@ -94,9 +108,9 @@ type DomainAuthorizer interface {
 // Proof is how an account-level authorization is to be proved.
 type Proof struct {
 	Method dcv.Method
-	// AuthorizationDomain is where the CA looks: the domain itself, or an
-	// "_"-label CNAMEd to a delegated zone. Empty means the domain.
-	AuthorizationDomain string
+	// Delegated: the DNS record is published in another zone, which the
+	// name where the CA looks (the issuer knows which label) is CNAMEd to.
+	Delegated bool
 	// Email is the approver address for dcv.Email.
 	Email string
 }
@@ -206,7 +220,19 @@ var (
 	ErrDCVFailed = errors.New("ca: domain validation failed")
 	// ErrNoAdvice: the CA gives no renewal advice for this certificate.
 	ErrNoAdvice = errors.New("ca: no renewal advice")
+	// ErrUndetermined: Reconcile cannot tell yet whether the CA committed
+	// the order (it may still be issuing one that reports do not show).
+	// The order stays ambiguous and is looked up again later.
+	ErrUndetermined = errors.New("ca: cannot tell yet whether the order was placed")
 )
+
+// ClaimPolicy is implemented by DomainAuthorizers: which domain is
+// claimed for a certificate name, and how long before a claim's expiry it
+// is proved again.
+type ClaimPolicy interface {
+	ClaimDomain(name string) string
+	ReassertBefore() time.Duration
+}
 
 // RevocationLister is implemented by CAs that can list the account's
 // revoked certificates cheaply, so certd notices a revocation made

@@ -265,15 +265,16 @@ func (l *loader) decodePlugins() {
 // accountLimits reads the keys every account takes and hides them from
 // the CA's own decoder.
 func (l *loader) accountLimits(b *Block) AccountLimits {
-	lim := AccountLimits{MaxConcurrent: 4}
-	b.common = map[string]bool{"max_concurrent": true, "rate_limit": true, "burst": true}
+	lim := AccountLimits{MaxConcurrent: 4, OrderWait: DefaultOrderWait}
+	b.common = map[string]bool{"max_concurrent": true, "rate_limit": true, "burst": true, "order_wait": true}
 	if b.node == nil {
 		return lim
 	}
 	var only struct {
-		MaxConcurrent *int     `yaml:"max_concurrent"`
-		RateLimit     *float64 `yaml:"rate_limit"`
-		Burst         *int     `yaml:"burst"`
+		MaxConcurrent *int      `yaml:"max_concurrent"`
+		RateLimit     *float64  `yaml:"rate_limit"`
+		Burst         *int      `yaml:"burst"`
+		OrderWait     *Duration `yaml:"order_wait"`
 	}
 	picked := &yaml.Node{Kind: yaml.MappingNode, Line: b.node.Line, Column: b.node.Column}
 	for i := 0; i+1 < len(b.node.Content); i += 2 {
@@ -305,6 +306,12 @@ func (l *loader) accountLimits(b *Block) AccountLimits {
 			l.errs.add(at("burst"), "must be 1 or more")
 		}
 		lim.Burst = *only.Burst
+	}
+	if only.OrderWait != nil {
+		if *only.OrderWait < 0 || *only.OrderWait > Duration(600e9) {
+			l.errs.add(at("order_wait"), "must be between 0 and 10m")
+		}
+		lim.OrderWait = *only.OrderWait
 	}
 	if lim.Burst == 0 {
 		lim.Burst = max(1, int(lim.RateLimit))

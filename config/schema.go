@@ -16,6 +16,7 @@ const (
 	DefaultKeep        = 3
 	DefaultHookTimeout = Duration(60e9)  // 60s
 	DefaultVerifyWait  = Duration(30e9)  // 30s
+	DefaultOrderWait   = Duration(30e9)  // 30s
 	DefaultCertMode    = FileMode(0o644) //
 	DefaultKeyMode     = FileMode(0o600) //
 	DefaultDirMode     = FileMode(0o755) //
@@ -29,10 +30,17 @@ var KeyTypes = []string{"ecdsa-p256", "ecdsa-p384", "rsa-2048", "rsa-3072", "rsa
 
 // DCV methods a certificate's domains can be proved by.
 const (
-	MethodDNS      = "dns"       // a TXT record published through a DNS provider
-	MethodDNSCNAME = "dns-cname" // the record is published at a delegated name the CA follows a CNAME to
-	MethodHTTP     = "http"      // a token file served under /.well-known/ by an HTTP target
-	MethodEmail    = "email"     // an approval email to an address the CA allows
+	MethodDNS = "dns" // a TXT record published through a DNS provider
+	// MethodDNSDelegated: the TXT record is published at a delegated name
+	// that the name where the CA looks is CNAMEd to (once, by hand). Not
+	// to be confused with a CNAME challenge, which certd publishes itself
+	// when a CA asks for one.
+	MethodDNSDelegated = "dns-delegated"
+	// methodDNSCNAMEOld is the old name of dns-delegated, refused with a
+	// message naming the new one.
+	methodDNSCNAMEOld = "dns-cname"
+	MethodHTTP        = "http"  // a token file served under /.well-known/ by an HTTP target
+	MethodEmail       = "email" // an approval email to an address the CA allows
 )
 
 // Config is a loaded, validated configuration.
@@ -67,6 +75,10 @@ type AccountLimits struct {
 	// bursts of Burst (default 1 or the rate, whichever is larger).
 	RateLimit float64 `yaml:"rate_limit"`
 	Burst     int     `yaml:"burst"`
+	// OrderWait bounds how long one pass waits for an order the CA is
+	// still working on (issuing, or not yet showing in its reports)
+	// before leaving it to a later pass (default 30s; 0: do not wait).
+	OrderWait Duration `yaml:"order_wait"`
 }
 
 // DCVSettings tune how certd checks that a challenge is visible.
@@ -185,9 +197,9 @@ func (c *Certificate) DCVFor(domain string) *DCV {
 // DCV is how one domain is proved.
 type DCV struct {
 	Method string `yaml:"method"`
-	// Provider names a DNS provider (dns, dns-cname).
+	// Provider names a DNS provider (dns, dns-delegated).
 	Provider string `yaml:"provider"`
-	// Delegate is the name the CA's record name is CNAMEd to (dns-cname);
+	// Delegate is the name the CA's record name is CNAMEd to (dns-delegated);
 	// the record is published there, in the provider's zone.
 	Delegate string `yaml:"delegate"`
 	// Target names an HTTP target (http).

@@ -257,10 +257,10 @@ func (l *loader) checkCertificates() {
 				continue
 			}
 			if m.Method == MethodHTTP && strings.HasPrefix(d, "*.") {
-				l.errAt(file, p, "wildcard %s cannot be validated over HTTP; CAs require dns or dns-cname (or email) for wildcards", d)
+				l.errAt(file, p, "wildcard %s cannot be validated over HTTP; CAs require dns or dns-delegated (or email) for wildcards", d)
 			}
 			if b, ok := l.blocks[0][c.Account]; ok && b.Type == "acme" && m.Method == MethodEmail {
-				l.errAt(file, p, "%s: ACME proves domains by dns, dns-cname or http, not email (account %s)", d, c.Account)
+				l.errAt(file, p, "%s: ACME proves domains by dns, dns-delegated or http, not email (account %s)", d, c.Account)
 			}
 		}
 
@@ -312,10 +312,12 @@ func (l *loader) checkDCV(file, path string, d *DCV) {
 		unused("delegate", d.Delegate)
 		unused("target", d.Target)
 		unused("email", d.Email)
-	case MethodDNSCNAME:
+	case methodDNSCNAMEOld:
+		l.errAt(file, path+".method", "method dns-cname was renamed dns-delegated (a TXT record published in the zone a CNAME delegates to); write method: dns-delegated")
+	case MethodDNSDelegated:
 		dnsRef()
 		if d.Delegate == "" {
-			l.errAt(file, path+".delegate", "method dns-cname needs the delegated name the CNAME points to")
+			l.errAt(file, path+".delegate", "method dns-delegated needs the delegated name the CNAME points to")
 		} else if n, err := NormalizeDNSName(d.Delegate); err != nil {
 			l.errAt(file, path+".delegate", "%v", err)
 		} else {
@@ -340,9 +342,9 @@ func (l *loader) checkDCV(file, path string, d *DCV) {
 		unused("delegate", d.Delegate)
 		unused("target", d.Target)
 	case "":
-		l.errAt(file, path+".method", "method is required (dns, dns-cname, http or email)")
+		l.errAt(file, path+".method", "method is required (dns, dns-delegated, http or email)")
 	default:
-		l.errAt(file, path+".method", "unknown method %q (dns, dns-cname, http or email)", d.Method)
+		l.errAt(file, path+".method", "unknown method %q (dns, dns-delegated, http or email)", d.Method)
 	}
 }
 

@@ -358,7 +358,7 @@ func TestACMEWithoutEABIsRefused(t *testing.T) {
 		}
 		_, err = iss.Submit(ctx, ca.Request{Domains: []string{"www.example.com"}})
 		var ae *acme.Error
-		if !errors.As(err, &ae) || !strings.Contains(ae.Type, tc.want) {
+		if !errors.As(err, &ae) || !strings.Contains(ae.Code, tc.want) {
 			t.Fatalf("%s: %v, want an ACME %s problem", tc.name, err, tc.want)
 		}
 		if strings.Contains(err.Error(), pebbleEAB["kid-1"]) {
@@ -649,7 +649,7 @@ func TestACMEForgottenAccountIsRegisteredAgain(t *testing.T) {
 	w.proxy.ForgetAccountOnce()
 	c := w.setDue(t, scheduler.ActionRenew)
 	var ae *acme.Error
-	if err := x.Work(ctx, c); !errors.As(err, &ae) || !strings.Contains(ae.Type, "accountDoesNotExist") {
+	if err := x.Work(ctx, c); !errors.As(err, &ae) || !strings.Contains(ae.Code, "accountDoesNotExist") {
 		t.Fatalf("renewal with a forgotten account: %v", err)
 	}
 	c, _ = w.st.GetCertificate(ctx, "www")

@@ -112,6 +112,73 @@ func (m *Claims) Ensure(ctx context.Context, engine *dcv.Engine, account string,
 	return nil
 }
 
+// Recheck reads the account's claim on domain at the CA, when the CA has
+// refused names the store believes covered. A claim the CA dropped,
+// invalidated or let lapse is marked unverified (with a warning and an
+// event) and proved again at once. A claim the CA still holds verified
+// is an error: proving it again would not help.
+func (m *Claims) Recheck(ctx context.Context, engine *dcv.Engine, account string, da ca.DomainAuthorizer, domain string, p Proof, margin time.Duration) error {
+	log := m.Log
+	if log == nil {
+		log = zap.NewNop()
+	}
+	log = log.With(zap.String(logkey.Account, account), zap.String(logkey.Domain, domain))
+	if margin == 0 {
+		margin = 30 * 24 * time.Hour
+	}
+	unlock := m.lock(account + "/" + domain)
+	st, err := m.Store.GetClaim(ctx, account, domain)
+	if err != nil && !errors.Is(err, store.ErrNotFound) {
+		unlock()
+		return err
+	}
+	st.Account, st.Domain = account, domain
+	auth, found, err := da.Authorization(ctx, st.CAClaimID, domain)
+	if err != nil {
+		unlock()
+		return fmt.Errorf("reading the claim on %s at the CA: %w", domain, err)
+	}
+	now := m.now()
+	if found && auth.Status == ca.AuthValid && auth.ExpiresAt.After(now.Add(margin)) {
+		err := m.saveValid(ctx, log, &st, auth, p, margin)
+		unlock()
+		if err != nil {
+			return err
+		}
+		return fmt.Errorf("the CA refused names under %s although its claim %s is verified until %s", domain, auth.ID, auth.ExpiresAt.UTC().Format(time.RFC3339))
+	}
+	what := "deleted at the CA"
+	switch {
+	case found && auth.Status == ca.AuthValid:
+		what = "expiring at the CA on " + auth.ExpiresAt.UTC().Format(time.RFC3339)
+	case found:
+		what = fmt.Sprintf("%s at the CA", auth.Status)
+		if auth.Detail != "" {
+			what += " (" + auth.Detail + ")"
+		}
+	}
+	was := st.Status
+	if !found {
+		st.CAClaimID, st.Token = "", ""
+	}
+	st.Status, st.ExpiresAt = string(ca.AuthPending), time.Time{}
+	if found {
+		st.Status = string(auth.Status)
+		if auth.Status == ca.AuthValid {
+			st.Status = string(ca.AuthPending) // lapsing: prove it again now
+		}
+	}
+	st.LastError = "claim " + what
+	err = m.Store.SaveClaim(ctx, st)
+	unlock()
+	if err != nil {
+		return err
+	}
+	log.Warn("a claim the store held verified is not verified at the CA; proving it again now", zap.String("stored_status", was), zap.String("ca_status", what))
+	m.event(ctx, "warn", "claim_dropped", st, fmt.Sprintf("claim on %s was %s in certd's store but is %s; proving it again", domain, was, what))
+	return m.Ensure(ctx, engine, account, da, domain, p, margin, false)
+}
+
 func (m *Claims) prove(ctx context.Context, log *zap.Logger, engine *dcv.Engine, da ca.DomainAuthorizer, st *store.Claim, p Proof, margin time.Duration, force bool) error {
 	now := m.now()
 	auth, found, err := da.Authorization(ctx, st.CAClaimID, st.Domain)

@@ -13,7 +13,9 @@ import (
 	"errors"
 	"fmt"
 	mrand "math/rand/v2"
+	"net/http"
 	"slices"
+	"strconv"
 	"strings"
 	"time"
 
@@ -24,6 +26,7 @@ import (
 	"github.com/certd/certd/ca"
 	"github.com/certd/certd/dcv"
 	"github.com/certd/certd/deploy"
+	"github.com/certd/certd/internal/ctxtime"
 	"github.com/certd/certd/internal/logkey"
 	"github.com/certd/certd/internal/pemutil"
 	"github.com/certd/certd/store"
@@ -38,17 +41,47 @@ type Plan struct {
 	Engine *dcv.Engine
 	Policy Policy
 	Deploy deploy.Spec
-	// Proofs says how each domain is proved (for account-level claims).
+	// Proofs says how each domain is proved.
 	Proofs map[string]Proof
-	// ClaimDomain maps each domain to the domain claimed for it (itself
-	// without "*.", or a configured parent).
+	// ClaimDomain, when set, overrides the issuer's ca.ClaimPolicy: the
+	// domain claimed for each name.
 	ClaimDomain func(domain string) string
 	// Lifetime, when set, asks for certificates this long (demo, tests).
 	Lifetime time.Duration
-	// ReassertBefore is how long before a claim's expiry it is proved
-	// again (the account's reassert_before; 0: 30 days).
+	// ReassertBefore, when set, overrides the issuer's ca.ClaimPolicy.
 	ReassertBefore time.Duration
+	// OrderWait bounds how long one pass waits for an order the CA is
+	// still working on before leaving it to a later pass (0: no wait).
+	OrderWait time.Duration
 }
+
+// claimDomain is the domain claimed for name.
+func (p Plan) claimDomain(name string) string {
+	if p.ClaimDomain != nil {
+		return p.ClaimDomain(name)
+	}
+	if cp, ok := p.Issuer.(ca.ClaimPolicy); ok {
+		return cp.ClaimDomain(name)
+	}
+	return strings.TrimPrefix(name, "*.")
+}
+
+// ClaimDomainOf is the domain the plan's account claims for name.
+func (p Plan) ClaimDomainOf(name string) string { return p.claimDomain(name) }
+
+// reassertBefore is how long before expiry claims are proved again.
+func (p Plan) reassertBefore() time.Duration {
+	if p.ReassertBefore > 0 {
+		return p.ReassertBefore
+	}
+	if cp, ok := p.Issuer.(ca.ClaimPolicy); ok {
+		return cp.ReassertBefore()
+	}
+	return 0
+}
+
+// ReassertBeforeOf is how long before expiry the account proves claims again.
+func (p Plan) ReassertBeforeOf() time.Duration { return p.reassertBefore() }
 
 // IssueStore is what issuance needs of persistence.
 type IssueStore interface {
@@ -57,10 +90,29 @@ type IssueStore interface {
 	store.Versions
 	store.Deployments
 	store.Events
+	store.AccountHolds
 }
 
 // Issuing is the scheduler's Work for certificates: claims, the order
-// journal, verification, deploy.
+// lifecycle, verification, deploy.
+//
+// The order lifecycle is one CA-neutral state machine driven by what the
+// issuer answers:
+//
+//	intent ──send──▶ pending ──(proofs)──▶ issued
+//	   │  ▲            │  ╲
+//	 lost answer,   rejected  still issuing: looked at again
+//	 crash after      │        (within OrderWait, else a later pass)
+//	 sending          ▼
+//	   ▼            failed ──▶ a new generation
+//	ambiguous ──lookup──▶ pending (found) | intent (absent, proved)
+//	   └─ cannot tell yet: looked up again later, loudly
+//
+// An order is sent only from intent, and only after its SentAt is stored;
+// an order with SentAt set is never sent again before a lookup proves it
+// absent (N1). A paid order (ca.PaidAtSubmit) whose proofs failed keeps
+// them published and asks the CA to check again; only an explicit
+// rejection, an operator or the order's expiry ends it.
 type Issuing struct {
 	Store    IssueStore
 	Plans    func(name string) (Plan, error)
@@ -71,6 +123,9 @@ type Issuing struct {
 	// PollInterval is how soon an order still pending is looked at again
 	// (default 15s).
 	PollInterval time.Duration
+	// Sleep waits between looks at an order within one pass (tests
+	// replace it).
+	Sleep func(ctx context.Context, d time.Duration) error
 	// Rand draws renewal jitter.
 	Rand *mrand.Rand
 	// OnDeploy, when set, is told of every deploy: its error (nil on
@@ -95,13 +150,28 @@ func (x *Issuing) log() *zap.Logger {
 	return x.Log
 }
 
+func (x *Issuing) sleep(ctx context.Context, d time.Duration) error {
+	if x.Sleep != nil {
+		return x.Sleep(ctx, d)
+	}
+	return ctxtime.Sleep(ctx, d)
+}
+
+func (x *Issuing) pollInterval() time.Duration {
+	if x.PollInterval > 0 {
+		return x.PollInterval
+	}
+	return 15 * time.Second
+}
+
 // Work implements scheduler.Work.
-func (x *Issuing) Work(ctx context.Context, c store.Certificate) error {
+func (x *Issuing) Work(ctx context.Context, c store.Certificate) (err error) {
 	plan, err := x.Plans(c.Name)
 	if err != nil {
 		return err
 	}
 	log := x.log().With(zap.String(logkey.Cert, c.Name), zap.String(logkey.Account, plan.Spec.Account))
+	defer func() { x.holdAccount(ctx, log, plan.Spec.Account, err) }()
 
 	// 0. Files missing or altered: the stored current version goes back.
 	if c.NextAction == ActionRedeploy && c.CurrentVersion != 0 {
@@ -131,123 +201,390 @@ func (x *Issuing) Work(ctx context.Context, c store.Certificate) error {
 		}
 	}
 
-	// 3. Account-level claims first (Atlas).
-	if da, ok := plan.Issuer.(ca.DomainAuthorizer); ok && x.Claims != nil {
-		seen := map[string]bool{}
-		for _, d := range plan.Spec.Domains {
-			cd := strings.TrimPrefix(d, "*.")
-			if plan.ClaimDomain != nil {
-				cd = plan.ClaimDomain(d)
-			}
-			if seen[cd] {
-				continue
-			}
-			seen[cd] = true
-			if err := x.Claims.Ensure(ctx, plan.Engine, plan.Spec.Account, da, cd, plan.Proofs[d], plan.ReassertBefore, false); err != nil {
-				return err
-			}
+	// 3. The account asked for a pause (Retry-After): the certificate
+	//    waits with it, without counting a failure.
+	if until, reason, held := x.held(ctx, plan.Spec.Account); held {
+		cur, err := x.Store.GetCertificate(ctx, c.Name)
+		if err != nil {
+			return err
 		}
+		cur.NextActionAt, cur.RetryAfter = until, until
+		log.Info("the CA account is paused; the certificate waits with it", zap.Time("until", until), zap.String("reason", reason))
+		return x.Store.SaveCertificate(ctx, cur)
 	}
 
-	// 4. The order: resumed if one is open, else a new generation.
-	// 5. Per-order authorizations (ACME).
-	// 6. Fetch; a pending order is not a failure, only a later look.
-	//
-	// A resumed ACME order that fails (the CA checked a challenge while
-	// certd was down, or before this run had published it again) is
-	// ended and a new one placed at once: its failure says nothing about
-	// the proof as it stands now, and an ACME order costs nothing until
-	// it is finalized. Orders placed in this run fail the usual way.
-	var o store.Order
-	var req ca.Request
-	var res *ca.Result
-	for attempt := 0; ; attempt++ {
-		var fresh bool
-		if o, req, fresh, err = x.order(ctx, log, c, plan); err != nil {
-			return err
-		}
-		if err := x.submit(ctx, log, plan, &o, req, fresh); err != nil {
-			return err
-		}
-		oa, perOrder := plan.Issuer.(ca.OrderAuthorizer)
-		retry := perOrder && !fresh && attempt == 0
-		if perOrder {
-			err := x.authorize(ctx, log, c, plan, oa, &o, req)
-			var stale *staleAuthorization
-			if retry && (errors.As(err, &stale) || errors.Is(err, ca.ErrDCVFailed)) {
-				log.Info("a resumed order failed validation; placing a new order", zap.String(logkey.Order, o.CARef), zap.Error(err))
-				continue
-			}
-			if err != nil {
-				return err
-			}
-		}
-		res, err = plan.Issuer.Fetch(ctx, ca.Order{Ref: o.CARef}, req)
-		if errors.Is(err, ca.ErrPending) {
-			poll := x.PollInterval
-			if poll == 0 {
-				poll = 15 * time.Second
-			}
-			var ra RetryAfterError
-			if errors.As(err, &ra) && ra.RetryAfter() > poll {
-				poll = ra.RetryAfter() // the CA said when to look again
-			}
-			o.NextPollAt = x.now().Add(poll)
-			if err := x.Store.SaveOrder(ctx, o); err != nil {
-				return err
-			}
-			c, _ = x.Store.GetCertificate(ctx, c.Name)
-			c.State, c.NextAction, c.NextActionAt = store.StateIssuing, "poll", o.NextPollAt
-			log.Info("order pending at the CA", zap.String(logkey.Order, o.CARef), zap.Duration("poll_in", poll))
-			return x.Store.SaveCertificate(ctx, c)
-		}
-		if errors.Is(err, ca.ErrRejected) {
-			// The serial is dead: this order is over, and the next attempt
-			// places a new one (nothing was issued, so nothing is bought twice).
-			o.State, o.LastError = store.OrderFailed, err.Error()
-			if serr := x.Store.SaveOrder(ctx, o); serr != nil {
-				return errors.Join(err, serr)
-			}
-			x.event(ctx, "error", "rejected", c, fmt.Sprintf("order %s rejected by the CA: %v", o.CARef, err))
-			if retry {
-				log.Info("a resumed order was rejected; placing a new order", zap.String(logkey.Order, o.CARef), zap.Error(err))
-				continue
-			}
-			return fmt.Errorf("order %s: %w", o.CARef, err)
-		}
-		break
+	// 4. Account-level claims first (Atlas).
+	if err := x.ensureClaims(ctx, plan, plan.Spec.Domains, false); err != nil {
+		return err
 	}
+
+	// 5. The order, resumed or new, through its states.
+	return x.work(ctx, log, c, plan)
+}
+
+// ensureClaims proves the account-level claims names need. With recheck,
+// each claim is first read again at the CA: one the CA dropped or
+// invalidated is marked unverified and proved again at once.
+func (x *Issuing) ensureClaims(ctx context.Context, plan Plan, names []string, recheck bool) error {
+	da, ok := plan.Issuer.(ca.DomainAuthorizer)
+	if !ok || x.Claims == nil {
+		return nil
+	}
+	seen := map[string]bool{}
+	for _, d := range names {
+		cd := plan.claimDomain(d)
+		if seen[cd] {
+			continue
+		}
+		seen[cd] = true
+		var err error
+		if recheck {
+			err = x.Claims.Recheck(ctx, plan.Engine, plan.Spec.Account, da, cd, plan.Proofs[d], plan.reassertBefore())
+		} else {
+			err = x.Claims.Ensure(ctx, plan.Engine, plan.Spec.Account, da, cd, plan.Proofs[d], plan.reassertBefore(), false)
+		}
+		if err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+// orderStep is what one step of the state machine leaves to do.
+type orderStep int
+
+const (
+	stepNext  orderStep = iota // the order moved on: take the next step
+	stepWait                   // the CA is still working: look again later
+	stepRenew                  // the order is over: place a new generation
+	stepDone                   // issued and deployed
+)
+
+// work drives the certificate's order through its states until it is
+// deployed, must wait, or fails.
+func (x *Issuing) work(ctx context.Context, log *zap.Logger, c store.Certificate, plan Plan) error {
+	deadline := x.now().Add(plan.OrderWait)
+	cost := ca.CostOf(plan.Issuer)
+	o, req, fresh, err := x.order(ctx, log, c, plan)
 	if err != nil {
-		return fmt.Errorf("fetching order %s: %w", o.CARef, err)
+		return err
+	}
+	st := &orderRun{fresh: fresh, started: x.now()}
+	pause := 250 * time.Millisecond
+	for generations := 0; ; {
+		step, wait, err := x.step(ctx, log, c, plan, cost, &o, req, st)
+		if err != nil {
+			return err
+		}
+		switch step {
+		case stepDone:
+			return nil
+		case stepNext:
+			continue
+		case stepRenew:
+			generations++
+			if generations > 1 {
+				return fmt.Errorf("order %s ended; the next attempt places a new order", o.IdempotencyKey)
+			}
+			if o, req, fresh, err = x.order(ctx, log, c, plan); err != nil {
+				return err
+			}
+			st = &orderRun{fresh: fresh, started: x.now()}
+			continue
+		case stepWait:
+			// Within the pass's budget, look again soon (short first
+			// intervals, the CA's Retry-After when shorter than what is
+			// left); otherwise a later pass does.
+			d := pause
+			if wait > 0 {
+				d = wait
+			}
+			if x.now().Add(d).Before(deadline) {
+				if err := x.sleep(ctx, d); err != nil {
+					return err
+				}
+				pause = min(pause*2, 5*time.Second)
+				continue
+			}
+			return x.later(ctx, log, c, &o, wait)
+		}
+	}
+}
+
+// orderRun is what one Work knows of its order beyond the store.
+type orderRun struct {
+	fresh     bool // journaled in this Work
+	started   time.Time
+	reproved  bool // claims the CA refused were proved again in this Work
+	undecided bool // a lookup could not tell yet
+}
+
+// later stores when the order is looked at again and leaves the
+// certificate waiting for it: not a failure (the CA is working), but never
+// without a next attempt (N8).
+func (x *Issuing) later(ctx context.Context, log *zap.Logger, c store.Certificate, o *store.Order, wait time.Duration) error {
+	poll := x.pollInterval()
+	if wait > poll {
+		poll = wait // the CA said when to look again
+	}
+	o.NextPollAt = x.now().Add(poll)
+	if err := x.Store.SaveOrder(ctx, *o); err != nil {
+		return err
+	}
+	cur, err := x.Store.GetCertificate(ctx, c.Name)
+	if err != nil {
+		return err
+	}
+	cur.State, cur.NextAction, cur.NextActionAt = store.StateIssuing, ActionPoll, o.NextPollAt
+	if o.State == store.OrderAmbiguous {
+		cur.LastError = o.LastError
+		log.Warn("order outcome still unknown; it is looked up again before anything is sent",
+			zap.String(logkey.Order, o.IdempotencyKey), zap.Duration(logkey.RetryIn, poll), zap.String("reason", o.LastError))
+	} else {
+		log.Info("order pending at the CA", zap.String(logkey.Order, o.CARef), zap.Duration("poll_in", poll))
+	}
+	return x.Store.SaveCertificate(ctx, cur)
+}
+
+// ActionPoll: an order is in flight; look at it again.
+const ActionPoll = "poll"
+
+// step takes the order one state forward.
+func (x *Issuing) step(ctx context.Context, log *zap.Logger, c store.Certificate, plan Plan, cost ca.Cost, o *store.Order, req ca.Request, st *orderRun) (orderStep, time.Duration, error) {
+	switch o.State {
+	case store.OrderIntent:
+		if o.SentAt.IsZero() {
+			return x.send(ctx, log, c, plan, o, req, st)
+		}
+		// Sent by an earlier run that did not learn the outcome.
+		return x.lookup(ctx, log, c, plan, o, req, st)
+	case store.OrderAmbiguous:
+		return x.lookup(ctx, log, c, plan, o, req, st)
+	case store.OrderPending:
+		if oa, ok := plan.Issuer.(ca.OrderAuthorizer); ok {
+			step, err := x.authorize(ctx, log, c, plan, cost, oa, o, req, st)
+			if err != nil || step != stepNext {
+				return step, 0, err
+			}
+		}
+		return x.fetch(ctx, log, c, plan, cost, o, req, st)
+	}
+	return stepRenew, 0, nil // a terminal order: the next generation
+}
+
+// send hands the order to the CA, SentAt stored first.
+func (x *Issuing) send(ctx context.Context, log *zap.Logger, c store.Certificate, plan Plan, o *store.Order, req ca.Request, st *orderRun) (orderStep, time.Duration, error) {
+	o.SentAt = x.now()
+	if err := x.Store.SaveOrder(ctx, *o); err != nil {
+		return 0, 0, err
+	}
+	req.SentAt = o.SentAt
+	placed, err := plan.Issuer.Submit(ctx, req)
+	if err == nil {
+		o.State, o.CARef, o.LastError = store.OrderPending, placed.Ref, ""
+		if err := x.Store.SaveOrder(ctx, *o); err != nil {
+			return 0, 0, err
+		}
+		log.Info("order submitted", zap.String(logkey.Order, placed.Ref))
+		x.event(ctx, "info", "ordered", c, fmt.Sprintf("order %s placed with the CA (%s)", placed.Ref, ca.CostOf(plan.Issuer)))
+		return stepNext, 0, nil
+	}
+	o.LastError = err.Error()
+	if errors.Is(err, ca.ErrAmbiguous) {
+		o.State = store.OrderAmbiguous
+		if serr := x.Store.SaveOrder(context.WithoutCancel(ctx), *o); serr != nil {
+			return 0, 0, errors.Join(err, serr)
+		}
+		log.Warn("the CA's answer to the order was lost; it is looked up before anything is sent again", zap.String(logkey.Order, o.IdempotencyKey), zap.Error(err))
+		x.event(ctx, "warn", "order_ambiguous", c, fmt.Sprintf("order %s: outcome unknown (%v); looking it up before sending anything again", o.IdempotencyKey, err))
+		return stepNext, 0, nil
+	}
+	// A definite refusal: the CA did not commit the order, so it may be
+	// sent again as it is.
+	o.SentAt = time.Time{}
+	if serr := x.Store.SaveOrder(context.WithoutCancel(ctx), *o); serr != nil {
+		return 0, 0, errors.Join(err, serr)
+	}
+	if names := ca.UnauthorizedNames(err); len(names) > 0 && !st.reproved {
+		// The CA (or its policy) says a claim is not verified although
+		// the store says it is: it was dropped at the CA. Read, prove
+		// again, and send again, all in this pass.
+		st.reproved = true
+		log.Warn("the CA refused names as not validated; checking their claims at the CA and proving them again", zap.Strings("domains", names), zap.Error(err))
+		x.event(ctx, "warn", "claim_refused", c, fmt.Sprintf("the CA refused %s as not validated (%v); proving again", strings.Join(names, ", "), err))
+		if _, ok := plan.Issuer.(ca.DomainAuthorizer); ok && x.Claims != nil {
+			if cerr := x.ensureClaims(ctx, plan, names, true); cerr != nil {
+				return 0, 0, fmt.Errorf("submitting order %s: %w; proving the refused names again: %w", o.IdempotencyKey, err, cerr)
+			}
+			return stepNext, 0, nil
+		}
+	}
+	return 0, 0, fmt.Errorf("submitting order %s: %w", o.IdempotencyKey, err)
+}
+
+// lookup settles an order that may have reached the CA: found, it is
+// pending; proved absent, it may be sent again; otherwise it waits.
+func (x *Issuing) lookup(ctx context.Context, log *zap.Logger, c store.Certificate, plan Plan, o *store.Order, req ca.Request, st *orderRun) (orderStep, time.Duration, error) {
+	req.SentAt = o.SentAt
+	found, ok, err := plan.Issuer.Reconcile(ctx, req)
+	switch {
+	case err != nil && errors.Is(err, ca.ErrUndetermined):
+		o.State, o.LastError = store.OrderAmbiguous, err.Error()
+		if !st.undecided {
+			st.undecided = true
+			x.event(ctx, "warn", "order_ambiguous", c, fmt.Sprintf("order %s: the CA cannot tell yet whether it has it (%v); nothing is sent until it can", o.IdempotencyKey, err))
+		}
+		if serr := x.Store.SaveOrder(ctx, *o); serr != nil {
+			return 0, 0, serr
+		}
+		return stepWait, ca.RetryAfterOf(err), nil
+	case err != nil:
+		o.LastError = err.Error()
+		_ = x.Store.SaveOrder(context.WithoutCancel(ctx), *o)
+		return 0, 0, fmt.Errorf("looking up order %s before sending anything again: %w", o.IdempotencyKey, err)
+	case ok:
+		o.State, o.CARef, o.LastError = store.OrderPending, found.Ref, ""
+		if err := x.Store.SaveOrder(ctx, *o); err != nil {
+			return 0, 0, err
+		}
+		log.Info("order found at the CA; not sending it again", zap.String(logkey.Order, found.Ref))
+		x.event(ctx, "info", "order_found", c, fmt.Sprintf("order %s found at the CA as %s; nothing sent again", o.IdempotencyKey, found.Ref))
+		return stepNext, 0, nil
+	}
+	// Proved absent: the same order (same key, same reference) goes again.
+	o.State, o.SentAt, o.LastError = store.OrderIntent, time.Time{}, ""
+	if err := x.Store.SaveOrder(ctx, *o); err != nil {
+		return 0, 0, err
+	}
+	log.Info("the CA has no such order; sending it", zap.String(logkey.Order, o.IdempotencyKey))
+	return stepNext, 0, nil
+}
+
+// fetch collects the certificate, verifies, stores and deploys it.
+func (x *Issuing) fetch(ctx context.Context, log *zap.Logger, c store.Certificate, plan Plan, cost ca.Cost, o *store.Order, req ca.Request, st *orderRun) (orderStep, time.Duration, error) {
+	res, err := plan.Issuer.Fetch(ctx, ca.Order{Ref: o.CARef}, req)
+	switch {
+	case errors.Is(err, ca.ErrPending):
+		return stepWait, ca.RetryAfterOf(err), nil
+	case errors.Is(err, ca.ErrRejected):
+		// The CA will never issue this order: it is over, and a new
+		// generation is placed (nothing was issued, so nothing is bought
+		// twice).
+		if serr := x.endOrder(ctx, plan, o, store.OrderFailed, err.Error()); serr != nil {
+			return 0, 0, errors.Join(err, serr)
+		}
+		x.event(ctx, "error", "rejected", c, fmt.Sprintf("order %s rejected by the CA: %v", o.CARef, err))
+		if cost == ca.FreeUntilFinalized && !st.fresh {
+			log.Info("a resumed order was rejected; placing a new order", zap.String(logkey.Order, o.CARef), zap.Error(err))
+			return stepRenew, 0, nil
+		}
+		return 0, 0, fmt.Errorf("order %s: %w", o.CARef, err)
+	case err != nil:
+		return 0, 0, fmt.Errorf("fetching order %s: %w", o.CARef, err)
 	}
 	if err := verifyResult(res, req, x.now()); err != nil {
 		var bad *badCertificate
 		if errors.As(err, &bad) {
 			// The CA issued something that is not what was ordered: the
 			// order is over, and a person must look before certd buys again.
-			o.State, o.LastError = store.OrderFailed, err.Error()
-			_ = x.Store.SaveOrder(ctx, o)
-			return fmt.Errorf("the CA delivered a certificate certd cannot use (order %s): %w", o.CARef, err)
+			_ = x.endOrder(ctx, plan, o, store.OrderFailed, err.Error())
+			return 0, 0, fmt.Errorf("the CA delivered a certificate certd cannot use (order %s): %w", o.CARef, err)
 		}
 		// A chain that does not verify is fetched again later; the
 		// certificate itself may be fine, and the order stays pending.
 		o.LastError = err.Error()
-		_ = x.Store.SaveOrder(ctx, o)
-		return fmt.Errorf("order %s: %w", o.CARef, err)
+		_ = x.Store.SaveOrder(ctx, *o)
+		return 0, 0, fmt.Errorf("order %s: %w", o.CARef, err)
 	}
 	v := store.Version{CertName: c.Name, OrderID: o.ID, KeyID: o.KeyID, Serial: fmt.Sprintf("%X", res.Leaf.SerialNumber),
 		NotBefore: res.Leaf.NotBefore, NotAfter: res.Leaf.NotAfter, Fingerprint: deploy.Fingerprint(res.Leaf),
 		CertPEM: pemutil.EncodeCertificates(res.Leaf), ChainPEM: pemutil.EncodeCertificates(res.Chain...)}
 	if v.ID, err = x.Store.AddVersion(ctx, v); err != nil {
-		return err
+		return 0, 0, err
 	}
-	o.State, o.LastError = store.OrderIssued, ""
-	if err := x.Store.SaveOrder(ctx, o); err != nil {
-		return err
+	if err := x.endOrder(ctx, plan, o, store.OrderIssued, ""); err != nil {
+		return 0, 0, err
 	}
 	log.Info("certificate issued", zap.String(logkey.Serial, v.Serial), zap.Time(logkey.NotAfter, v.NotAfter))
 	x.event(ctx, "info", "issued", c, fmt.Sprintf("issued serial %s, valid until %s", v.Serial, v.NotAfter.UTC().Format(time.RFC3339)))
-	return x.deploy(ctx, log, c, plan, v)
+	if err := x.deploy(ctx, log, c, plan, v); err != nil {
+		return 0, 0, err
+	}
+	return stepDone, 0, nil
+}
+
+// endOrder stores a terminal state and removes the order's proofs.
+func (x *Issuing) endOrder(ctx context.Context, plan Plan, o *store.Order, state, lastErr string) error {
+	o.State, o.LastError = state, lastErr
+	if err := x.Store.SaveOrder(context.WithoutCancel(ctx), *o); err != nil {
+		return err
+	}
+	if plan.Engine != nil {
+		if err := plan.Engine.CleanUpOwner(ctx, OrderOwner(o.ID)); err != nil {
+			x.log().Warn("removing the order's proofs failed; it is retried", zap.String(logkey.Order, o.IdempotencyKey), zap.Error(err))
+		}
+	}
+	return nil
+}
+
+// OrderOwner is the DCV journal owner of an order's proofs: they stay
+// published, across passes and restarts, until the order ends.
+func OrderOwner(id int64) string { return "order:" + strconv.FormatInt(id, 10) }
+
+// KeepOrderArtefacts reports, for the DCV engine's housekeeping, whether
+// owner is an order that is still open (its proofs must stay).
+func KeepOrderArtefacts(ctx context.Context, orders store.Orders) func(owner string) bool {
+	return func(owner string) bool {
+		rest, ok := strings.CutPrefix(owner, "order:")
+		if !ok {
+			return false
+		}
+		id, err := strconv.ParseInt(rest, 10, 64)
+		if err != nil {
+			return false
+		}
+		o, err := orders.GetOrder(ctx, id)
+		if err != nil {
+			return !errors.Is(err, store.ErrNotFound) // unsure: keep
+		}
+		switch o.State {
+		case store.OrderIssued, store.OrderFailed, store.OrderAbandoned:
+			return false
+		}
+		return true
+	}
+}
+
+// holdAccount stores a pause for the whole CA account when err carries a
+// CA's rate-limit or busy answer with a Retry-After: every certificate of
+// the account waits, across restarts.
+func (x *Issuing) holdAccount(ctx context.Context, log *zap.Logger, account string, err error) {
+	e, ok := ca.AsError(err)
+	if !ok || e.Retry <= 0 || (e.Status != http.StatusTooManyRequests && e.Status != http.StatusServiceUnavailable) {
+		return
+	}
+	until := x.now().Add(e.Retry)
+	if serr := x.Store.SetAccountHold(context.WithoutCancel(ctx), store.AccountHold{Account: account, Until: until, Reason: e.Error()}); serr != nil {
+		log.Error("storing the CA's Retry-After failed", zap.Error(serr))
+		return
+	}
+	log.Warn("the CA asked to wait; the account is paused", zap.Time("until", until), zap.Duration(logkey.RetryIn, e.Retry))
+	_, _ = x.Store.AppendEvent(context.WithoutCancel(ctx), store.Event{Level: "warn", Kind: "account_paused", Account: account,
+		Message: fmt.Sprintf("the CA asked to wait %s (%v); nothing is sent to account %s before %s", e.Retry, e, account, until.UTC().Format(time.RFC3339))})
+}
+
+// held reports the account's stored pause, if it is still in force.
+func (x *Issuing) held(ctx context.Context, account string) (time.Time, string, bool) {
+	holds, err := x.Store.AccountHolds(ctx)
+	if err != nil {
+		return time.Time{}, "", false
+	}
+	for _, h := range holds {
+		if h.Account == account && h.Until.After(x.now()) {
+			return h.Until, h.Reason, true
+		}
+	}
+	return time.Time{}, "", false
 }
 
 // Sweep runs the reissue checks over every valid certificate and makes
@@ -379,7 +716,7 @@ func (x *Issuing) order(ctx context.Context, log *zap.Logger, c store.Certificat
 
 func (x *Issuing) request(ctx context.Context, c store.Certificate, plan Plan, o store.Order, key crypto.Signer) ca.Request {
 	req := ca.Request{CertName: c.Name, Domains: plan.Spec.Domains, Key: key, CSR: o.CSR, ClientRef: o.IdempotencyKey,
-		Since: o.CreatedAt, Lifetime: plan.Lifetime}
+		Since: o.CreatedAt, SentAt: o.SentAt, Lifetime: plan.Lifetime}
 	// The certificate this one replaces, for CAs that take the hint.
 	if c.CurrentVersion != 0 {
 		if v, err := x.Store.GetVersion(ctx, c.CurrentVersion); err == nil {
@@ -389,43 +726,6 @@ func (x *Issuing) request(ctx context.Context, c store.Certificate, plan Plan, o
 		}
 	}
 	return req
-}
-
-// submit brings the order to "pending at the CA" with its reference. An
-// order whose submission was never confirmed is looked up first: after a
-// crash or an ambiguous answer it may exist already (N1).
-func (x *Issuing) submit(ctx context.Context, log *zap.Logger, plan Plan, o *store.Order, req ca.Request, fresh bool) error {
-	if o.State == store.OrderPending {
-		return nil
-	}
-	if !fresh {
-		found, ok, err := plan.Issuer.Reconcile(ctx, req)
-		if err != nil {
-			return fmt.Errorf("reconciling order %s before resubmitting: %w", o.IdempotencyKey, err)
-		}
-		if ok {
-			o.State, o.CARef, o.LastError = store.OrderPending, found.Ref, ""
-			log.Info("order found at the CA; not submitting again", zap.String(logkey.Order, found.Ref))
-			return x.Store.SaveOrder(ctx, *o)
-		}
-	}
-	placed, err := plan.Issuer.Submit(ctx, req)
-	if err != nil {
-		if errors.Is(err, ca.ErrAmbiguous) {
-			o.State = store.OrderAmbiguous
-		}
-		o.LastError = err.Error()
-		if serr := x.Store.SaveOrder(context.WithoutCancel(ctx), *o); serr != nil {
-			return errors.Join(err, serr)
-		}
-		return fmt.Errorf("submitting order %s: %w", o.IdempotencyKey, err)
-	}
-	o.State, o.CARef, o.LastError = store.OrderPending, placed.Ref, ""
-	if err := x.Store.SaveOrder(ctx, *o); err != nil {
-		return err
-	}
-	log.Info("order submitted", zap.String(logkey.Order, placed.Ref))
-	return nil
 }
 
 // badCertificate is a result that can never be used: not for the

@@ -16,20 +16,28 @@ import (
 	"github.com/certd/certd/store"
 )
 
-// authorize proves the order's pending authorizations (ACME): every
-// challenge is published and waited for together, then answered together,
-// and cleaned up whatever happens. Authorizations already valid (reused by
-// the CA, or proved before a restart) are left alone.
-func (x *Issuing) authorize(ctx context.Context, log *zap.Logger, c store.Certificate, plan Plan, oa ca.OrderAuthorizer, o *store.Order, req ca.Request) error {
+// authorize proves the order's pending authorizations (per-order DCV):
+// every challenge is published (owned by the order, so it stays through
+// later passes and restarts until the order ends), waited for together,
+// then answered together. Authorizations already valid (reused by the CA,
+// or proved before a restart) are left alone.
+//
+// What a failed proof means depends on the order's cost. A free order
+// (ACME) is dead once an authorization is invalid: a resumed one (its
+// failure may predate this run's proofs) is replaced at once, one placed
+// in this run fails the usual way. A paid order is never replaced for
+// that: its proofs stay published and the CA is asked to check again on
+// the next attempt.
+func (x *Issuing) authorize(ctx context.Context, log *zap.Logger, c store.Certificate, plan Plan, cost ca.Cost, oa ca.OrderAuthorizer,
+	o *store.Order, req ca.Request, st *orderRun) (orderStep, error) {
 	auths, err := oa.Authorizations(ctx, ca.Order{Ref: o.CARef}, req)
 	if err != nil {
-		return fmt.Errorf("reading the order's authorizations: %w", err)
+		return 0, fmt.Errorf("reading the order's authorizations: %w", err)
 	}
 	type job struct {
 		auth  ca.OrderAuthorization
 		ch    dcv.Challenge
 		proof Proof
-		pub   *dcv.Published
 	}
 	var jobs []*job
 	for _, a := range auths {
@@ -37,40 +45,37 @@ func (x *Issuing) authorize(ctx context.Context, log *zap.Logger, c store.Certif
 		case ca.AuthValid:
 			continue
 		case ca.AuthInvalid:
-			// Found failed before certd published anything in this run.
-			return &staleAuthorization{x.authFailed(ctx, c, o, a)}
+			if cost == ca.FreeUntilFinalized {
+				// Found failed before certd published anything in this run.
+				return x.proofFailed(ctx, log, c, plan, cost, o, a, st, true)
+			}
 		}
 		p, ok := plan.Proofs[a.Domain]
 		if !ok {
-			return fmt.Errorf("the CA asks to authorize %s, which the certificate does not name", a.Domain)
+			return 0, fmt.Errorf("the CA asks to authorize %s, which the certificate does not name", a.Domain)
 		}
 		ch, ok := pickChallenge(a.Challenges, p.CA.Method)
 		if !ok {
-			return fmt.Errorf("the CA offers no %s challenge for %s", p.CA.Method, a.Domain)
+			return 0, fmt.Errorf("the CA offers no %s challenge for %s", p.CA.Method, a.Domain)
 		}
 		jobs = append(jobs, &job{auth: a, ch: ch, proof: p})
 	}
 	if len(jobs) == 0 {
-		return nil
+		return stepNext, nil
 	}
+	owner := OrderOwner(o.ID)
 	var published []*dcv.Published
-	defer func() {
-		if err := plan.Engine.CleanUp(ctx, published); err != nil {
-			log.Warn("cleaning up challenges failed; it will be retried", zap.Error(err))
-		}
-	}()
 	for _, j := range jobs {
-		pub, err := plan.Engine.Present(ctx, "cert:"+c.Name, j.ch, j.proof.Target)
+		pub, err := plan.Engine.Present(ctx, owner, j.ch, j.proof.Target)
 		if pub != nil {
 			published = append(published, pub)
 		}
 		if err != nil {
-			return err
+			return 0, err
 		}
-		j.pub = pub
 	}
 	if err := plan.Engine.Wait(ctx, published); err != nil {
-		return err
+		return 0, err
 	}
 	results := make([]ca.OrderAuthorization, len(jobs))
 	errs := make([]error, len(jobs))
@@ -84,46 +89,57 @@ func (x *Issuing) authorize(ctx context.Context, log *zap.Logger, c store.Certif
 	}
 	wg.Wait()
 	if err := errors.Join(errs...); err != nil {
-		return fmt.Errorf("answering challenges: %w", err)
+		return 0, fmt.Errorf("answering challenges: %w", err)
 	}
+	waiting := false
 	for k, r := range results {
-		if r.Status != ca.AuthValid {
-			if jobs[k].auth.Checking {
-				// The CA checked on an earlier run's request, possibly
-				// before this run had published anything.
-				return &staleAuthorization{x.authFailed(ctx, c, o, r)}
-			}
-			return x.authFailed(ctx, c, o, r)
+		switch r.Status {
+		case ca.AuthValid:
+			log.Info("authorization valid", zap.String(logkey.Domain, r.Domain), zap.String("method", string(jobs[k].ch.Method)))
+		case ca.AuthInvalid:
+			// Checking: the CA checked on an earlier run's request,
+			// possibly before this run had published anything.
+			return x.proofFailed(ctx, log, c, plan, cost, o, r, st, jobs[k].auth.Checking)
+		default:
+			waiting = true // the CA has not decided yet
 		}
-		log.Info("authorization valid", zap.String(logkey.Domain, r.Domain), zap.String("method", string(jobs[k].ch.Method)))
+	}
+	if waiting {
+		return stepWait, nil
 	}
 	x.event(ctx, "info", "authorized", c, fmt.Sprintf("order %s: %d authorization(s) proved", o.CARef, len(jobs)))
-	return nil
+	return stepNext, nil
 }
 
-// authFailed ends an order whose authorization the CA refused: the order
-// can never be finalized, so the next attempt places a new one (an ACME
-// order costs nothing until it is finalized).
-func (x *Issuing) authFailed(ctx context.Context, c store.Certificate, o *store.Order, a ca.OrderAuthorization) error {
+// proofFailed handles an authorization the CA refused. A free order is
+// ended (stale: replaced at once); a paid one keeps its proofs and fails
+// this attempt, so the CA is asked to check again on the next.
+func (x *Issuing) proofFailed(ctx context.Context, log *zap.Logger, c store.Certificate, plan Plan, cost ca.Cost, o *store.Order,
+	a ca.OrderAuthorization, st *orderRun, stale bool) (orderStep, error) {
 	detail := a.Detail
 	if detail == "" {
 		detail = "no detail given"
 	}
 	err := fmt.Errorf("%w for %s: %s", ca.ErrDCVFailed, a.Domain, detail)
-	o.State, o.LastError = store.OrderFailed, err.Error()
-	if serr := x.Store.SaveOrder(context.WithoutCancel(ctx), *o); serr != nil {
-		return errors.Join(err, serr)
-	}
 	x.event(ctx, "error", "dcv_failed", c, err.Error())
-	return err
+	if cost != ca.FreeUntilFinalized {
+		o.LastError = err.Error()
+		if serr := x.Store.SaveOrder(context.WithoutCancel(ctx), *o); serr != nil {
+			return 0, errors.Join(err, serr)
+		}
+		log.Warn("the CA's check failed; the proofs stay published and the CA is asked again (a paid order is never replaced for this)",
+			zap.String(logkey.Order, o.CARef), zap.String(logkey.Domain, a.Domain), zap.Error(err))
+		return 0, fmt.Errorf("order %s: %w; the CA is asked to check again", o.CARef, err)
+	}
+	if serr := x.endOrder(ctx, plan, o, store.OrderFailed, err.Error()); serr != nil {
+		return 0, errors.Join(err, serr)
+	}
+	if stale && !st.fresh {
+		log.Info("a resumed order failed validation; placing a new order", zap.String(logkey.Order, o.CARef), zap.Error(err))
+		return stepRenew, nil
+	}
+	return 0, err
 }
-
-// staleAuthorization: the order's authorization had failed before this
-// attempt (the CA checked while certd was down or had cleaned up).
-type staleAuthorization struct{ err error }
-
-func (s *staleAuthorization) Error() string { return s.err.Error() }
-func (s *staleAuthorization) Unwrap() error { return s.err }
 
 func pickChallenge(offered []dcv.Challenge, m dcv.Method) (dcv.Challenge, bool) {
 	for _, ch := range offered {

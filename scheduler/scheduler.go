@@ -16,6 +16,7 @@ import (
 	"github.com/robfig/cron/v3"
 	"go.uber.org/zap"
 
+	"github.com/certd/certd/ca"
 	"github.com/certd/certd/internal/logkey"
 	"github.com/certd/certd/store"
 )
@@ -85,6 +86,9 @@ type Options struct {
 	AccountLimit func(account string) int
 	// Now is the clock (default time.Now).
 	Now func() time.Time
+	// NeedsOperatorRecheck is how soon a certificate that needs an
+	// operator is tried again on its own (default 12h).
+	NeedsOperatorRecheck time.Duration
 	// Rand draws jitter (default seeded from the runtime).
 	Rand *rand.Rand
 }
@@ -356,6 +360,13 @@ func (s *Scheduler) Pass(ctx context.Context) error {
 	return nil
 }
 
+func (s *Scheduler) needsOperatorRecheck() time.Duration {
+	if s.opts.NeedsOperatorRecheck > 0 {
+		return s.opts.NeedsOperatorRecheck
+	}
+	return 12 * time.Hour
+}
+
 // accountSlot takes one of the account's concurrency slots.
 func (s *Scheduler) accountSlot(account string) func() {
 	if s.opts.AccountLimit == nil {
@@ -397,11 +408,7 @@ func (s *Scheduler) run(ctx context.Context, c store.Certificate) {
 		log.Error("cannot record failure", zap.Error(gerr), zap.NamedError("failure", err))
 		return
 	}
-	var retryAfter time.Duration
-	var ra RetryAfterError
-	if errors.As(err, &ra) {
-		retryAfter = ra.RetryAfter()
-	}
+	retryAfter := ca.RetryAfterOf(err)
 	cur.Failures++
 	s.mu.Lock()
 	delay := Backoff(cur.Failures, retryAfter, s.opts.Rand)
@@ -409,6 +416,12 @@ func (s *Scheduler) run(ctx context.Context, c store.Certificate) {
 	now := s.opts.Now()
 	cur.State = store.StateFailing
 	cur.LastError = err.Error()
+	if ca.IsPermanent(err) {
+		// Retrying cannot help until a person acts: say so loudly, and
+		// look again only slowly (a reload or `certd renew` is at once).
+		cur.State = store.StateNeedsOperator
+		delay = max(delay, s.needsOperatorRecheck())
+	}
 	cur.NextActionAt = now.Add(delay)
 	if retryAfter > 0 {
 		cur.RetryAfter = now.Add(retryAfter)
@@ -417,10 +430,18 @@ func (s *Scheduler) run(ctx context.Context, c store.Certificate) {
 		log.Error("cannot record failure", zap.Error(serr), zap.NamedError("failure", err))
 		return
 	}
-	log.Warn("job failed; retry scheduled", zap.Error(err), zap.Int(logkey.Attempt, cur.Failures), zap.Duration(logkey.RetryIn, delay))
+	if cur.State == store.StateNeedsOperator {
+		log.Error("job failed in a way retrying cannot fix; an operator must act", zap.Error(err), zap.Int(logkey.Attempt, cur.Failures), zap.Duration(logkey.RetryIn, delay))
+	} else {
+		log.Warn("job failed; retry scheduled", zap.Error(err), zap.Int(logkey.Attempt, cur.Failures), zap.Duration(logkey.RetryIn, delay))
+	}
 	if s.opts.OnFailure != nil {
 		s.opts.OnFailure(cur, err)
 	}
-	s.event(context.WithoutCancel(ctx), "error", "failed", c.Name, c.Account,
-		fmt.Sprintf("%s failed (attempt %d): %v; next attempt in %s", c.NextAction, cur.Failures, err, delay.Round(time.Second)))
+	kind, msg := "failed", fmt.Sprintf("%s failed (attempt %d): %v; next attempt in %s", c.NextAction, cur.Failures, err, delay.Round(time.Second))
+	if cur.State == store.StateNeedsOperator {
+		kind, msg = "needs_operator", fmt.Sprintf("%s failed and needs an operator: %v; checked again in %s, or at once after a reload or `certd renew %s`",
+			c.NextAction, err, delay.Round(time.Second), c.Name)
+	}
+	s.event(context.WithoutCancel(ctx), "error", kind, c.Name, c.Account, msg)
 }

@@ -145,6 +145,18 @@ CREATE TABLE ca_accounts (
 	PRIMARY KEY (account, endpoint)
 );
 `,
+	// 3: the order lifecycle. sent_at: when the order was last handed to
+	// the CA (NULL: never, so it cannot exist there). account_holds: a
+	// CA account's "not before" (Retry-After), honoured across restarts.
+	`
+ALTER TABLE orders ADD COLUMN sent_at INTEGER;
+CREATE TABLE account_holds (
+	account     TEXT PRIMARY KEY,
+	until       INTEGER NOT NULL,
+	reason      TEXT NOT NULL DEFAULT '',
+	updated_at  INTEGER NOT NULL
+);
+`,
 }
 
 // SchemaVersion is the schema version this build writes.

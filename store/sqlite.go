@@ -330,14 +330,14 @@ func (s *SQLite) queryClaims(ctx context.Context, q string, args ...any) ([]Clai
 // --- orders and keys
 
 const orderCols = `id, idempotency_key, cert_name, account, generation, key_id, csr, spec_hash, state,
-	ca_ref, last_error, next_poll_at, created_at, updated_at`
+	ca_ref, last_error, next_poll_at, sent_at, created_at, updated_at`
 
 func scanOrder(r scanner) (Order, error) {
 	var o Order
-	var next, created, updated sql.NullInt64
+	var next, sent, created, updated sql.NullInt64
 	err := r.Scan(&o.ID, &o.IdempotencyKey, &o.CertName, &o.Account, &o.Generation, &o.KeyID, &o.CSR,
-		&o.SpecHash, &o.State, &o.CARef, &o.LastError, &next, &created, &updated)
-	o.NextPollAt, o.CreatedAt, o.UpdatedAt = fromMs(next), fromMs(created), fromMs(updated)
+		&o.SpecHash, &o.State, &o.CARef, &o.LastError, &next, &sent, &created, &updated)
+	o.NextPollAt, o.SentAt, o.CreatedAt, o.UpdatedAt = fromMs(next), fromMs(sent), fromMs(created), fromMs(updated)
 	return o, err
 }
 
@@ -401,8 +401,8 @@ func (s *SQLite) LatestOrder(ctx context.Context, certName string) (Order, error
 // SaveOrder implements Orders. The idempotency key, certificate,
 // generation and key of an order never change.
 func (s *SQLite) SaveOrder(ctx context.Context, o Order) error {
-	res, err := s.w.ExecContext(ctx, `UPDATE orders SET state = ?, ca_ref = ?, last_error = ?, next_poll_at = ?, updated_at = ? WHERE id = ?`,
-		o.State, o.CARef, o.LastError, ms(o.NextPollAt), ms(s.now()), o.ID)
+	res, err := s.w.ExecContext(ctx, `UPDATE orders SET state = ?, ca_ref = ?, last_error = ?, next_poll_at = ?, sent_at = ?, updated_at = ? WHERE id = ?`,
+		o.State, o.CARef, o.LastError, ms(o.NextPollAt), ms(o.SentAt), ms(s.now()), o.ID)
 	if err != nil {
 		return fmt.Errorf("store: saving order %d: %w", o.ID, err)
 	}
@@ -648,4 +648,28 @@ func (s *SQLite) SaveCAAccount(ctx context.Context, a CAAccount) error {
 		return fmt.Errorf("store: saving CA account %s: %w", a.Account, err)
 	}
 	return nil
+}
+
+// --- account holds
+
+// SetAccountHold implements AccountHolds.
+func (s *SQLite) SetAccountHold(ctx context.Context, h AccountHold) error {
+	_, err := s.w.ExecContext(ctx, `INSERT INTO account_holds (account, until, reason, updated_at) VALUES (?, ?, ?, ?)
+		ON CONFLICT (account) DO UPDATE SET until = excluded.until, reason = excluded.reason, updated_at = excluded.updated_at`,
+		h.Account, ms(h.Until), h.Reason, ms(s.now()))
+	if err != nil {
+		return fmt.Errorf("store: saving the hold on account %s: %w", h.Account, err)
+	}
+	return nil
+}
+
+// AccountHolds implements AccountHolds.
+func (s *SQLite) AccountHolds(ctx context.Context) ([]AccountHold, error) {
+	return queryAll(ctx, s.db, "account holds", func(r scanner) (AccountHold, error) {
+		var h AccountHold
+		var until, updated sql.NullInt64
+		err := r.Scan(&h.Account, &until, &h.Reason, &updated)
+		h.Until, h.UpdatedAt = fromMs(until), fromMs(updated)
+		return h, err
+	}, "SELECT account, until, reason, updated_at FROM account_holds ORDER BY account")
 }

@@ -32,7 +32,26 @@ type Store interface {
 	Deployments
 	Events
 	CAAccounts
+	AccountHolds
 	Close() error
+}
+
+// AccountHolds keeps, per CA account, the time before which certd sends
+// it nothing (a Retry-After), so a restart honours it.
+type AccountHolds interface {
+	// SetAccountHold inserts or replaces the account's hold; a zero Until
+	// lifts it.
+	SetAccountHold(ctx context.Context, h AccountHold) error
+	// AccountHolds lists every account's hold, lifted ones included.
+	AccountHolds(ctx context.Context) ([]AccountHold, error)
+}
+
+// AccountHold is a CA account's "not before".
+type AccountHold struct {
+	Account   string
+	Until     time.Time
+	Reason    string
+	UpdatedAt time.Time
 }
 
 // CAAccounts holds what certd generated to act as a CA account (an ACME
@@ -100,6 +119,10 @@ const (
 	StateValid   = "valid"   // deployed and inside its validity
 	StateFailing = "failing" // last attempt failed; a retry is scheduled
 	StateRetired = "retired" // no longer in the configuration
+	// StateNeedsOperator: the CA refused in a way retrying cannot fix
+	// (credentials, quota, policy, an order it cannot tell was placed);
+	// a person must act. It is re-checked slowly and shown loudly.
+	StateNeedsOperator = "needs-operator"
 )
 
 // Claims holds account-level domain claims (Atlas).
@@ -158,8 +181,11 @@ type Order struct {
 	CARef          string // the CA's id for the order (serial, URL, number)
 	LastError      string
 	NextPollAt     time.Time
-	CreatedAt      time.Time
-	UpdatedAt      time.Time
+	// SentAt is when the order was last handed to the CA, stored before
+	// the request goes out (zero: never sent, so the CA cannot have it).
+	SentAt    time.Time
+	CreatedAt time.Time
+	UpdatedAt time.Time
 }
 
 // Order states. Terminal: issued, failed, abandoned.

@@ -1,6 +1,7 @@
 package acme
 
 import (
+	"context"
 	"crypto/tls"
 	"crypto/x509"
 	"fmt"
@@ -8,9 +9,32 @@ import (
 	"os"
 	"time"
 
+	"github.com/certd/certd/ca"
 	"github.com/certd/certd/internal/pemutil"
 	"go.uber.org/zap"
 )
+
+// Kind is the acme entry of certd's account types.
+func Kind() ca.Kind {
+	return ca.Kind{Decode: DecodeConfig, New: func(env ca.Env) (ca.Issuer, error) {
+		return NewFromConfig(env.Name, env.Settings.(*Config), keyStore{env.Keys}, env.Logger, env.Observe)
+	}}
+}
+
+// keyStore keeps account keys in the caller's ca.AccountKeys.
+type keyStore struct{ k ca.AccountKeys }
+
+func (s keyStore) LoadAccount(ctx context.Context, name, directory string) (AccountRecord, bool, error) {
+	k, found, err := s.k.LoadAccountKey(ctx, name, directory)
+	if err != nil || !found {
+		return AccountRecord{}, false, err
+	}
+	return AccountRecord{Name: k.Account, Directory: k.Endpoint, KeyPEM: k.KeyPEM, URL: k.Ref, EABKeyID: k.BindingID}, true, nil
+}
+
+func (s keyStore) SaveAccount(ctx context.Context, r AccountRecord) error {
+	return s.k.SaveAccountKey(ctx, ca.AccountKey{Account: r.Name, Endpoint: r.Directory, KeyPEM: r.KeyPEM, Ref: r.URL, BindingID: r.EABKeyID})
+}
 
 // NewFromConfig builds an Issuer from an account block: it reads the
 // trust files and resolves the EAB key (a secret reference).

@@ -408,7 +408,7 @@ func (i *Issuer) Fetch(ctx context.Context, order ca.Order, req ca.Request) (*ca
 	for o.Status == acme.StatusProcessing {
 		if d, err := pl.wait(ctx, x.retryAfter(i.opts.Now())); err != nil {
 			if errors.Is(err, errPollTimeout) {
-				return nil, &Error{Detail: "the order is still processing at the CA", Retry: d, pending: true}
+				return nil, &Error{CA: "acme", Op: "fetch", Detail: "the order is still processing at the CA", Retry: d, Err: ca.ErrPending}
 			}
 			return nil, err
 		}
@@ -642,7 +642,7 @@ func (i *Issuer) RenewalWindow(ctx context.Context, leaf *x509.Certificate) (ca.
 	defer resp.Body.Close()
 	ra := parseRetryAfter(resp.Header.Get("Retry-After"), i.opts.Now())
 	if resp.StatusCode != http.StatusOK {
-		return ca.RenewalWindow{}, &Error{Status: resp.StatusCode, Detail: "renewalInfo answered " + resp.Status, Retry: ra}
+		return ca.RenewalWindow{}, &Error{CA: "acme", Op: "renewalInfo", Status: resp.StatusCode, Detail: "renewalInfo answered " + resp.Status, Retry: ra}
 	}
 	var body struct {
 		SuggestedWindow struct {
@@ -652,7 +652,7 @@ func (i *Issuer) RenewalWindow(ctx context.Context, leaf *x509.Certificate) (ca.
 		ExplanationURL string `json:"explanationURL"`
 	}
 	if err := json.NewDecoder(io.LimitReader(resp.Body, 1<<20)).Decode(&body); err != nil {
-		return ca.RenewalWindow{}, &Error{Status: resp.StatusCode, Detail: "renewalInfo is not JSON: " + err.Error(), Retry: ra}
+		return ca.RenewalWindow{}, &Error{CA: "acme", Op: "renewalInfo", Status: resp.StatusCode, Detail: "renewalInfo is not JSON: " + err.Error(), Retry: ra}
 	}
 	return ca.RenewalWindow{Start: body.SuggestedWindow.Start, End: body.SuggestedWindow.End, RetryAfter: ra,
 		ExplanationURL: body.ExplanationURL}, nil
@@ -660,45 +660,21 @@ func (i *Issuer) RenewalWindow(ctx context.Context, leaf *x509.Certificate) (ca.
 
 // --- errors
 
-// Error is an ACME failure with what certd acts on: the problem type, the
-// server's Retry-After, and whether it only means "not yet".
-type Error struct {
-	Status  int
-	Type    string
-	Detail  string
-	Retry   time.Duration
-	pending bool
-	err     error
-}
+// Error is an ACME failure: a ca.Error with CA "acme" and the problem
+// type as Code.
+type Error = ca.Error
 
-func (e *Error) Error() string {
-	var b strings.Builder
-	b.WriteString("acme: ")
-	if e.Detail != "" {
-		b.WriteString(e.Detail)
-	}
-	if e.Type != "" {
-		fmt.Fprintf(&b, " (%s)", strings.TrimPrefix(e.Type, acme.ProblemTypeNamespace))
-	}
-	if e.Status != 0 {
-		fmt.Fprintf(&b, " [HTTP %d]", e.Status)
-	}
-	return b.String()
-}
+// OrderCost implements ca.Coster: an ACME order costs nothing until it is
+// finalized.
+func (i *Issuer) OrderCost() ca.Cost { return ca.FreeUntilFinalized }
 
-// RetryAfter is the server's Retry-After (zero if none).
-func (e *Error) RetryAfter() time.Duration { return e.Retry }
-
-// Unwrap lets errors.Is see ca.ErrPending for an order still processing.
-func (e *Error) Unwrap() []error {
-	var out []error
-	if e.pending {
-		out = append(out, ca.ErrPending)
-	}
-	if e.err != nil {
-		out = append(out, e.err)
-	}
-	return out
+// permanentProblems are ACME problem types that retrying cannot fix.
+var permanentProblems = map[string]bool{
+	acme.ProblemTypeNamespace + "unauthorized":            true,
+	acme.ProblemTypeNamespace + "externalAccountRequired": true,
+	acme.ProblemTypeNamespace + "userActionRequired":      true,
+	acme.ProblemTypeNamespace + "unsupportedContact":      true,
+	acme.ProblemTypeNamespace + "invalidContact":          true,
 }
 
 // wrap turns an acmez error into an *Error with the exchange's Retry-After.
@@ -706,7 +682,7 @@ func (e *Error) Unwrap() []error {
 func (i *Issuer) wrap(x *exchange, doing string, err error) error {
 	werr := i.describe(x, doing, err)
 	var e *Error
-	if errors.As(werr, &e) && e.Type == acme.ProblemTypeAccountDoesNotExist {
+	if errors.As(werr, &e) && e.Code == acme.ProblemTypeAccountDoesNotExist {
 		i.mu.Lock()
 		i.acct, i.lost = nil, true
 		i.mu.Unlock()
@@ -719,11 +695,12 @@ func (i *Issuer) describe(x *exchange, doing string, err error) error {
 	if errors.Is(err, context.Canceled) || errors.Is(err, context.DeadlineExceeded) {
 		return fmt.Errorf("acme: %s: %w", doing, err)
 	}
-	e := &Error{Detail: doing + ": " + err.Error(), Retry: x.retryAfter(i.opts.Now()), err: err}
+	e := &Error{CA: "acme", Op: doing, Detail: err.Error(), Retry: x.retryAfter(i.opts.Now()), Err: err}
 	var p acme.Problem
 	if errors.As(err, &p) {
-		e.Status, e.Type = p.Status, p.Type
-		e.Detail = doing + ": " + problemText(&p, err.Error())
+		e.Status, e.Code = p.Status, p.Type
+		e.Detail = problemText(&p, err.Error())
+		e.Permanent = permanentProblems[p.Type]
 	}
 	return e
 }

@@ -49,22 +49,38 @@ type ListPolicy struct {
 	MaxCount int      `json:"maxcount"`
 }
 
-// ValidationPolicy returns the account's policy, fetched once and cached.
+// policyTTL is how long a fetched validation policy is trusted. Atlas
+// lists the account's verified domains in it, so a daemon that runs for
+// weeks must see claims verified after its first order.
+const policyTTL = 10 * time.Minute
+
+// ValidationPolicy returns the account's policy, cached for policyTTL and
+// until InvalidatePolicy.
 func (c *Client) ValidationPolicy(ctx context.Context) (*Policy, error) {
 	c.mu.Lock()
-	p := c.policy
+	p, at := c.policy, c.policyAt
 	c.mu.Unlock()
-	if p != nil {
+	if p != nil && c.opts.Now().Sub(at) < policyTTL {
 		return p, nil
 	}
+	at = c.opts.Now()
 	p = &Policy{}
 	if _, err := c.getJSON(ctx, "/validationpolicy", p); err != nil {
 		return nil, err
 	}
 	c.mu.Lock()
-	c.policy = p
+	c.policy, c.policyAt = p, at
 	c.mu.Unlock()
 	return p, nil
+}
+
+// InvalidatePolicy makes the next ValidationPolicy fetch it again: after
+// a claim was verified or reasserted, and before a policy refusal is
+// taken as final.
+func (c *Client) InvalidatePolicy() {
+	c.mu.Lock()
+	c.policy = nil
+	c.mu.Unlock()
 }
 
 // CertRequest is the body of POST /certificates.

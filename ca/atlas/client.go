@@ -48,6 +48,10 @@ type ClientOptions struct {
 	Sleep func(ctx context.Context, d time.Duration) error
 	// Retries bounds automatic retries of one call (default 4).
 	Retries int
+	// MaxInlineWait is the longest Retry-After a call waits out itself
+	// (default 5s); a longer one ends the call with the *Error, so the
+	// scheduler stores the next attempt instead of holding a worker.
+	MaxInlineWait time.Duration
 	// Timeout bounds one HTTP exchange (default 60s).
 	Timeout time.Duration
 	Logger  *zap.Logger
@@ -69,10 +73,11 @@ type Client struct {
 	log   *zap.Logger
 	login sync.Mutex // serialises logins
 
-	mu      sync.Mutex // guards token, tokenAt, policy
-	token   string
-	tokenAt time.Time
-	policy  *Policy
+	mu       sync.Mutex // guards token, tokenAt, policy, policyAt
+	token    string
+	tokenAt  time.Time
+	policy   *Policy
+	policyAt time.Time
 }
 
 // NewClient validates opts and returns a Client. Nothing is sent yet.
@@ -98,6 +103,9 @@ func NewClient(opts ClientOptions) (*Client, error) {
 	}
 	if opts.Timeout == 0 {
 		opts.Timeout = 60 * time.Second
+	}
+	if opts.MaxInlineWait == 0 {
+		opts.MaxInlineWait = 5 * time.Second
 	}
 	if opts.Logger == nil {
 		opts.Logger = zap.NewNop()
@@ -328,6 +336,9 @@ func (c *Client) call(ctx context.Context, method, p string, in any, idempotent 
 			wait := backoff(attempt)
 			var e *Error
 			if errors.As(apiErr, &e) && e.Retry > wait {
+				if e.Retry > c.opts.MaxInlineWait {
+					return nil, apiErr // the caller stores when to come back
+				}
 				wait = e.Retry
 			}
 			c.log.Warn("atlas: retrying", zap.String("call", method+" "+p), zap.Int("status", resp.StatusCode), zap.Duration("retry_in", wait))

@@ -1,6 +1,30 @@
 package atlas
 
-import "github.com/certd/certd/config"
+import (
+	"strings"
+
+	"github.com/certd/certd/ca"
+	"github.com/certd/certd/config"
+	"github.com/certd/certd/internal/ratelimit"
+)
+
+// Kind is the globalsign-atlas entry of certd's account types.
+func Kind() ca.Kind {
+	return ca.Kind{Decode: DecodeConfig, New: func(env ca.Env) (ca.Issuer, error) {
+		c := env.Settings.(*Config)
+		client, err := NewFromConfig(c, env.Logger, func(o *ClientOptions) {
+			o.Observe = env.Observe
+			if env.Limits.RateLimit > 0 {
+				o.RateLimit = ratelimit.New(env.Limits.RateLimit, env.Limits.Burst, nil, nil)
+			}
+		})
+		if err != nil {
+			return nil, err
+		}
+		return NewIssuer(client, IssuerOptions{IssuanceWindow: c.IssuanceWindow.D(), DelegationLabel: c.DelegationLabel,
+			ClaimDomains: c.ClaimDomains, ReassertBefore: c.ReassertBefore.D()}), nil
+	}}
+}
 
 // DefaultURL is the HVCA v2 API of GlobalSign Atlas (EMEA region). The
 // version is part of the path and the port is 8443.
@@ -28,11 +52,27 @@ type Config struct {
 	// ClaimDomains are parent domains to claim instead of each certificate
 	// name (a verified claim on example.com covers www.example.com).
 	ClaimDomains []string `yaml:"claim_domains"`
+	// IssuanceWindow is the longest Atlas takes to issue a request it
+	// accepted (default 1h). After a lost answer certd resends only when
+	// no certificate for the order's key has appeared this long after it
+	// was sent: Atlas reports list certificates only once issued.
+	IssuanceWindow config.Duration `yaml:"issuance_window"`
+	// DelegationLabel is the "_"-label whose CNAME delegates a claim's TXT
+	// record to another zone (dcv method dns-delegated; default
+	// "_acme-challenge").
+	DelegationLabel string `yaml:"delegation_label"`
 }
 
 // DecodeConfig decodes and validates a globalsign-atlas account block.
 func DecodeConfig(b *config.Block) (any, error) {
-	return config.DecodeWith(b, Config{URL: DefaultURL, ReassertBefore: config.Duration(30 * 24 * 3600e9)}, func(c *Config, ck *config.Checker) {
+	return config.DecodeWith(b, Config{URL: DefaultURL, ReassertBefore: config.Duration(30 * 24 * 3600e9),
+		IssuanceWindow: config.Duration(DefaultIssuanceWindow), DelegationLabel: "_acme-challenge"}, func(c *Config, ck *config.Checker) {
+		if !strings.HasPrefix(c.DelegationLabel, "_") || strings.ContainsAny(c.DelegationLabel, ". ") {
+			ck.Errorf("delegation_label", "must be one DNS label starting with \"_\", got %q", c.DelegationLabel)
+		}
+		if c.IssuanceWindow < config.Duration(60e9) {
+			ck.Errorf("issuance_window", "must be at least 1m, got %s", c.IssuanceWindow)
+		}
 		ck.URL("url", c.URL)
 		ck.Required("api_key", c.APIKey.IsSet())
 		ck.Required("api_secret", c.APISecret.IsSet())

@@ -5,6 +5,8 @@ import (
 	"crypto/x509"
 	"errors"
 	"fmt"
+	"net/http"
+	"slices"
 	"strings"
 	"sync"
 	"time"
@@ -15,10 +17,12 @@ import (
 )
 
 // Issuer is certd's ca.Issuer and ca.DomainAuthorizer for one Atlas
-// account.
+// account. Orders are paid at submit (each counts against the account's
+// issuance quota).
 type Issuer struct {
-	c   *Client
-	now func() time.Time
+	c    *Client
+	now  func() time.Time
+	opts IssuerOptions
 
 	// chains holds every trust chain seen, by the issuing CA's subject key
 	// id: Atlas rotates issuing CAs, and /trustchain only tells the current
@@ -32,10 +36,56 @@ var (
 	_ ca.DomainAuthorizer = (*Issuer)(nil)
 )
 
-// NewIssuer wraps a client.
-func NewIssuer(c *Client) *Issuer {
-	return &Issuer{c: c, now: c.opts.Now, chains: map[string][]*x509.Certificate{}}
+// IssuerOptions are the account's choices beyond the API client.
+type IssuerOptions struct {
+	// IssuanceWindow is how long Atlas may take, at most, to issue a
+	// certificate it accepted (default DefaultIssuanceWindow). Reports
+	// list a certificate only once it is issued, so an order whose answer
+	// was lost is known to be absent only when it has not appeared this
+	// long after it was sent. The guide is silent on this bound.
+	IssuanceWindow time.Duration
+	// DelegationLabel is the "_"-label whose CNAME delegates a claim's
+	// TXT record to another zone (default "_acme-challenge"; Atlas
+	// accepts any "_"-prefixed authorization domain).
+	DelegationLabel string
+	// ClaimDomains are parent domains claimed instead of each name.
+	ClaimDomains []string
+	// ReassertBefore is how long before expiry a claim is proved again.
+	ReassertBefore time.Duration
 }
+
+// DefaultIssuanceWindow bounds how long Atlas takes to issue an accepted
+// request (see IssuerOptions.IssuanceWindow).
+const DefaultIssuanceWindow = time.Hour
+
+// NewIssuer wraps a client.
+func NewIssuer(c *Client, opts IssuerOptions) *Issuer {
+	if opts.IssuanceWindow <= 0 {
+		opts.IssuanceWindow = DefaultIssuanceWindow
+	}
+	if opts.DelegationLabel == "" {
+		opts.DelegationLabel = "_acme-challenge"
+	}
+	if opts.ReassertBefore <= 0 {
+		opts.ReassertBefore = 30 * 24 * time.Hour
+	}
+	return &Issuer{c: c, now: c.opts.Now, opts: opts, chains: map[string][]*x509.Certificate{}}
+}
+
+// ClaimDomain implements ca.ClaimPolicy: the configured parent that
+// covers domain, else the domain itself (without "*.").
+func (is *Issuer) ClaimDomain(domain string) string {
+	d := strings.TrimPrefix(domain, "*.")
+	for _, parent := range is.opts.ClaimDomains {
+		if d == parent || strings.HasSuffix(d, "."+parent) {
+			return parent
+		}
+	}
+	return d
+}
+
+// ReassertBefore implements ca.ClaimPolicy.
+func (is *Issuer) ReassertBefore() time.Duration { return is.opts.ReassertBefore }
 
 // ErrChainUnavailable: the leaf's issuing CA is not in any trust chain
 // seen. The certificate is fine; the order stays pending and is fetched
@@ -83,35 +133,112 @@ func (is *Issuer) Client() *Client { return is.c }
 // Submit builds the request from the account's validation policy and
 // posts it. Atlas has no client reference: an ambiguous answer is settled
 // by Reconcile through the public key.
+//
+// Atlas lists the account's verified domains in the policy: a name the
+// cached policy refuses is checked again against a fresh policy before
+// the refusal stands, and a name still refused (or refused by the CA as
+// not covered by a verified claim) is reported in ca.Error.Unauthorized,
+// so the caller proves it again.
 func (is *Issuer) Submit(ctx context.Context, req ca.Request) (ca.Order, error) {
-	pol, err := is.c.ValidationPolicy(ctx)
-	if err != nil {
-		return ca.Order{}, err
-	}
 	spec := RequestSpec{Domains: req.Domains, Key: req.Key, CSR: req.CSR, NotBefore: is.now()}
 	if req.Lifetime > 0 {
 		spec.NotAfter = spec.NotBefore.Add(req.Lifetime)
 	}
-	body, err := BuildRequest(pol, spec)
+	body, err := is.build(ctx, spec)
 	if err != nil {
 		return ca.Order{}, err
 	}
 	// The chain current before the request: with the one fetched after,
 	// it brackets any rotation in between.
 	if err := is.learnChain(ctx); err != nil {
-		return ca.Order{}, err
+		return ca.Order{}, classify("submit", err)
 	}
 	serial, err := is.c.CreateCertificate(ctx, body)
 	if err != nil {
-		if errors.Is(err, ErrAmbiguous) {
-			return ca.Order{}, fmt.Errorf("%w: %w", ca.ErrAmbiguous, err)
+		e := classify("submit", err)
+		if ce, ok := ca.AsError(e); ok && ce.Status == http.StatusUnprocessableEntity {
+			ce.Unauthorized = unauthorizedNames(err, req.Domains)
+			if len(ce.Unauthorized) > 0 {
+				is.c.InvalidatePolicy()
+			}
 		}
-		return ca.Order{}, err
+		return ca.Order{}, e
 	}
 	return ca.Order{Ref: serial}, nil
 }
 
+// build makes the request body from the policy, refreshing a cached
+// policy once before a refusal of the names stands.
+func (is *Issuer) build(ctx context.Context, spec RequestSpec) (*CertRequest, error) {
+	for attempt := 0; ; attempt++ {
+		pol, err := is.c.ValidationPolicy(ctx)
+		if err != nil {
+			return nil, classify("reading the validation policy", err)
+		}
+		body, err := BuildRequest(pol, spec)
+		var pe *PolicyError
+		if !errors.As(err, &pe) {
+			if err != nil {
+				return nil, &ca.Error{CA: "atlas", Op: "building the request", Detail: err.Error(), Err: err}
+			}
+			return body, nil
+		}
+		if !strings.HasPrefix(pe.Field, "san.dns_names[") {
+			// A key type, subject field or lifetime the policy refuses:
+			// configuration must change, retrying cannot help.
+			return nil, &ca.Error{CA: "atlas", Op: "checking the validation policy", Code: pe.Field, Detail: pe.Msg, Permanent: true, Err: err}
+		}
+		if attempt == 0 {
+			is.c.InvalidatePolicy() // claims verified since it was read
+			continue
+		}
+		return nil, &ca.Error{CA: "atlas", Op: "checking the validation policy", Code: pe.Field, Detail: pe.Msg + " (no verified claim covers it)",
+			Unauthorized: policyRefused(pol, spec.Domains), Err: err}
+	}
+}
+
+// policyRefused are the names pol's SAN list does not cover.
+func policyRefused(pol *Policy, names []string) []string {
+	var out []string
+	for _, n := range names {
+		if !matchesList(pol.SAN.DNSNames.List, n) {
+			out = append(out, n)
+		}
+	}
+	return out
+}
+
+// unauthorizedNames reads the names a 422 refused for want of a verified
+// claim: errors keyed "san.dns_names[i]" (the index into names) or naming
+// a verified claim.
+func unauthorizedNames(err error, names []string) []string {
+	var e *Error
+	if !errors.As(err, &e) {
+		return nil
+	}
+	var out []string
+	for k, v := range e.Errors {
+		var i int
+		if _, serr := fmt.Sscanf(k, "san.dns_names[%d]", &i); serr == nil && i >= 0 && i < len(names) {
+			out = append(out, names[i])
+			continue
+		}
+		if strings.Contains(strings.ToLower(v), "claim") {
+			for _, n := range names {
+				if strings.Contains(v, n) && !slices.Contains(out, n) {
+					out = append(out, n)
+				}
+			}
+		}
+	}
+	slices.Sort(out)
+	return slices.Compact(out)
+}
+
 // Reconcile finds a certificate issued since req.Since for req's key.
+// Atlas reports list a certificate only once it is issued, so "not
+// listed" proves absence only after the issuance window has passed since
+// the request was last sent; until then the answer is ErrUndetermined.
 func (is *Issuer) Reconcile(ctx context.Context, req ca.Request) (ca.Order, bool, error) {
 	spki, err := x509.MarshalPKIXPublicKey(req.Key.Public())
 	if err != nil {
@@ -119,13 +246,28 @@ func (is *Issuer) Reconcile(ctx context.Context, req ca.Request) (ca.Order, bool
 	}
 	serial, found, err := is.c.FindIssued(ctx, spki, req.Since)
 	if errors.Is(err, ErrNotReady) {
-		return ca.Order{}, false, fmt.Errorf("%w: %w", ca.ErrPending, err)
+		return ca.Order{}, false, &ca.Error{CA: "atlas", Op: "reconcile", Detail: err.Error(), Retry: 5 * time.Second, Err: errors.Join(ca.ErrUndetermined, err)}
 	}
-	if err != nil || !found {
-		return ca.Order{}, false, err
+	if err != nil {
+		return ca.Order{}, false, classify("reconcile", err)
 	}
-	return ca.Order{Ref: serial}, true, nil
+	if found {
+		return ca.Order{Ref: serial}, true, nil
+	}
+	if req.SentAt.IsZero() {
+		return ca.Order{}, false, nil // never sent
+	}
+	if left := req.SentAt.Add(is.opts.IssuanceWindow).Sub(is.now()); left > 0 {
+		return ca.Order{}, false, &ca.Error{CA: "atlas", Op: "reconcile",
+			Detail: fmt.Sprintf("no certificate for the order's key is issued yet; Atlas may still be issuing one (absence is certain %s after the request was sent, in %s)",
+				is.opts.IssuanceWindow, left.Round(time.Second)),
+			Retry: left, Err: ca.ErrUndetermined}
+	}
+	return ca.Order{}, false, nil
 }
+
+// OrderWindow is how long an accepted order may take to issue.
+func (is *Issuer) OrderWindow() time.Duration { return is.opts.IssuanceWindow }
 
 // Fetch reads the certificate and, since Atlas rotates issuing CAs, the
 // trust chain current right after it.
@@ -135,23 +277,58 @@ func (is *Issuer) Fetch(ctx context.Context, order ca.Order, _ ca.Request) (*ca.
 		return nil, fmt.Errorf("%w: %w", ca.ErrPending, err)
 	}
 	if IsStatus(err, 422) {
-		return nil, fmt.Errorf("%w: %w", ca.ErrRejected, err)
+		return nil, fmt.Errorf("%w: %w", ca.ErrRejected, classify("fetch", err))
 	}
 	if err != nil {
-		return nil, err
+		return nil, classify("fetch", err)
 	}
 	leaf, err := parseCert(info.PEM)
 	if err != nil {
-		return nil, fmt.Errorf("atlas: certificate %s: %w", order.Ref, err)
+		return nil, &ca.Error{CA: "atlas", Op: "fetch", Detail: fmt.Sprintf("certificate %s: %v", order.Ref, err), Err: err}
 	}
 	if err := is.learnChain(ctx); err != nil {
-		return nil, err
+		return nil, classify("fetch", err)
 	}
 	chain := is.chainFor(leaf)
 	if chain == nil {
 		return nil, fmt.Errorf("%w: %s (issuer %s)", ErrChainUnavailable, order.Ref, leaf.Issuer)
 	}
 	return &ca.Result{Leaf: leaf, Chain: chain[:len(chain)-1], Roots: chain[len(chain)-1:]}, nil
+}
+
+// classify turns a client error into the typed ca.Error: Retry-After,
+// ambiguity, and whether a person must act (credentials refused, quota
+// used up).
+func classify(op string, err error) error {
+	if err == nil {
+		return nil
+	}
+	if _, ok := ca.AsError(err); ok {
+		return err
+	}
+	ce := &ca.Error{CA: "atlas", Op: op, Err: err, Ambiguous: errors.Is(err, ErrAmbiguous)}
+	var e *Error
+	if errors.As(err, &e) {
+		ce.Op = op + " (" + e.Method + " " + e.Path + ")"
+		ce.Status, ce.Retry, ce.Detail = e.Status, e.Retry, e.Description
+		if ce.Detail == "" {
+			ce.Detail = http.StatusText(e.Status)
+		}
+		for k, v := range e.Errors {
+			ce.Detail += "; " + k + ": " + v
+		}
+		switch e.Status {
+		case http.StatusUnauthorized, http.StatusForbidden:
+			ce.Permanent = true
+			ce.Detail += " (the account's credentials or client certificate were refused)"
+		case http.StatusPaymentRequired:
+			ce.Permanent, ce.Code = true, "quota"
+			ce.Detail += " (the account's issuance quota is used up)"
+		}
+	} else {
+		ce.Detail = err.Error()
+	}
+	return ce
 }
 
 func parseCert(s string) (*x509.Certificate, error) {
@@ -189,13 +366,17 @@ func (is *Issuer) Authorization(ctx context.Context, id, domain string) (ca.Auth
 			return ca.Authorization{}, false, nil
 		}
 		if err != nil {
-			return ca.Authorization{}, false, err
+			return ca.Authorization{}, false, classify("reading claim "+id, err)
 		}
-		return toAuth(c), true, nil
+		a := toAuth(c)
+		if a.Status == ca.AuthValid {
+			is.c.InvalidatePolicy() // verified since the policy was read, perhaps
+		}
+		return a, true, nil
 	}
 	claims, err := is.c.Claims(ctx, "")
 	if err != nil {
-		return ca.Authorization{}, false, err
+		return ca.Authorization{}, false, classify("listing claims", err)
 	}
 	var best *Claim
 	for i := range claims {
@@ -225,7 +406,7 @@ func (is *Issuer) Authorize(ctx context.Context, auth ca.Authorization, domain s
 		tok, err = is.c.CreateClaim(ctx, domain)
 	}
 	if err != nil {
-		return ca.Authorization{}, dcv.Challenge{}, err
+		return ca.Authorization{}, dcv.Challenge{}, classify("claiming "+domain, err)
 	}
 	if auth.ID == "" {
 		auth = ca.Authorization{ID: tok.ID, Domain: domain, Status: ca.AuthPending}
@@ -241,7 +422,7 @@ func (is *Issuer) Challenge(auth ca.Authorization, how ca.Proof) (dcv.Challenge,
 	ch := dcv.Challenge{Domain: auth.Domain, Expires: auth.AssertBy, CARef: auth.ID}
 	switch how.Method {
 	case dcv.DNSTXT:
-		ch.Method, ch.RecordName, ch.Value = dcv.DNSTXT, authDomain(how, auth.Domain), auth.Token
+		ch.Method, ch.RecordName, ch.Value = dcv.DNSTXT, is.authDomain(how, auth.Domain), auth.Token
 	case dcv.HTTPFile:
 		ch.Method, ch.Path, ch.Content = dcv.HTTPFile, "/.well-known/pki-validation/gsdv.txt", auth.Token
 	case dcv.Email:
@@ -261,7 +442,7 @@ func (is *Issuer) Locate(domain string, how ca.Proof, value string) (dcv.Challen
 	ch := dcv.Challenge{Domain: domain, Method: how.Method}
 	switch how.Method {
 	case dcv.DNSTXT:
-		ch.RecordName, ch.Value = authDomain(how, domain), value
+		ch.RecordName, ch.Value = is.authDomain(how, domain), value
 	case dcv.HTTPFile:
 		ch.Path, ch.Content = "/.well-known/pki-validation/"+value+".txt", value
 	default:
@@ -270,9 +451,11 @@ func (is *Issuer) Locate(domain string, how ca.Proof, value string) (dcv.Challen
 	return ch, true
 }
 
-func authDomain(how ca.Proof, domain string) string {
-	if how.AuthorizationDomain != "" {
-		return how.AuthorizationDomain
+// authDomain is where Atlas looks for the token: the domain itself, or
+// the delegation label under it (CNAMEd to the zone certd writes to).
+func (is *Issuer) authDomain(how ca.Proof, domain string) string {
+	if how.Delegated {
+		return is.opts.DelegationLabel + "." + domain
 	}
 	return domain
 }
@@ -287,12 +470,12 @@ func (is *Issuer) Verify(ctx context.Context, auth ca.Authorization, how ca.Proo
 	switch how.Method {
 	case dcv.DNSTXT:
 		adn := ""
-		if how.AuthorizationDomain != "" && how.AuthorizationDomain != auth.Domain {
-			adn = how.AuthorizationDomain
+		if how.Delegated {
+			adn = is.authDomain(how, auth.Domain)
 		}
 		_, err = is.c.VerifyDNS(ctx, auth.ID, adn)
 	case dcv.HTTPFile:
-		_, err = is.c.VerifyHTTP(ctx, auth.ID, authDomain(how, auth.Domain), "http")
+		_, err = is.c.VerifyHTTP(ctx, auth.ID, auth.Domain, "http")
 	case dcv.Email:
 		_, err = is.c.SendEmail(ctx, auth.ID, how.Email)
 	default:
@@ -302,14 +485,17 @@ func (is *Issuer) Verify(ctx context.Context, auth ca.Authorization, how ca.Proo
 		return auth, fmt.Errorf("%w: %w", ErrTokenLapsed, err)
 	}
 	if err != nil {
-		return auth, err
+		return auth, classify("verifying claim "+auth.ID, err)
 	}
 	c, err := is.c.Claim(ctx, auth.ID)
 	if err != nil {
-		return auth, err
+		return auth, classify("reading claim "+auth.ID, err)
 	}
 	out := toAuth(c)
 	out.Token = auth.Token
+	if out.Status == ca.AuthValid {
+		is.c.InvalidatePolicy() // the policy lists verified domains
+	}
 	return out, nil
 }
 

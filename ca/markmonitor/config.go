@@ -1,6 +1,13 @@
 package markmonitor
 
-import "github.com/certd/certd/config"
+import (
+	"github.com/certd/certd/ca"
+	"github.com/certd/certd/config"
+)
+
+// Kind is the markmonitor entry of certd's account types: its configuration is
+// read and checked; its issuer is not in this release.
+func Kind() ca.Kind { return ca.Kind{Decode: DecodeConfig} }
 
 // Default endpoints of the Markmonitor SSL Certs API.
 const (

@@ -1,6 +1,13 @@
 package sectigo
 
-import "github.com/certd/certd/config"
+import (
+	"github.com/certd/certd/ca"
+	"github.com/certd/certd/config"
+)
+
+// Kind is the sectigo entry of certd's account types: its configuration is
+// read and checked; its issuer is not in this release.
+func Kind() ca.Kind { return ca.Kind{Decode: DecodeConfig} }
 
 // DefaultURL is the host of Sectigo's reseller Auto* API.
 const DefaultURL = "https://secure.trust-provider.com"

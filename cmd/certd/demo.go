@@ -178,7 +178,7 @@ certificates:
     lifetime: %[5]s
   - name: shop     # proved through a CNAME delegation into example.net
     domains: [shop.example.com]
-    dcv: {method: dns-cname, delegate: shop.example.com.validation.example.net, provider: demo-dns}
+    dcv: {method: dns-delegated, delegate: shop.example.com.validation.example.net, provider: demo-dns}
     lifetime: %[5]s
   - name: blog     # proved by /.well-known/pki-validation/gsdv.txt
     domains: [blog.example.com]

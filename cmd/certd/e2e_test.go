@@ -96,7 +96,7 @@ certificates:
     dcv: {method: dns, provider: knot}
   - name: shop
     domains: [shop.example.org]
-    dcv: {method: dns-cname, delegate: shop.example.org.validation.example.net, provider: knot}
+    dcv: {method: dns-delegated, delegate: shop.example.org.validation.example.net, provider: knot}
 `, w.knot.Addr, w.url, w.dir, w.knot.KeyName)
 }
 

@@ -7,8 +7,6 @@ import (
 	"time"
 
 	"github.com/certd/certd/ca"
-	"github.com/certd/certd/ca/acme"
-	"github.com/certd/certd/ca/atlas"
 	"github.com/certd/certd/dcv"
 	"github.com/certd/certd/deploy"
 	"github.com/certd/certd/metrics"
@@ -22,11 +20,10 @@ var errIssuerUnavailable = errors.New("issuer not available in this certd releas
 // failureReason classifies a failed job for metrics and notifications,
 // from the errors' types, never their text.
 func failureReason(err error) string {
-	var ae *atlas.Error
-	var acmeErr *acme.Error
 	var df *deploy.Failure
+	ce, isCA := ca.AsError(err)
 	switch {
-	case errors.Is(err, atlas.ErrQuota):
+	case isCA && ce.Code == "quota":
 		return "quota"
 	case errors.Is(err, scheduler.ErrAwaitingApproval):
 		return "awaiting_approval"
@@ -42,10 +39,10 @@ func failureReason(err error) string {
 		return "dcv_not_visible"
 	case errors.As(err, &df):
 		return "deploy_" + df.Step
-	case errors.As(err, &ae):
-		return "ca_" + strconv.Itoa(ae.Status)
-	case errors.As(err, &acmeErr) && acmeErr.Status != 0:
-		return "ca_" + strconv.Itoa(acmeErr.Status)
+	case isCA && ce.Permanent && ce.Status == 0:
+		return "needs_operator"
+	case isCA && ce.Status != 0:
+		return "ca_" + strconv.Itoa(ce.Status)
 	case errors.Is(err, context.DeadlineExceeded):
 		return "timeout"
 	}
@@ -56,19 +53,7 @@ func failureReason(err error) string {
 // without metrics.
 type observers struct{ m *metrics.Metrics }
 
-func (o observers) atlasClient(account string) func(*atlas.ClientOptions) {
-	return func(opts *atlas.ClientOptions) {
-		if o.m == nil {
-			return
-		}
-		opts.Observe = func(endpoint string, status int, d time.Duration) {
-			o.m.CARequests.WithLabelValues(account, endpoint, strconv.Itoa(status)).Inc()
-			o.m.CALatency.WithLabelValues(account, endpoint).Observe(d.Seconds())
-		}
-	}
-}
-
-// caRequests counts a CA client's requests by route (ACME).
+// caRequests counts a CA client's requests by route.
 func (o observers) caRequests(account string) func(route string, status int, d time.Duration) {
 	if o.m == nil {
 		return nil

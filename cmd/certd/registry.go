@@ -6,6 +6,7 @@ import (
 	"io"
 	"os"
 
+	"github.com/certd/certd/ca"
 	"github.com/certd/certd/ca/acme"
 	"github.com/certd/certd/ca/atlas"
 	"github.com/certd/certd/ca/markmonitor"
@@ -16,22 +17,26 @@ import (
 	"github.com/certd/certd/store"
 )
 
-// accountTypes is the one table from an account's type in configuration to
-// its CA package.
-func accountTypes() map[string]config.Decoder {
-	return map[string]config.Decoder{
-		"globalsign-atlas": atlas.DecodeConfig,
-		"sectigo":          sectigo.DecodeConfig,
-		"markmonitor":      markmonitor.DecodeConfig,
-		"reseller":         reseller.DecodeConfig,
-		"acme":             acme.DecodeConfig,
+// caKinds is the one table from an account's type in configuration to its
+// CA package: how its block is decoded and its issuer built.
+func caKinds() map[string]ca.Kind {
+	return map[string]ca.Kind{
+		"globalsign-atlas": atlas.Kind(),
+		"sectigo":          sectigo.Kind(),
+		"markmonitor":      markmonitor.Kind(),
+		"reseller":         reseller.Kind(),
+		"acme":             acme.Kind(),
 	}
 }
 
 // loadOptions is what config.Load needs to decode every plug-in block.
 func loadOptions() config.Options {
+	decoders := map[string]config.Decoder{}
+	for name, k := range caKinds() {
+		decoders[name] = k.Decode
+	}
 	return config.Options{
-		Accounts: accountTypes(),
+		Accounts: decoders,
 		DNS:      providers.Decoders(providers.DNSTypes()),
 		HTTP:     providers.Decoders(providers.HTTPTypes()),
 	}

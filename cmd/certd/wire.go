@@ -10,12 +10,9 @@ import (
 	"go.uber.org/zap"
 
 	"github.com/certd/certd/ca"
-	"github.com/certd/certd/ca/acme"
-	"github.com/certd/certd/ca/atlas"
 	"github.com/certd/certd/config"
 	"github.com/certd/certd/dcv"
 	"github.com/certd/certd/deploy"
-	"github.com/certd/certd/internal/ratelimit"
 	"github.com/certd/certd/providers"
 	"github.com/certd/certd/scheduler"
 	"github.com/certd/certd/store"
@@ -35,30 +32,19 @@ type parts struct {
 // the reload) with its file:line.
 func build(cfg *config.Config, st *store.SQLite, log *zap.Logger, obs observers) (*parts, error) {
 	p := &parts{cfg: cfg, issuers: map[string]ca.Issuer{}, unavailable: map[string]string{}}
+	kinds := caKinds()
 	for name, acct := range cfg.Accounts {
-		switch acct.Type {
-		case "globalsign-atlas":
-			limits := acct.Limits
-			c, err := atlas.NewFromConfig(acct.Settings.(*atlas.Config), log.Named("atlas").With(zap.String("account", name)), obs.atlasClient(name),
-				func(o *atlas.ClientOptions) {
-					if limits.RateLimit > 0 {
-						o.RateLimit = ratelimit.New(limits.RateLimit, limits.Burst, nil, nil)
-					}
-				})
-			if err != nil {
-				return nil, fmt.Errorf("account %s (%s): %w", name, acct.Pos, err)
-			}
-			p.issuers[name] = atlas.NewIssuer(c)
-		case "acme":
-			iss, err := acme.NewFromConfig(name, acct.Settings.(*acme.Config), acmeAccounts{st},
-				log.Named("acme").With(zap.String("account", name)), obs.caRequests(name))
-			if err != nil {
-				return nil, fmt.Errorf("account %s (%s): %w", name, acct.Pos, err)
-			}
-			p.issuers[name] = iss
-		default:
+		kind := kinds[acct.Type]
+		if kind.New == nil {
 			p.unavailable[name] = acct.Type
+			continue
 		}
+		iss, err := kind.New(ca.Env{Name: name, Settings: acct.Settings, Limits: acct.Limits, Keys: accountKeys{st},
+			Logger: log.Named(acct.Type).With(zap.String("account", name)), Observe: obs.caRequests(name)})
+		if err != nil {
+			return nil, fmt.Errorf("account %s (%s): %w", name, acct.Pos, err)
+		}
+		p.issuers[name] = iss
 	}
 	dnsTable, httpTable := providers.DNSTypes(), providers.HTTPTypes()
 	opts := dcv.Options{
@@ -111,49 +97,30 @@ func (p *parts) plan(name string) (scheduler.Plan, error) {
 	if !ok {
 		return scheduler.Plan{}, fmt.Errorf("%w: issuing through %s accounts is not available in this certd release", errIssuerUnavailable, p.unavailable[c.Account])
 	}
-	acct := p.cfg.Accounts[c.Account]
-	var claimParents []string
-	if ac, ok := acct.Settings.(*atlas.Config); ok {
-		claimParents = ac.ClaimDomains
-	}
-	claimDomain := func(d string) string {
-		d = strings.TrimPrefix(d, "*.")
-		for _, parent := range claimParents {
-			if d == parent || strings.HasSuffix(d, "."+parent) {
-				return parent
-			}
-		}
-		return d
-	}
 	proofs := map[string]scheduler.Proof{}
 	for _, d := range c.Domains {
 		m := c.DCVFor(d)
 		switch m.Method {
 		case config.MethodDNS:
 			proofs[d] = scheduler.Proof{CA: ca.Proof{Method: dcv.DNSTXT}, Target: dcv.Target{DNS: m.Provider}}
-		case config.MethodDNSCNAME:
-			proofs[d] = scheduler.Proof{CA: ca.Proof{Method: dcv.DNSTXT, AuthorizationDomain: "_acme-challenge." + claimDomain(d)},
-				Target: dcv.Target{DNS: m.Provider, Delegate: m.Delegate}}
+		case config.MethodDNSDelegated:
+			proofs[d] = scheduler.Proof{CA: ca.Proof{Method: dcv.DNSTXT, Delegated: true}, Target: dcv.Target{DNS: m.Provider, Delegate: m.Delegate}}
 		case config.MethodHTTP:
 			proofs[d] = scheduler.Proof{CA: ca.Proof{Method: dcv.HTTPFile}, Target: dcv.Target{HTTP: m.Target}}
 		case config.MethodEmail:
 			proofs[d] = scheduler.Proof{CA: ca.Proof{Method: dcv.Email, Email: m.Email}}
 		}
 	}
-	pl := scheduler.Plan{
-		Spec:        specOf(c),
-		Issuer:      issuer,
-		Engine:      p.engine,
-		Policy:      scheduler.Policy{RemainingFraction: c.Renew.RemainingFraction, Before: c.Renew.Before.D()},
-		Deploy:      deploySpec(c),
-		Proofs:      proofs,
-		ClaimDomain: claimDomain,
-		Lifetime:    c.Lifetime.D(),
-	}
-	if ac, ok := acct.Settings.(*atlas.Config); ok {
-		pl.ReassertBefore = ac.ReassertBefore.D()
-	}
-	return pl, nil
+	return scheduler.Plan{
+		Spec:      specOf(c),
+		Issuer:    issuer,
+		Engine:    p.engine,
+		Policy:    scheduler.Policy{RemainingFraction: c.Renew.RemainingFraction, Before: c.Renew.Before.D()},
+		Deploy:    deploySpec(c),
+		Proofs:    proofs,
+		Lifetime:  c.Lifetime.D(),
+		OrderWait: p.cfg.Accounts[c.Account].Limits.OrderWait.D(),
+	}, nil
 }
 
 // claimPlan finds how the account's claim on domain is proved: through
@@ -168,7 +135,7 @@ func (p *parts) claimPlan(account, domain string) (scheduler.Plan, scheduler.Pro
 			continue
 		}
 		for _, d := range c.Domains {
-			if pl.ClaimDomain(d) == domain {
+			if pl.ClaimDomainOf(d) == domain {
 				return pl, pl.Proofs[d], true
 			}
 		}
@@ -186,7 +153,7 @@ func (p *parts) ensureClaim(ctx context.Context, claims *scheduler.Claims, accou
 	if !ok {
 		return fmt.Errorf("account %s's CA has no account-level claims", account)
 	}
-	return claims.Ensure(ctx, p.engine, account, da, domain, proof, pl.ReassertBefore, force)
+	return claims.Ensure(ctx, p.engine, account, da, domain, proof, pl.ReassertBeforeOf(), force)
 }
 
 func specOf(c *config.Certificate) scheduler.CertSpec {
@@ -206,22 +173,22 @@ func deploySpec(c *config.Certificate) deploy.Spec {
 	return s
 }
 
-// acmeAccounts keeps ACME account keys in the store.
-type acmeAccounts struct{ s store.CAAccounts }
+// accountKeys keeps CA account keys in the store.
+type accountKeys struct{ s store.CAAccounts }
 
-func (a acmeAccounts) LoadAccount(ctx context.Context, name, directory string) (acme.AccountRecord, bool, error) {
-	r, err := a.s.GetCAAccount(ctx, name, directory)
+func (a accountKeys) LoadAccountKey(ctx context.Context, account, endpoint string) (ca.AccountKey, bool, error) {
+	r, err := a.s.GetCAAccount(ctx, account, endpoint)
 	if errors.Is(err, store.ErrNotFound) {
-		return acme.AccountRecord{}, false, nil
+		return ca.AccountKey{}, false, nil
 	}
 	if err != nil {
-		return acme.AccountRecord{}, false, err
+		return ca.AccountKey{}, false, err
 	}
-	return acme.AccountRecord{Name: r.Account, Directory: r.Endpoint, KeyPEM: r.KeyPEM, URL: r.Ref, EABKeyID: r.BindingID}, true, nil
+	return ca.AccountKey{Account: r.Account, Endpoint: r.Endpoint, KeyPEM: r.KeyPEM, Ref: r.Ref, BindingID: r.BindingID}, true, nil
 }
 
-func (a acmeAccounts) SaveAccount(ctx context.Context, r acme.AccountRecord) error {
-	return a.s.SaveCAAccount(ctx, store.CAAccount{Account: r.Name, Endpoint: r.Directory, KeyPEM: r.KeyPEM, Ref: r.URL, BindingID: r.EABKeyID})
+func (a accountKeys) SaveAccountKey(ctx context.Context, k ca.AccountKey) error {
+	return a.s.SaveCAAccount(ctx, store.CAAccount{Account: k.Account, Endpoint: k.Endpoint, KeyPEM: k.KeyPEM, Ref: k.Ref, BindingID: k.BindingID})
 }
 
 // storeJournal is the DCV journal kept in the store's dcv_artefacts.

@@ -29,6 +29,8 @@ func Run(t *testing.T, open func(t *testing.T) store.Store) {
 		{"EventsAppendOnly", eventsAppendOnly},
 		{"NotFound", notFound},
 		{"CAAccounts", caAccounts},
+		{"OrderSentAt", orderSentAt},
+		{"AccountHolds", accountHolds},
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) { tc.fn(t, open(t)) })
@@ -329,5 +331,40 @@ func caAccounts(t *testing.T, s store.Store) {
 	}
 	if err := s.SaveCAAccount(ctx, store.CAAccount{Account: "x", Endpoint: dir}); err == nil {
 		t.Fatal("an account without a key was saved")
+	}
+}
+
+// orderSentAt: the time an order was handed to the CA survives a save, and
+// clearing it (a definite refusal) is stored too.
+func orderSentAt(t *testing.T, s store.Store) {
+	saveCert(t, s, "www")
+	o := newOrder(t, s, "www")
+	if !o.SentAt.IsZero() {
+		t.Fatalf("a new order has SentAt %v", o.SentAt)
+	}
+	o.SentAt = at
+	must(t, s.SaveOrder(ctx, o))
+	got, err := s.GetOrder(ctx, o.ID)
+	must(t, err)
+	if !got.SentAt.Equal(at) {
+		t.Fatalf("SentAt %v, want %v", got.SentAt, at)
+	}
+	got.SentAt = time.Time{}
+	must(t, s.SaveOrder(ctx, got))
+	if got, _ = s.GetOrder(ctx, o.ID); !got.SentAt.IsZero() {
+		t.Fatalf("cleared SentAt read back as %v", got.SentAt)
+	}
+}
+
+// accountHolds: one hold per account, replaced in place.
+func accountHolds(t *testing.T, s store.Store) {
+	must(t, s.SetAccountHold(ctx, store.AccountHold{Account: "atlas", Until: at, Reason: "429"}))
+	must(t, s.SetAccountHold(ctx, store.AccountHold{Account: "acme", Until: at.Add(time.Hour), Reason: "busy"}))
+	must(t, s.SetAccountHold(ctx, store.AccountHold{Account: "atlas", Until: at.Add(5 * time.Minute), Reason: "429 again"}))
+	holds, err := s.AccountHolds(ctx)
+	must(t, err)
+	if len(holds) != 2 || holds[0].Account != "acme" || holds[1].Account != "atlas" ||
+		!holds[1].Until.Equal(at.Add(5*time.Minute)) || holds[1].Reason != "429 again" {
+		t.Fatalf("holds: %+v", holds)
 	}
 }
