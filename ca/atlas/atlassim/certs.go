@@ -98,10 +98,10 @@ func (s *Server) checkKey(pub crypto.PublicKey, spki []byte, sigB64 string) map[
 	return nil
 }
 
-// checkRequest enforces the validation policy on a certificate request.
-func (s *Server) checkRequest(req *certRequest, now time.Time) (notBefore, notAfter time.Time, names []string, errs map[string]string) {
+// checkRequest enforces the validation policy p on a certificate request.
+// An empty san.dns_names list admits no name.
+func checkRequest(p *Policy, req *certRequest, now time.Time) (notBefore, notAfter time.Time, names []string, errs map[string]string) {
 	errs = map[string]string{}
-	p := s.opts.Policy
 	nb := time.Unix(req.Validity.NotBefore, 0)
 	if req.Validity.NotBefore == 0 {
 		errs["validity.not_before"] = "required"
@@ -144,10 +144,14 @@ func (s *Server) checkRequest(req *certRequest, now time.Time) (notBefore, notAf
 	if len(names) < lp.MinCount || len(names) > lp.MaxCount {
 		errs["san.dns_names"] = fmt.Sprintf("%d names; policy allows %d to %d", len(names), lp.MinCount, lp.MaxCount)
 	}
+	var list []*regexp.Regexp
+	for _, pat := range lp.List {
+		list = append(list, regexp.MustCompile(pat))
+	}
 	for i, n := range names {
 		matched := false
-		for _, pat := range lp.List {
-			matched = matched || regexp.MustCompile(pat).MatchString(n)
+		for _, re := range list {
+			matched = matched || re.MatchString(n)
 		}
 		if !matched {
 			errs[fmt.Sprintf("san.dns_names[%d]", i)] = fmt.Sprintf("%q matches no entry of the policy list", n)
@@ -180,13 +184,28 @@ func (s *Server) covered(name string, now time.Time) bool {
 	return false
 }
 
+// uncovered are the san.dns_names errors of the names no claim covers;
+// s.mu must be held.
+func (s *Server) uncovered(names []string, now time.Time) map[string]string {
+	errs := map[string]string{}
+	for i, n := range names {
+		if !s.covered(n, now) {
+			errs[fmt.Sprintf("san.dns_names[%d]", i)] = n + " is not covered by a verified domain claim"
+		}
+	}
+	return errs
+}
+
 func (s *Server) createCertificate(w http.ResponseWriter, r *http.Request) {
 	var req certRequest
 	if !decode(w, r, &req) {
 		return
 	}
 	now := s.opts.Now()
-	nb, na, names, errs := s.checkRequest(&req, now)
+	s.mu.Lock()
+	pol := s.policy(now)
+	s.mu.Unlock()
+	nb, na, names, errs := checkRequest(pol, &req, now)
 	pub, spki, err := s.parsePublicKey(req.PublicKey)
 	if err != nil {
 		errs["public_key"] = err.Error()
@@ -201,12 +220,7 @@ func (s *Server) createCertificate(w http.ResponseWriter, r *http.Request) {
 	}
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	for i, n := range names {
-		if !s.covered(n, now) {
-			errs[fmt.Sprintf("san.dns_names[%d]", i)] = n + " is not covered by a verified domain claim"
-		}
-	}
-	if len(errs) > 0 {
+	if errs := s.uncovered(names, now); len(errs) > 0 {
 		writeProblemErrors(w, http.StatusUnprocessableEntity, "Domain validation missing", errs)
 		return
 	}
@@ -215,7 +229,7 @@ func (s *Server) createCertificate(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	cn, _ := req.SubjectDN["common_name"].(string)
-	c, err := s.issue(r, pub, spki, cn, names, nb, na, false)
+	c, err := s.issue(r, pub, spki, cn, names, nb, na, "")
 	if err != nil {
 		writeProblem(w, http.StatusInternalServerError, err.Error())
 		return
@@ -226,8 +240,9 @@ func (s *Server) createCertificate(w http.ResponseWriter, r *http.Request) {
 }
 
 // issue signs and records a certificate, rotating the issuing CA when due;
-// s.mu must be held.
-func (s *Server) issue(r *http.Request, pub crypto.PublicKey, spki []byte, cn string, names []string, nb, na time.Time, rekey bool) (*certificate, error) {
+// rekeyOf is the serial of the certificate a rekey replaces ("" for a new
+// order). s.mu must be held.
+func (s *Server) issue(r *http.Request, pub crypto.PublicKey, spki []byte, cn string, names []string, nb, na time.Time, rekeyOf string) (*certificate, error) {
 	if s.opts.RotateEvery > 0 && s.issued >= s.opts.RotateEvery {
 		n := len(s.order)/s.opts.RotateEvery + 1
 		ica, err := newAuthority("certd Atlas Simulator Issuing CA "+strconv.Itoa(n), s.root, s.opts.Now(), 5*365*24*time.Hour, 0)
@@ -247,7 +262,7 @@ func (s *Server) issue(r *http.Request, pub crypto.PublicKey, spki []byte, cn st
 	}
 	now := s.opts.Now()
 	c := &certificate{serial: serial, pem: strings.TrimSpace(pemCert(der)), ready: now.Add(s.opts.IssueDelay), status: "ISSUED",
-		updated: now, notBefore: nb, notAfter: na, names: names, created: now}
+		updated: now, notBefore: nb, notAfter: na, names: slices.Clone(names), cn: cn, created: now}
 	s.certs[serial] = c
 	s.order = append(s.order, serial)
 	s.issued++
@@ -258,7 +273,8 @@ func (s *Server) issue(r *http.Request, pub crypto.PublicKey, spki []byte, cn st
 	if r.TLS != nil && len(r.TLS.PeerCertificates) > 0 {
 		subject = r.TLS.PeerCertificates[0].Subject.CommonName
 	}
-	s.ledger = append(s.ledger, LedgerEntry{Serial: serial, DNSNames: slices.Clone(names), PublicKey: slices.Clone(spki), At: now, Rekey: rekey, ClientCert: subject})
+	s.ledger = append(s.ledger, LedgerEntry{Serial: serial, DNSNames: slices.Clone(names), PublicKey: slices.Clone(spki), At: now,
+		Rekey: rekeyOf != "", RekeyOf: rekeyOf, ClientCert: subject})
 	return c, nil
 }
 
@@ -342,7 +358,16 @@ func (s *Server) rekeyCertificate(w http.ResponseWriter, r *http.Request) {
 		writeProblem(w, http.StatusConflict, "The original certificate must be active")
 		return
 	}
-	c, err := s.issue(r, pub, spki, orig.names[0], orig.names, now, orig.notAfter, true)
+	// A rekey is an issuance: the names must still be validated.
+	if errs := s.uncovered(orig.names, now); len(errs) > 0 {
+		writeProblemErrors(w, http.StatusUnprocessableEntity, "Domain validation missing", errs)
+		return
+	}
+	if s.quota <= 0 {
+		writeProblem(w, http.StatusPaymentRequired, "Quota Reached")
+		return
+	}
+	c, err := s.issue(r, pub, spki, orig.cn, orig.names, now, orig.notAfter, orig.serial)
 	if err != nil {
 		writeProblem(w, http.StatusInternalServerError, err.Error())
 		return
@@ -393,25 +418,55 @@ func (s *Server) stats(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	s.mu.Lock()
-	var out []statEntry
+	type entry struct {
+		at time.Time
+		statEntry
+	}
+	var found []entry
 	for _, serial := range s.order {
 		c := s.certs[serial]
-		at := map[string]time.Time{"issued": c.created, "revoked": c.revokedAt, "expiring": c.notAfter}[kind]
+		issuedAt, issued := s.issuedAt(c, now)
+		if !issued {
+			continue
+		}
+		at := map[string]time.Time{"issued": issuedAt, "revoked": c.revokedAt, "expiring": c.notAfter}[kind]
 		if at.IsZero() || at.Before(from) || at.After(to) {
 			continue
 		}
-		out = append(out, statEntry{SerialNumber: serial, NotBefore: c.notBefore.Unix(), NotAfter: c.notAfter.Unix()})
+		found = append(found, entry{at, statEntry{SerialNumber: serial, NotBefore: c.notBefore.Unix(), NotAfter: c.notAfter.Unix()}})
 	}
 	s.mu.Unlock()
+	slices.SortStableFunc(found, func(a, b entry) int { return a.at.Compare(b.at) })
+	out := make([]statEntry, len(found))
+	for i, e := range found {
+		out[i] = e.statEntry
+	}
 	writePage(w, r, out, page, perPage)
+}
+
+// issuedAt is when c counts as issued in the reports, and whether it does
+// yet: once it is ready (or at once, with StatsListPending), never when
+// rejected. s.mu must be held.
+func (s *Server) issuedAt(c *certificate, now time.Time) (time.Time, bool) {
+	switch {
+	case c.status == "REJECTED":
+		return time.Time{}, false
+	case s.opts.StatsListPending:
+		return c.created, true
+	case now.Before(c.ready):
+		return time.Time{}, false
+	}
+	return c.ready, true
 }
 
 func (s *Server) counters(w http.ResponseWriter, r *http.Request) {
 	kind := r.PathValue("kind")
 	s.mu.Lock()
+	now := s.opts.Now()
 	n := 0
 	for _, c := range s.certs {
-		if kind == "issued" || kind == "revoked" && c.status == "REVOKED" {
+		_, issued := s.issuedAt(c, now)
+		if kind == "issued" && issued || kind == "revoked" && c.status == "REVOKED" {
 			n++
 		}
 	}

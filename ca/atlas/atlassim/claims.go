@@ -38,7 +38,10 @@ func (s *Server) login(w http.ResponseWriter, r *http.Request) {
 }
 
 func (s *Server) validationPolicy(w http.ResponseWriter, _ *http.Request) {
-	writeJSON(w, http.StatusOK, s.opts.Policy)
+	s.mu.Lock()
+	p := s.policy(s.opts.Now())
+	s.mu.Unlock()
+	writeJSON(w, http.StatusOK, p)
 }
 
 func (c *claim) json() claimJSON {

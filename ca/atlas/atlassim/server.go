@@ -12,6 +12,7 @@ import (
 	"math"
 	"net"
 	"net/http"
+	"slices"
 	"strconv"
 	"strings"
 	"sync"
@@ -38,6 +39,33 @@ type Options struct {
 	// IssueDelay is how long GET /certificates/{serial} answers 202 after
 	// the request (default 0).
 	IssueDelay time.Duration
+	// StatsListPending restores the old, convenient reporting: a
+	// certificate is listed by /stats/issued (with the request time as its
+	// issuance time) and counted by /counters/certificates/issued as soon as
+	// POST /certificates accepted it. By default (false) the reports lag as
+	// the real CA's do: a certificate appears only once it is issued, that
+	// is once IssueDelay has passed, with the time it became ready as its
+	// issuance time (what from/to filter on). A rejected certificate (see
+	// Reject) is never listed or counted as issued, in either mode; nor is a
+	// pending one listed by /stats/expiring unless StatsListPending is set.
+	StatsListPending bool
+	// StaticPolicyList serves and enforces Policy's san.dns_names.list and
+	// subject_dn.common_name format exactly as configured. By default
+	// (false) the simulator does what real Atlas does for a DV account
+	// (as reported by checks against the real CA; the no-claim case is
+	// inferred, no written source covers it):
+	// san.dns_names.list has one regular expression per VERIFIED, unexpired
+	// domain claim, matching the domain, any subdomain and a wildcard of
+	// them (`^(\*\.)?([a-z0-9-]+\.)*example\.com$`), and the common_name
+	// format is the same expression (an alternation when there are several
+	// claims). With no such claim the list is empty ("list": []) and
+	// maxcount stays as configured: an empty list admits no name at all (as
+	// the SDK's sample policy pairs an empty ip_addresses list with "no IP
+	// addresses"), so every request is refused with 422; the common_name
+	// format then stays the configured one. A client must not read an empty
+	// list as "anything". In both modes POST /certificates also refuses a
+	// name no verified, unexpired claim covers.
+	StaticPolicyList bool
 	// RotateEvery rotates the issuing CA after that many issuances
 	// (default 0: never).
 	RotateEvery int
@@ -46,8 +74,11 @@ type Options struct {
 	// RateLimit is requests per second accepted (with a burst of twice
 	// that); beyond it, 429 with Retry-After. Zero: no limit.
 	RateLimit float64
-	// Latency is added to every response.
+	// Latency is added to every response (real time, not Now).
 	Latency time.Duration
+	// RouteLatency is added, on top of Latency, to every response of one
+	// route, keyed by pattern as for InjectFault ("POST /certificates").
+	RouteLatency map[string]time.Duration
 	// DNSServer is the host:port the DNS DCV check queries.
 	DNSServer string
 	// HTTPAddr, when set, is where every gsdv.txt fetch is sent (with the
@@ -71,6 +102,9 @@ type Fault struct {
 	// connection without answering: the ambiguous outcome a client must
 	// reconcile.
 	DropAfterCommit bool
+	// Delay is waited (real time) before anything else, e.g. to make this
+	// one request outlast a client's timeout.
+	Delay time.Duration
 }
 
 // LedgerEntry is one certificate request the simulator committed: what a
@@ -80,7 +114,8 @@ type LedgerEntry struct {
 	DNSNames   []string
 	PublicKey  []byte // DER SubjectPublicKeyInfo
 	At         time.Time
-	Rekey      bool
+	Rekey      bool   // POST /certificates/{serial}/rekey, not a new order
+	RekeyOf    string // the rekeyed certificate's serial when Rekey
 	ClientCert string // subject of the mTLS certificate that asked
 }
 
@@ -129,12 +164,39 @@ type certificate struct {
 	notBefore time.Time
 	notAfter  time.Time
 	names     []string
+	cn        string
 	created   time.Time
 	revokedAt time.Time
 }
 
 // New creates a simulator with a fresh test PKI.
 func New(opts Options) (*Server, error) {
+	s, err := newServer(opts)
+	if err != nil {
+		return nil, err
+	}
+	now := s.opts.Now()
+	if s.root, err = newAuthority("certd Atlas Simulator Root R1", nil, now, 20*365*24*time.Hour, 1); err != nil {
+		return nil, err
+	}
+	if s.ica, err = newAuthority("certd Atlas Simulator Issuing CA 1", s.root, now, 5*365*24*time.Hour, 0); err != nil {
+		return nil, err
+	}
+	if s.clientCA, err = newAuthority("certd Atlas Simulator Client CA", nil, now, 20*365*24*time.Hour, 0); err != nil {
+		return nil, err
+	}
+	if s.apiCA, err = newAuthority("certd Atlas Simulator API CA", nil, now, 20*365*24*time.Hour, 0); err != nil {
+		return nil, err
+	}
+	if err := s.newServerCert(); err != nil {
+		return nil, err
+	}
+	return s, nil
+}
+
+// newServer applies the defaults and makes an empty simulator, without
+// its PKI.
+func newServer(opts Options) (*Server, error) {
 	if opts.Now == nil {
 		opts.Now = time.Now
 	}
@@ -157,33 +219,22 @@ func New(opts Options) (*Server, error) {
 	if opts.APIKey == "" || opts.APISecret == "" {
 		return nil, errors.New("atlassim: APIKey and APISecret are required")
 	}
-	now := opts.Now()
 	s := &Server{opts: opts, tokens: map[string]time.Time{}, claims: map[string]*claim{}, certs: map[string]*certificate{},
 		faults: map[string][]Fault{}, quota: opts.Quota, emailSent: map[string]string{}, requests: map[string]int{}}
 	if opts.Quota == 0 {
 		s.quota = math.MaxInt
 	}
-	var err error
-	if s.root, err = newAuthority("certd Atlas Simulator Root R1", nil, now, 20*365*24*time.Hour, 1); err != nil {
-		return nil, err
-	}
-	if s.ica, err = newAuthority("certd Atlas Simulator Issuing CA 1", s.root, now, 5*365*24*time.Hour, 0); err != nil {
-		return nil, err
-	}
-	if s.clientCA, err = newAuthority("certd Atlas Simulator Client CA", nil, now, 20*365*24*time.Hour, 0); err != nil {
-		return nil, err
-	}
-	if s.apiCA, err = newAuthority("certd Atlas Simulator API CA", nil, now, 20*365*24*time.Hour, 0); err != nil {
-		return nil, err
-	}
-	certPEM, keyPEM, err := s.apiCA.issueServer(now)
-	if err != nil {
-		return nil, err
-	}
-	if s.serverTLS, err = tls.X509KeyPair(certPEM, keyPEM); err != nil {
-		return nil, err
-	}
 	return s, nil
+}
+
+// newServerCert issues the API's own TLS certificate from apiCA.
+func (s *Server) newServerCert() error {
+	certPEM, keyPEM, err := s.apiCA.issueServer(s.opts.Now())
+	if err != nil {
+		return err
+	}
+	s.serverTLS, err = tls.X509KeyPair(certPEM, keyPEM)
+	return err
 }
 
 // RootPEM is the root every issued certificate chains to.
@@ -235,11 +286,39 @@ func (s *Server) InjectFault(route string, f Fault) {
 	s.faults[route] = append(s.faults[route], f)
 }
 
-// Ledger returns the committed certificate requests.
+// Ledger returns the committed certificate requests, new orders and
+// rekeys (LedgerEntry.Rekey) alike.
 func (s *Server) Ledger() []LedgerEntry {
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	return append([]LedgerEntry(nil), s.ledger...)
+	out := make([]LedgerEntry, len(s.ledger))
+	for i, e := range s.ledger {
+		e.DNSNames, e.PublicKey = slices.Clone(e.DNSNames), slices.Clone(e.PublicKey)
+		out[i] = e
+	}
+	return out
+}
+
+// OrdersFor counts the committed new orders (rekeys excluded) whose DNS
+// names are exactly the set names, in any order: how many times a client
+// bought a certificate for it.
+func (s *Server) OrdersFor(names []string) int {
+	want := nameSet(names)
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	n := 0
+	for _, e := range s.ledger {
+		if !e.Rekey && slices.Equal(nameSet(e.DNSNames), want) {
+			n++
+		}
+	}
+	return n
+}
+
+func nameSet(names []string) []string {
+	set := slices.Clone(names)
+	slices.Sort(set)
+	return slices.Compact(set)
 }
 
 // Requests returns how many requests each route has served.
@@ -275,6 +354,59 @@ func (s *Server) ClickEmailLink(claimID string) error {
 	return nil
 }
 
+// DropClaim deletes every claim for domain, as a deletion in the portal
+// would: the claim disappears from the list, GET by id answers 404, and it
+// no longer covers issuance nor appears in the validation policy.
+func (s *Server) DropClaim(domain string) error {
+	return s.eachClaim(domain, func(c *claim, _ time.Time) {
+		delete(s.claims, c.id)
+		delete(s.emailSent, c.id)
+	})
+}
+
+// InvalidateClaim sends every claim for domain back to PENDING, as a failed
+// CA-side revalidation does: expires_at is cleared, any assertion job
+// dropped, and the log gains an ERROR "revalidation failed". The claim must
+// be asserted again (or reasserted once assert_by has passed) before it
+// covers issuance.
+func (s *Server) InvalidateClaim(domain string) error {
+	return s.eachClaim(domain, func(c *claim, now time.Time) {
+		c.status, c.expires, c.job = "PENDING", time.Time{}, nil
+		delete(s.emailSent, c.id)
+		c.log = append(c.log, claimLogEntry{Status: "ERROR", Description: "revalidation failed", Timestamp: now.Unix()})
+	})
+}
+
+// ExpireClaim sets expires_at of every claim for domain to now: the claim
+// stays VERIFIED in the listing but no longer covers issuance.
+func (s *Server) ExpireClaim(domain string) error {
+	return s.eachClaim(domain, func(c *claim, now time.Time) {
+		if c.status == "VERIFIED" {
+			c.expires = now
+		}
+	})
+}
+
+// eachClaim applies f, under s.mu, to every claim for domain (with or
+// without the trailing dot); an error when there is none.
+func (s *Server) eachClaim(domain string, f func(*claim, time.Time)) error {
+	domain = strings.ToLower(strings.TrimSuffix(domain, "."))
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	now := s.opts.Now()
+	found := false
+	for _, c := range s.claims {
+		if c.domain == domain {
+			f(c, now)
+			found = true
+		}
+	}
+	if !found {
+		return fmt.Errorf("no claim for %s", domain)
+	}
+	return nil
+}
+
 func randomHex(n int) string {
 	b := make([]byte, n)
 	_, _ = rand.Read(b)
@@ -283,15 +415,16 @@ func randomHex(n int) string {
 
 // --- plumbing
 
-// Handler returns the API's routes with their checks.
-func (s *Server) Handler() http.Handler {
-	mux := http.NewServeMux()
-	routes := []struct {
-		route string
-		auth  bool
-		body  bodyRule
-		h     http.HandlerFunc
-	}{
+type route struct {
+	route string // the pattern InjectFault, RouteLatency and Requests use
+	auth  bool
+	body  bodyRule
+	h     http.HandlerFunc
+}
+
+// routes are the API's endpoints.
+func (s *Server) routes() []route {
+	return []route{
 		{"POST /login", false, bodyRequired, s.login},
 		{"GET /validationpolicy", true, bodyNone, s.validationPolicy},
 		{"POST /certificates", true, bodyRequired, s.createCertificate},
@@ -312,7 +445,12 @@ func (s *Server) Handler() http.Handler {
 		{"POST /claims/domains/{id}/email", true, bodyRequired, s.sendEmail},
 		{"POST /claims/domains/{id}/reassert", true, bodyNone, s.reassert},
 	}
-	for _, r := range routes {
+}
+
+// Handler returns the API's routes with their checks.
+func (s *Server) Handler() http.Handler {
+	mux := http.NewServeMux()
+	for _, r := range s.routes() {
 		method, path, _ := strings.Cut(r.route, " ")
 		mux.Handle(method+" "+s.opts.BasePath+path, s.wrap(r.route, r.auth, r.body, r.h))
 	}
@@ -334,8 +472,8 @@ const (
 // the content rules, authentication; then runs h.
 func (s *Server) wrap(route string, auth bool, body bodyRule, h http.HandlerFunc) http.Handler {
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		if s.opts.Latency > 0 {
-			time.Sleep(s.opts.Latency)
+		if !sleep(r.Context(), s.opts.Latency+s.opts.RouteLatency[route]) {
+			return
 		}
 		s.mu.Lock()
 		s.requests[route]++
@@ -343,6 +481,11 @@ func (s *Server) wrap(route string, auth bool, body bodyRule, h http.HandlerFunc
 		if q := s.faults[route]; len(q) > 0 {
 			fault, s.faults[route] = &q[0], q[1:]
 		}
+		s.mu.Unlock()
+		if fault != nil && !sleep(r.Context(), fault.Delay) {
+			return
+		}
+		s.mu.Lock()
 		limited, wait := s.rateLimited()
 		s.mu.Unlock()
 		if fault != nil && fault.Status != 0 {
@@ -399,6 +542,21 @@ func (s *Server) wrap(route string, auth bool, body bodyRule, h http.HandlerFunc
 		}
 		h(w, r)
 	})
+}
+
+// sleep waits d, or less if the client goes away; false then.
+func sleep(ctx context.Context, d time.Duration) bool {
+	if d <= 0 {
+		return true
+	}
+	t := time.NewTimer(d)
+	defer t.Stop()
+	select {
+	case <-t.C:
+		return true
+	case <-ctx.Done():
+		return false
+	}
 }
 
 // rateLimited is a token bucket; s.mu must be held.
