@@ -56,14 +56,38 @@ type DNSProvider interface {
 	libdns.RecordDeleter
 }
 
-// HTTPTarget serves token files. Implementations MUST write atomically
-// (a reader sees the old file, no file, or the whole new file), MUST remove
-// only files they put in place, and MUST be safe for concurrent use.
+// HTTPTarget serves token files, by host and path.
+//
+// Implementations MUST write atomically (a reader sees the old file, no
+// file, or the whole new file), MUST remove only files they put in place,
+// and MUST be safe for concurrent use. Put of the content already in
+// place MUST succeed and change nothing a reader can see (the engine puts
+// files again after a restart, because a target such as the built-in
+// responder keeps them in memory).
+//
+// host is the name the CA fetches the file from (Challenge.Domain):
+// lower case, punycode, no port, no trailing dot. A host-aware target
+// (the built-in responder) MUST serve a file only for the Host it was put
+// for, so that two hosts with the same path coexist: every GlobalSign
+// Atlas domain proves control at /.well-known/pki-validation/gsdv.txt. A
+// target that cannot tell hosts apart (one document root serving many
+// names) MUST implement HostBlind and report true; the engine then never
+// lets two different contents be live at the same path of that target
+// (see Engine.Present).
 type HTTPTarget interface {
 	// Put makes content available at path (which starts with
-	// "/.well-known/").
-	Put(ctx context.Context, path string, content []byte) error
-	// Remove withdraws path. Removing a path that is not there is not an
-	// error.
-	Remove(ctx context.Context, path string) error
+	// "/.well-known/") for host.
+	Put(ctx context.Context, host, path string, content []byte) error
+	// Remove withdraws path for host. Removing a path that is not there
+	// is not an error.
+	Remove(ctx context.Context, host, path string) error
+}
+
+// HostBlind is implemented by HTTP targets that serve the same file for
+// every host (a webroot shared by several server names): host is only
+// advisory to Put and Remove. When HostBlind reports true, the engine
+// serialises publications of different contents at the same path of the
+// target. A target that does not implement HostBlind is host-aware.
+type HostBlind interface {
+	HostBlind() bool
 }

@@ -17,6 +17,7 @@ import (
 
 var (
 	_ dcv.HTTPTarget = (*Webroot)(nil)
+	_ dcv.HostBlind  = (*Webroot)(nil)
 	_ dcv.HTTPTarget = (*Responder)(nil)
 )
 
@@ -65,13 +66,20 @@ func newWebroot(settings any) (dcv.HTTPTarget, error) {
 // Webroot writes token files under a document root. Directories it creates
 // are 0755 and files 0644, whatever the umask, because the web server
 // (often another user) must read them; tokens are public by design.
+//
+// A document root serves the same file for every name the web server
+// answers, so Webroot is host-blind: the host given to Put and Remove is
+// ignored, and the engine keeps one content at a time at each path.
 type Webroot struct {
 	Root string
 }
 
+// HostBlind implements dcv.HostBlind: one file serves every host.
+func (w *Webroot) HostBlind() bool { return true }
+
 // Put writes the file atomically: a temporary file in the same directory,
-// synced, then renamed over the name.
-func (w *Webroot) Put(_ context.Context, path string, content []byte) error {
+// synced, then renamed over the name. host is ignored (see HostBlind).
+func (w *Webroot) Put(_ context.Context, _, path string, content []byte) error {
 	if err := checkTokenPath(path); err != nil {
 		return fmt.Errorf("webroot: %w", err)
 	}
@@ -127,9 +135,9 @@ func mkdirAll(root, dir string) error {
 	return nil
 }
 
-// Remove deletes the token file. The engine journals what it put, so only
-// certd's own files are ever named here.
-func (w *Webroot) Remove(_ context.Context, path string) error {
+// Remove deletes the token file; host is ignored. The engine journals what
+// it put, so only certd's own files are ever named here.
+func (w *Webroot) Remove(_ context.Context, _, path string) error {
 	if err := checkTokenPath(path); err != nil {
 		return fmt.Errorf("webroot: %w", err)
 	}
@@ -162,37 +170,59 @@ func newResponder(settings any) (dcv.HTTPTarget, error) {
 	return NewResponder(c.Listen), nil
 }
 
-// Responder serves token files from memory. It answers only GET and HEAD
-// for paths under the well-known prefixes; everything else is 404.
+// Responder serves token files from memory, by Host and path: a file put
+// for one host is 404 for every other, so hosts sharing a path (every
+// GlobalSign Atlas domain uses /.well-known/pki-validation/gsdv.txt)
+// coexist. It answers only GET and HEAD for paths under the well-known
+// prefixes; everything else is 404. Files live in memory only: after a
+// restart the engine puts back those it still needs.
 type Responder struct {
 	Addr string
 
 	mu    sync.RWMutex
-	files map[string][]byte
+	files map[hostPath][]byte
 }
+
+type hostPath struct{ host, path string }
 
 // NewResponder returns a responder for addr; Serve starts it.
 func NewResponder(addr string) *Responder {
-	return &Responder{Addr: addr, files: map[string][]byte{}}
+	return &Responder{Addr: addr, files: map[hostPath][]byte{}}
 }
 
 // Put implements dcv.HTTPTarget.
-func (r *Responder) Put(_ context.Context, path string, content []byte) error {
+func (r *Responder) Put(_ context.Context, host, path string, content []byte) error {
 	if err := checkTokenPath(path); err != nil {
 		return fmt.Errorf("responder: %w", err)
 	}
+	h := normHost(host)
+	if h == "" || h != strings.ToLower(strings.TrimSuffix(host, ".")) {
+		return fmt.Errorf("responder: %q is not a host name without a port", host)
+	}
 	r.mu.Lock()
 	defer r.mu.Unlock()
-	r.files[path] = append([]byte(nil), content...)
+	r.files[hostPath{h, path}] = append([]byte(nil), content...)
 	return nil
 }
 
 // Remove implements dcv.HTTPTarget.
-func (r *Responder) Remove(_ context.Context, path string) error {
+func (r *Responder) Remove(_ context.Context, host, path string) error {
 	r.mu.Lock()
 	defer r.mu.Unlock()
-	delete(r.files, path)
+	delete(r.files, hostPath{normHost(host), path})
 	return nil
+}
+
+// normHost is a host name as the responder keys it: lower case, without
+// port, brackets or trailing dot ("A.example.com.:80" is
+// "a.example.com", "[::1]:80" is "::1").
+func normHost(hostport string) string {
+	host := hostport
+	if h, _, err := net.SplitHostPort(hostport); err == nil {
+		host = h
+	}
+	host = strings.TrimSuffix(strings.TrimPrefix(host, "["), "]")
+	return strings.ToLower(strings.TrimSuffix(host, "."))
 }
 
 // ServeHTTP implements http.Handler.
@@ -203,7 +233,7 @@ func (r *Responder) ServeHTTP(w http.ResponseWriter, req *http.Request) {
 		return
 	}
 	r.mu.RLock()
-	body, ok := r.files[req.URL.Path]
+	body, ok := r.files[hostPath{normHost(req.Host), req.URL.Path}]
 	r.mu.RUnlock()
 	if !ok {
 		http.NotFound(w, req)

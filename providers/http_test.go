@@ -15,6 +15,7 @@ import (
 	"github.com/libdns/rfc2136"
 
 	"github.com/certd/certd/config"
+	"github.com/certd/certd/dcv"
 )
 
 var ctx = context.Background()
@@ -25,10 +26,10 @@ func TestWebrootWritesAtomicallyWithReadableModes(t *testing.T) {
 	root := t.TempDir()
 	w := &Webroot{Root: root}
 	path := "/.well-known/pki-validation/gsdv.txt"
-	if err := w.Put(ctx, path, []byte("token-1")); err != nil {
+	if err := w.Put(ctx, "a.example.com", path, []byte("token-1")); err != nil {
 		t.Fatal(err)
 	}
-	if err := w.Put(ctx, path, []byte("token-2")); err != nil {
+	if err := w.Put(ctx, "a.example.com", path, []byte("token-2")); err != nil {
 		t.Fatal(err)
 	}
 	full := filepath.Join(root, ".well-known", "pki-validation", "gsdv.txt")
@@ -51,10 +52,10 @@ func TestWebrootWritesAtomicallyWithReadableModes(t *testing.T) {
 	if err := os.WriteFile(other, []byte("x"), 0o644); err != nil {
 		t.Fatal(err)
 	}
-	if err := w.Remove(ctx, path); err != nil {
+	if err := w.Remove(ctx, "a.example.com", path); err != nil {
 		t.Fatal(err)
 	}
-	if err := w.Remove(ctx, path); err != nil {
+	if err := w.Remove(ctx, "a.example.com", path); err != nil {
 		t.Fatalf("second remove: %v", err)
 	}
 	if _, err := os.Stat(other); err != nil {
@@ -73,10 +74,10 @@ func TestTokenPathsStayUnderWellKnown(t *testing.T) {
 		"/.well-known/other/x",
 		"/.well-known/acme-challenge/..",
 	} {
-		if err := w.Put(ctx, p, []byte("x")); err == nil {
+		if err := w.Put(ctx, "example.com", p, []byte("x")); err == nil {
 			t.Errorf("webroot accepted %q", p)
 		}
-		if err := r.Put(ctx, p, []byte("x")); err == nil {
+		if err := r.Put(ctx, "example.com", p, []byte("x")); err == nil {
 			t.Errorf("responder accepted %q", p)
 		}
 	}
@@ -92,7 +93,8 @@ func TestResponderServesOnlyTokens(t *testing.T) {
 	done := make(chan error, 1)
 	go func() { done <- r.Serve(cctx, ln) }()
 	defer func() { cancel(); <-done }()
-	if err := r.Put(ctx, "/.well-known/acme-challenge/tok", []byte("tok.thumb")); err != nil {
+	// The request's Host is 127.0.0.1:port; the port is not part of the key.
+	if err := r.Put(ctx, "127.0.0.1", "/.well-known/acme-challenge/tok", []byte("tok.thumb")); err != nil {
 		t.Fatal(err)
 	}
 	get := func(method, path string) (int, string) {
@@ -114,11 +116,76 @@ func TestResponderServesOnlyTokens(t *testing.T) {
 	if code, _ := get("POST", "/.well-known/acme-challenge/tok"); code != 405 {
 		t.Errorf("POST: %d", code)
 	}
-	if err := r.Remove(ctx, "/.well-known/acme-challenge/tok"); err != nil {
+	if err := r.Remove(ctx, "127.0.0.1", "/.well-known/acme-challenge/tok"); err != nil {
 		t.Fatal(err)
 	}
 	if code, _ := get("GET", "/.well-known/acme-challenge/tok"); code != 404 {
 		t.Errorf("removed token still served: %d", code)
+	}
+}
+
+func TestResponderServesByHost(t *testing.T) {
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	r := NewResponder(ln.Addr().String())
+	cctx, cancel := context.WithCancel(ctx)
+	done := make(chan error, 1)
+	go func() { done <- r.Serve(cctx, ln) }()
+	defer func() { cancel(); <-done }()
+	const path = "/.well-known/pki-validation/gsdv.txt"
+	for host, tok := range map[string]string{"a.example.com": "token-a", "b.example.com": "token-b"} {
+		if err := r.Put(ctx, host, path, []byte(tok)); err != nil {
+			t.Fatal(err)
+		}
+	}
+	get := func(host string) (int, string) {
+		t.Helper()
+		req, _ := http.NewRequest("GET", "http://"+ln.Addr().String()+path, nil)
+		req.Host = host
+		resp, err := http.DefaultClient.Do(req)
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer resp.Body.Close()
+		b, _ := io.ReadAll(resp.Body)
+		return resp.StatusCode, string(b)
+	}
+	for _, c := range []struct{ host, want string }{
+		{"a.example.com", "token-a"},
+		{"b.example.com", "token-b"},
+		{"B.Example.COM.:80", "token-b"}, // case, trailing dot and port do not matter
+		{"c.example.com", ""},            // published for other hosts only
+		{"127.0.0.1", ""},
+	} {
+		code, body := get(c.host)
+		if c.want == "" && code != 404 || c.want != "" && (code != 200 || body != c.want) {
+			t.Errorf("Host %s: %d %q, want %q", c.host, code, body, c.want)
+		}
+	}
+	if err := r.Remove(ctx, "a.example.com", path); err != nil {
+		t.Fatal(err)
+	}
+	if code, _ := get("a.example.com"); code != 404 {
+		t.Errorf("removed token still served for a: %d", code)
+	}
+	if code, body := get("b.example.com"); code != 200 || body != "token-b" {
+		t.Errorf("removing a's token took b's: %d %q", code, body)
+	}
+	// A host is a name without a port: the key would never match.
+	if err := r.Put(ctx, "a.example.com:80", path, []byte("x")); err == nil {
+		t.Error("responder accepted a host with a port")
+	}
+}
+
+func TestHostAwareness(t *testing.T) {
+	var _ dcv.HostBlind = (*Webroot)(nil)
+	if !(&Webroot{}).HostBlind() {
+		t.Error("a webroot serves one file for every host: it must declare itself host-blind")
+	}
+	if _, ok := any(NewResponder("")).(dcv.HostBlind); ok {
+		t.Error("the responder serves by Host; it must not declare itself host-blind")
 	}
 }
 

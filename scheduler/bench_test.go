@@ -63,7 +63,7 @@ func BenchmarkRenew100(b *testing.B) {
 	if err != nil {
 		b.Fatal(err)
 	}
-	issuer := atlas.NewIssuer(client)
+	issuer := atlas.NewIssuer(client, atlas.IssuerOptions{})
 	prov := &rfc2136.Provider{Server: k.Addr, KeyName: k.KeyName, KeyAlg: k.KeyAlg, Key: k.Secret}
 	var wall, cpu, floor time.Duration
 	for i := 0; i < b.N; i++ {

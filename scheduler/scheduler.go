@@ -110,6 +110,7 @@ type Scheduler struct {
 	stopJob  context.CancelFunc
 	kick     chan struct{}
 	done     chan struct{}
+	wake     *time.Timer // guarded by mu
 }
 
 // New validates opts and returns a Scheduler that is not yet running.
@@ -253,8 +254,27 @@ func (s *Scheduler) loop() {
 			if err := s.Pass(ctx); err != nil {
 				s.log.Error("scheduler pass failed", zap.Error(err))
 			}
+			s.wakeAtNextDue(ctx)
 		}
 	}
+}
+
+// wakeAtNextDue asks for a pass when the earliest certificate falls due,
+// when that is before the next scheduled pass: an order being polled or a
+// retry a minute away is not left to the cron schedule.
+func (s *Scheduler) wakeAtNextDue(ctx context.Context) {
+	now := s.opts.Now()
+	next, err := s.opts.Store.DueCertificates(ctx, now.Add(time.Hour), 1)
+	if err != nil || len(next) == 0 {
+		return
+	}
+	d := max(next[0].NextActionAt.Sub(now), 100*time.Millisecond)
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.wake != nil {
+		s.wake.Stop()
+	}
+	s.wake = time.AfterFunc(d, s.Kick)
 }
 
 // Stop stops scheduling new work and waits for running jobs to finish
@@ -265,6 +285,11 @@ func (s *Scheduler) Stop(grace time.Duration) {
 	c, cancel := s.cron, s.stopJob
 	s.mu.Unlock()
 	c.Stop()
+	s.mu.Lock()
+	if s.wake != nil {
+		s.wake.Stop()
+	}
+	s.mu.Unlock()
 	select {
 	case <-s.done:
 	default:

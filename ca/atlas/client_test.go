@@ -15,6 +15,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/certd/certd/ca"
 	"github.com/certd/certd/ca/atlas"
 	"github.com/certd/certd/ca/atlas/atlassim"
 	"github.com/certd/certd/internal/ratelimit"
@@ -150,13 +151,13 @@ func TestLoginsAreSerialised(t *testing.T) {
 
 func TestRetries429And503(t *testing.T) {
 	e := newEnv(t, nil)
-	e.sim.InjectFault("GET /validationpolicy", atlassim.Fault{Status: 429, RetryAfter: 7 * time.Second})
+	e.sim.InjectFault("GET /validationpolicy", atlassim.Fault{Status: 429, RetryAfter: 4 * time.Second})
 	e.sim.InjectFault("GET /validationpolicy", atlassim.Fault{Status: 503})
 	if _, err := e.client.ValidationPolicy(ctx); err != nil {
 		t.Fatal(err)
 	}
-	if len(e.sleeps) != 2 || e.sleeps[0] < 7*time.Second {
-		t.Fatalf("sleeps %v: want Retry-After 7s honoured, then a backoff", e.sleeps)
+	if len(e.sleeps) != 2 || e.sleeps[0] < 4*time.Second {
+		t.Fatalf("sleeps %v: want Retry-After 4s honoured, then a backoff", e.sleeps)
 	}
 	// The policy is cached: no second fetch.
 	if _, err := e.client.ValidationPolicy(ctx); err != nil {
@@ -461,7 +462,7 @@ func TestIssuanceRotationRevokeRekeyAndReports(t *testing.T) {
 }
 
 func TestIssuanceNeedsVerifiedUnexpiredClaims(t *testing.T) {
-	e := newEnv(t, nil)
+	e := newEnv(t, func(o *atlassim.Options) { o.StaticPolicyList = true })
 	e.verifiedClaim(t, "example.com")
 	pol, _ := e.client.ValidationPolicy(ctx)
 	key := newKey(t)
@@ -488,6 +489,7 @@ func TestPolicyIsCheckedBeforeSending(t *testing.T) {
 		p.SAN.DNSNames.List = []string{`\.example\.com$`}
 		p.SubjectDN["organization"] = atlassim.StringPolicy{Presence: "FORBIDDEN"}
 		o.Policy = &p
+		o.StaticPolicyList = true
 	})
 	pol, err := e.client.ValidationPolicy(ctx)
 	if err != nil {
@@ -591,23 +593,65 @@ func TestAmbiguousCreateIsReconciledNotResent(t *testing.T) {
 	}
 }
 
-func TestFindIssuedWaitsForCertificatesStillIssuing(t *testing.T) {
+// Atlas reports list a certificate only once it is issued: while it is
+// issuing, "not listed" must never be read as "never sent" (that bought
+// certificates twice). Reconcile answers ErrUndetermined until the
+// issuance window has passed since the request was sent.
+func TestReconcileNeverReadsIssuingAsAbsent(t *testing.T) {
 	e := newEnv(t, func(o *atlassim.Options) { o.IssueDelay = time.Minute })
 	e.verifiedClaim(t, "example.com")
-	pol, _ := e.client.ValidationPolicy(ctx)
+	iss := atlas.NewIssuer(e.client, atlas.IssuerOptions{IssuanceWindow: 10 * time.Minute})
 	key := newKey(t)
-	req, _ := atlas.BuildRequest(pol, atlas.RequestSpec{Domains: []string{"a.example.com"}, Key: key, NotBefore: e.clk.Now()})
-	start := e.clk.Now()
-	if _, err := e.client.CreateCertificate(ctx, req); err != nil {
+	csr, _ := x509.CreateCertificateRequest(randReader{}, &x509.CertificateRequest{DNSNames: []string{"a.example.com"}}, key)
+	req := ca.Request{Domains: []string{"a.example.com"}, Key: key, CSR: csr, Since: e.clk.Now(), SentAt: e.clk.Now()}
+	if _, err := iss.Submit(ctx, req); err != nil {
 		t.Fatal(err)
 	}
 	spki, _ := x509.MarshalPKIXPublicKey(key.Public())
-	if _, found, err := e.client.FindIssued(ctx, spki, start); !errors.Is(err, atlas.ErrNotReady) || found {
+	if _, found, err := e.client.FindIssued(ctx, spki, req.Since); err != nil || found {
+		t.Fatalf("reports while issuing: found=%v err=%v (the simulator lists only issued certificates)", found, err)
+	}
+	if _, found, err := iss.Reconcile(ctx, req); !errors.Is(err, ca.ErrUndetermined) || found {
 		t.Fatalf("while issuing: found=%v err=%v; 'not found' would let a caller buy twice", found, err)
 	}
 	e.clk.Add(2 * time.Minute)
-	if _, found, err := e.client.FindIssued(ctx, spki, start); err != nil || !found {
-		t.Fatalf("after issuance: %v %v", found, err)
+	if o, found, err := iss.Reconcile(ctx, req); err != nil || !found || o.Ref == "" {
+		t.Fatalf("after issuance: %v %v %v", o, found, err)
+	}
+	// A request sent but never committed: absent only after the window.
+	other := newKey(t)
+	req2 := ca.Request{Domains: []string{"b.example.com"}, Key: other, Since: e.clk.Now(), SentAt: e.clk.Now()}
+	if _, _, err := iss.Reconcile(ctx, req2); !errors.Is(err, ca.ErrUndetermined) {
+		t.Fatalf("inside the window: %v", err)
+	}
+	e.clk.Add(11 * time.Minute)
+	if _, found, err := iss.Reconcile(ctx, req2); err != nil || found {
+		t.Fatalf("after the window: found=%v err=%v, want a definite absence", found, err)
+	}
+	// Never sent: absent at once.
+	req3 := ca.Request{Domains: []string{"c.example.com"}, Key: newKey(t), Since: e.clk.Now()}
+	if _, found, err := iss.Reconcile(ctx, req3); err != nil || found {
+		t.Fatalf("never sent: found=%v err=%v", found, err)
+	}
+}
+
+// A Retry-After longer than the client waits out itself ends the call with
+// the typed error at once: the scheduler stores when to come back.
+func TestLongRetryAfterIsReturnedNotSlept(t *testing.T) {
+	e := newEnv(t, nil)
+	e.sim.InjectFault("GET /quotas/issuance", atlassim.Fault{Status: 429, RetryAfter: 300 * time.Second})
+	_, err := e.client.Quota(ctx)
+	if !atlas.IsStatus(err, 429) || len(e.sleeps) != 0 {
+		t.Fatalf("err %v, sleeps %v: want the 429 returned without sleeping", err, e.sleeps)
+	}
+	iss := atlas.NewIssuer(e.client, atlas.IssuerOptions{})
+	e.verifiedClaim(t, "example.com")
+	e.sim.InjectFault("POST /certificates", atlassim.Fault{Status: 429, RetryAfter: 300 * time.Second})
+	key := newKey(t)
+	_, err = iss.Submit(ctx, ca.Request{Domains: []string{"a.example.com"}, Key: key})
+	ce, ok := ca.AsError(err)
+	if !ok || ce.Status != 429 || ce.RetryAfter() != 300*time.Second || ce.Ambiguous || ce.Permanent {
+		t.Fatalf("submit under a 429: %#v", err)
 	}
 }
 

@@ -70,8 +70,8 @@ func DecodeConfig(b *config.Block) (any, error) {
 		if !strings.HasPrefix(c.DelegationLabel, "_") || strings.ContainsAny(c.DelegationLabel, ". ") {
 			ck.Errorf("delegation_label", "must be one DNS label starting with \"_\", got %q", c.DelegationLabel)
 		}
-		if c.IssuanceWindow < config.Duration(60e9) {
-			ck.Errorf("issuance_window", "must be at least 1m, got %s", c.IssuanceWindow)
+		if c.IssuanceWindow < config.Duration(1e9) {
+			ck.Errorf("issuance_window", "must be at least 1s, got %s", c.IssuanceWindow)
 		}
 		ck.URL("url", c.URL)
 		ck.Required("api_key", c.APIKey.IsSet())

@@ -261,7 +261,7 @@ func (is *Issuer) Reconcile(ctx context.Context, req ca.Request) (ca.Order, bool
 		return ca.Order{}, false, &ca.Error{CA: "atlas", Op: "reconcile",
 			Detail: fmt.Sprintf("no certificate for the order's key is issued yet; Atlas may still be issuing one (absence is certain %s after the request was sent, in %s)",
 				is.opts.IssuanceWindow, left.Round(time.Second)),
-			Retry: left, Err: ca.ErrUndetermined}
+			Err: ca.ErrUndetermined}
 	}
 	return ca.Order{}, false, nil
 }

@@ -3,8 +3,13 @@ package reseller
 import (
 	"regexp"
 
+	"github.com/certd/certd/ca"
 	"github.com/certd/certd/config"
 )
+
+// Kind is the reseller entry of certd's account types: its configuration
+// is read and checked; its issuer is not in this release.
+func Kind() ca.Kind { return ca.Kind{Decode: DecodeConfig} }
 
 // Config is a reseller account block (the /ssl-certificate REST API). The
 // base URL is account-specific and has no default.

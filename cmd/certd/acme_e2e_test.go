@@ -14,8 +14,10 @@ import (
 	"testing"
 	"time"
 
+	"go.uber.org/zap"
 	_ "modernc.org/sqlite"
 
+	"github.com/certd/certd/ca"
 	"github.com/certd/certd/ca/acme"
 	"github.com/certd/certd/internal/pemutil"
 	"github.com/certd/certd/internal/testenv"
@@ -308,10 +310,11 @@ func TestACMEKilledAtRandomInstantsResumes(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	iss, err := acme.NewFromConfig("pebble", cfgLoaded.Accounts["pebble"].Settings.(*acme.Config), acmeAccounts{st}, nil, nil)
+	built, err := acme.Kind().New(ca.Env{Name: "pebble", Settings: cfgLoaded.Accounts["pebble"].Settings, Keys: accountKeys{st}, Logger: zap.NewNop()})
 	if err != nil {
 		t.Fatal(err)
 	}
+	iss := built.(*acme.Issuer)
 	urls, listed, err := iss.Orders(ctx)
 	if err != nil || !listed {
 		t.Fatalf("Pebble's order list: %v", err)

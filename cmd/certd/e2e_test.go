@@ -30,7 +30,7 @@ type atlasWorld struct {
 	dir  string
 }
 
-func newAtlasWorld(t *testing.T) *atlasWorld {
+func newAtlasWorld(t *testing.T, mods ...func(*atlassim.Options)) *atlasWorld {
 	t.Helper()
 	w := &atlasWorld{dir: t.TempDir()}
 	w.knot = testenv.StartKnot(t, map[string]string{
@@ -38,7 +38,11 @@ func newAtlasWorld(t *testing.T) *atlasWorld {
 		"example.org": testenv.Zone("example.org", "_acme-challenge.shop CNAME shop.example.org.validation.example.net."),
 		"example.net": testenv.Zone("example.net"),
 	})
-	sim, err := atlassim.New(atlassim.Options{APIKey: "e2e-key", APISecret: "e2e-secret", DNSServer: w.knot.Addr, RotateEvery: 1})
+	opts := atlassim.Options{APIKey: "e2e-key", APISecret: "e2e-secret", DNSServer: w.knot.Addr, RotateEvery: 1}
+	for _, m := range mods {
+		m(&opts)
+	}
+	sim, err := atlassim.New(opts)
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -36,7 +36,17 @@ func cmdStatus(args []string, stdout, stderr io.Writer) int {
 		fmt.Fprintf(stderr, "certd: %v\n", err)
 		return exitFailure
 	}
+	holds, err := st.AccountHolds(ctx)
+	if err != nil {
+		fmt.Fprintf(stderr, "certd: %v\n", err)
+		return exitFailure
+	}
 	rep := buildStatus(certs, claims, time.Now())
+	for _, h := range holds {
+		if h.Until.After(time.Now()) {
+			rep.Accounts = append(rep.Accounts, accountStatus{Account: h.Account, PausedUntil: h.Until, Reason: h.Reason})
+		}
+	}
 	for i := range rep.Certificates {
 		if a, ok := cfg.Accounts[rep.Certificates[i].Account]; ok {
 			rep.Certificates[i].Issuer = a.Type
@@ -63,9 +73,18 @@ func cmdStatus(args []string, stdout, stderr io.Writer) int {
 type statusReport struct {
 	Certificates []certStatus  `json:"certificates"`
 	Claims       []claimStatus `json:"claims"`
-	// Unhealthy counts certificates failing or inside their emergency
-	// window; non-zero makes status exit 1.
+	// Accounts lists CA accounts paused by a Retry-After.
+	Accounts []accountStatus `json:"accounts"`
+	// Unhealthy counts certificates failing, needing an operator or
+	// inside their emergency window; non-zero makes status exit 1.
 	Unhealthy int `json:"unhealthy"`
+}
+
+// accountStatus is a CA account that asked certd to wait.
+type accountStatus struct {
+	Account     string    `json:"account"`
+	PausedUntil time.Time `json:"paused_until"`
+	Reason      string    `json:"reason"`
 }
 
 type certStatus struct {
@@ -103,7 +122,7 @@ func timePtr(t time.Time) *time.Time {
 }
 
 func buildStatus(certs []store.Certificate, claims []store.Claim, now time.Time) statusReport {
-	rep := statusReport{Certificates: []certStatus{}, Claims: []claimStatus{}}
+	rep := statusReport{Certificates: []certStatus{}, Claims: []claimStatus{}, Accounts: []accountStatus{}}
 	for _, c := range certs {
 		cs := certStatus{Name: c.Name, Domains: c.Domains, Account: c.Account, State: c.State, NextAction: c.NextAction,
 			NextActionAt: timePtr(c.NextActionAt), Failures: c.Failures, LastError: c.LastError}
@@ -111,7 +130,7 @@ func buildStatus(certs []store.Certificate, claims []store.Claim, now time.Time)
 			cs.Serial, cs.NotAfter = c.Current.Serial, timePtr(c.Current.NotAfter)
 			cs.Emergency = c.State != store.StateRetired && scheduler.InEmergency(c.Current.NotBefore, c.Current.NotAfter, now)
 		}
-		if cs.Emergency || c.State == store.StateFailing {
+		if cs.Emergency || c.State == store.StateFailing || c.State == store.StateNeedsOperator {
 			rep.Unhealthy++
 		}
 		rep.Certificates = append(rep.Certificates, cs)
@@ -148,6 +167,16 @@ func printStatus(w io.Writer, rep statusReport, now time.Time) {
 			next(c.NextAction, c.NextActionAt, now), c.Failures, dash(truncate(c.LastError, 70)))
 	}
 	tw.Flush()
+	if len(rep.Accounts) > 0 {
+		fmt.Fprintln(w)
+		tw = tabwriter.NewWriter(w, 0, 0, 2, ' ', 0)
+		fmt.Fprintln(tw, "PAUSED ACCOUNT\tUNTIL\tREASON")
+		for _, a := range rep.Accounts {
+			at := a.PausedUntil
+			fmt.Fprintf(tw, "%s\t%s (%s)\t%s\n", a.Account, at.UTC().Format(time.RFC3339), relative(&at, now), truncate(a.Reason, 90))
+		}
+		tw.Flush()
+	}
 }
 
 func dash(s string) string {

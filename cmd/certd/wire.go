@@ -5,7 +5,6 @@ import (
 	"errors"
 	"fmt"
 	"net"
-	"strings"
 
 	"go.uber.org/zap"
 
@@ -51,6 +50,9 @@ func build(cfg *config.Config, st *store.SQLite, log *zap.Logger, obs observers)
 		DNS: map[string]dcv.DNSProvider{}, HTTP: map[string]dcv.HTTPTarget{},
 		Journal: storeJournal{st}, Resolvers: cfg.DCV.Resolvers, AuthServers: cfg.DCV.CheckServers,
 		Timeout: cfg.DCV.Timeout.D(), Logger: log.Named("dcv"), Observe: obs.dcv(),
+		// An open order's proofs stay published across passes and
+		// restarts: the CA may check again hours later.
+		Keep: scheduler.KeepOrderArtefacts(context.Background(), st),
 	}
 	for name, d := range cfg.DNS {
 		prov, err := dnsTable[d.Type].New(d.Settings)
