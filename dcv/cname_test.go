@@ -142,25 +142,26 @@ func TestDNSCNAMERefusesToReplaceAnotherCNAME(t *testing.T) {
 		t.Fatalf("a CNAME certd did not create was removed: %q", got)
 	}
 
-	// In the journal: another owner's live CNAME at the name.
-	first, err := e.Present(ctx, "order:2", sectigoCNAME("sub.example.com", "first.sectigo.com"), dcv.Target{DNS: "knot"})
-	if err != nil {
+	// In the journal: another owner's CNAME at the name, journaled but not
+	// (or not yet) in the zone.
+	if err := j.Record(ctx, &dcv.Record{Owner: "order:2", Kind: "dns-cname", Provider: "knot", Zone: "example.com",
+		Name: "_0f3a5c9e2b7d41a8.sub.example.com", Value: "first.sectigo.com", State: "intent"}); err != nil {
 		t.Fatal(err)
 	}
 	if _, err := e.Present(ctx, "order:3", sectigoCNAME("sub.example.com", "second.sectigo.com"), dcv.Target{DNS: "knot"}); !errors.Is(err, dcv.ErrCNAMEConflict) {
 		t.Fatalf("journaled CNAME: %v, want ErrCNAMEConflict", err)
 	}
-	if got := k.CNAME(t, "_0f3a5c9e2b7d41a8.sub.example.com"); got != "first.sectigo.com" {
-		t.Fatalf("CNAME: %q", got)
+	if got := k.CNAME(t, "_0f3a5c9e2b7d41a8.sub.example.com"); got != "" {
+		t.Fatalf("CNAME published over a journaled one: %q", got)
 	}
 	// Delegation is a TXT matter.
 	if _, err := e.Present(ctx, "order:4", sectigoCNAME("example.com", "x.sectigo.com"), dcv.Target{DNS: "knot", Delegate: "x.example.net"}); err == nil {
 		t.Fatal("a delegated CNAME was accepted")
 	}
-	if err := e.CleanUp(ctx, []*dcv.Published{first}); err != nil {
+	if err := e.CleanUpOwner(ctx, "order:2"); err != nil {
 		t.Fatal(err)
 	}
-	if live, _ := j.Live(ctx); len(live) != 0 || k.CNAME(t, "_0f3a5c9e2b7d41a8.sub.example.com") != "" {
+	if live, _ := j.Live(ctx); len(live) != 0 {
 		t.Fatalf("after cleanup: journal %+v", live)
 	}
 }
@@ -207,16 +208,9 @@ func TestZoneIgnoresTheSOAOfACNAMETarget(t *testing.T) {
 		}
 		_ = w.WriteMsg(m)
 	})
-	pc, err := net.ListenPacket("udp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	srv := &dns.Server{PacketConn: pc, Handler: mux}
-	go func() { _ = srv.ActivateAndServe() }()
-	t.Cleanup(func() { _ = srv.Shutdown() })
-
+	addr := fakeDNS(t, mux)
 	prov := &recordingProvider{}
-	e, err := dcv.NewEngine(dcv.Options{DNS: map[string]dcv.DNSProvider{"p": prov}, Journal: newJournal(), Resolvers: []string{pc.LocalAddr().String()}})
+	e, err := dcv.NewEngine(dcv.Options{DNS: map[string]dcv.DNSProvider{"p": prov}, Journal: newJournal(), Resolvers: []string{addr}})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -225,5 +219,51 @@ func TestZoneIgnoresTheSOAOfACNAMETarget(t *testing.T) {
 	}
 	if !slices.Equal(prov.zones, []string{"example.com."}) {
 		t.Fatalf("published into %v, want example.com.", prov.zones)
+	}
+}
+
+// fakeDNS serves h on a loopback UDP port until the test ends.
+func fakeDNS(t *testing.T, h dns.Handler) string {
+	t.Helper()
+	pc, err := net.ListenPacket("udp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	srv := &dns.Server{PacketConn: pc, Handler: h}
+	go func() { _ = srv.ActivateAndServe() }()
+	t.Cleanup(func() { _ = srv.Shutdown() })
+	return pc.LocalAddr().String()
+}
+
+// Servers may answer a CNAME target in any case: the target compares
+// case-insensitively, trailing dots aside.
+func TestDNSCNAMETargetComparesCaseInsensitively(t *testing.T) {
+	addr := fakeDNS(t, dns.HandlerFunc(func(w dns.ResponseWriter, q *dns.Msg) {
+		m := new(dns.Msg)
+		m.SetReply(q)
+		name := strings.ToLower(q.Question[0].Name)
+		switch {
+		case name == "example.com." && q.Question[0].Qtype == dns.TypeSOA:
+			soa, _ := dns.NewRR("example.com. 60 IN SOA ns1.example.com. hostmaster.example.com. 1 3600 600 86400 60")
+			m.Answer = []dns.RR{soa}
+		case name == "_0f3a5c9e2b7d41a8.example.com.":
+			cname, _ := dns.NewRR(q.Question[0].Name + " 60 IN CNAME A1B2.C3D4.Uniq7.SECTIGO.com.")
+			m.Answer = []dns.RR{cname}
+		default:
+			m.Rcode = dns.RcodeNameError
+		}
+		_ = w.WriteMsg(m)
+	}))
+	e, err := dcv.NewEngine(dcv.Options{DNS: map[string]dcv.DNSProvider{"p": &recordingProvider{}}, Journal: newJournal(),
+		Resolvers: []string{addr}, AuthServers: map[string][]string{"p": {addr}}, Timeout: 2 * time.Second})
+	if err != nil {
+		t.Fatal(err)
+	}
+	p, err := e.Present(ctx, "order:1", sectigoCNAME("example.com", "a1b2.c3d4.uniq7.sectigo.com"), dcv.Target{DNS: "p"})
+	if err != nil {
+		t.Fatalf("the same target in another case was taken for a conflict: %v", err)
+	}
+	if err := e.Wait(ctx, []*dcv.Published{p}); err != nil {
+		t.Fatal(err)
 	}
 }

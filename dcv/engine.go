@@ -197,6 +197,8 @@ func (e *Engine) Present(ctx context.Context, owner string, ch Challenge, t Targ
 	switch ch.Method {
 	case DNSTXT:
 		return e.presentTXT(ctx, owner, ch, t)
+	case DNSCNAME:
+		return e.presentCNAME(ctx, owner, ch, t)
 	case HTTPFile:
 		return e.presentHTTP(ctx, owner, ch, t)
 	case Email:
@@ -273,7 +275,7 @@ func (e *Engine) presentCNAME(ctx context.Context, owner string, ch Challenge, t
 		return e.reuse(ctx, p, r, nil, nil)
 	}
 	for _, r := range live {
-		if r.Kind == kindCNAME && r.Provider == t.DNS && r.Name == name && r.Value != target {
+		if r.Kind == kindCNAME && r.Provider == t.DNS && strings.EqualFold(r.Name, name) && !strings.EqualFold(r.Value, target) {
 			return nil, fmt.Errorf("%w: %s is journaled as CNAME %s for %s; refusing to point it at %s", ErrCNAMEConflict, name, r.Value, r.Owner, target)
 		}
 	}
