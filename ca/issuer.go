@@ -147,11 +147,27 @@ type OrderAuthorizer interface {
 	// before a restart) need nothing.
 	Authorizations(ctx context.Context, order Order, req Request) ([]OrderAuthorization, error)
 	// Respond tells the CA that ch (one of auth's challenges) is in place
+	// (for a paid order whose check failed: asks the CA to check again)
 	// and waits, bounded by ctx, until the CA has decided. Calling it again
 	// for a challenge the CA is already checking only waits. It returns
 	// the authorization as it then stands; a failed check is Status
-	// AuthInvalid with the CA's Detail, not an error.
+	// AuthInvalid with the CA's Detail, not an error; AuthPending means
+	// the CA has not decided yet (the caller looks again later, without
+	// holding a worker).
 	Respond(ctx context.Context, auth OrderAuthorization, ch dcv.Challenge) (OrderAuthorization, error)
+}
+
+// PreSubmitChallenger is implemented by CAs whose proofs are known before
+// the order is placed (Sectigo's CSR-hash artefacts): the caller
+// publishes them (owned by the order, kept until it ends), waits until
+// they are visible, and only then calls Submit, so the CA's first check
+// finds them.
+type PreSubmitChallenger interface {
+	// ChallengesBefore returns what to publish for req, given how each of
+	// req.Domains is to be proved (keyed by domain). It MUST be a pure
+	// function of req (the CSR, the client reference) and how: called
+	// again after a restart it returns the same challenges.
+	ChallengesBefore(req Request, how map[string]Proof) ([]dcv.Challenge, error)
 }
 
 // OrderAuthorization is one domain's authorization within an order.
