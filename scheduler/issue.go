@@ -372,8 +372,15 @@ func (x *Issuing) step(ctx context.Context, log *zap.Logger, c store.Certificate
 	return stepRenew, 0, nil // a terminal order: the next generation
 }
 
-// send hands the order to the CA, SentAt stored first.
+// send hands the order to the CA, SentAt stored first. Proofs the CA
+// names before the order (ca.PreSubmitChallenger) are published, owned by
+// the order, and visible before it is sent.
 func (x *Issuing) send(ctx context.Context, log *zap.Logger, c store.Certificate, plan Plan, o *store.Order, req ca.Request, st *orderRun) (orderStep, time.Duration, error) {
+	if pc, ok := plan.Issuer.(ca.PreSubmitChallenger); ok {
+		if err := x.publishBefore(ctx, log, plan, pc, o, req); err != nil {
+			return 0, 0, err
+		}
+	}
 	o.SentAt = x.now()
 	if err := x.Store.SaveOrder(ctx, *o); err != nil {
 		return 0, 0, err
@@ -422,12 +429,54 @@ func (x *Issuing) send(ctx context.Context, log *zap.Logger, c store.Certificate
 	return 0, 0, fmt.Errorf("submitting order %s: %w", o.IdempotencyKey, err)
 }
 
+// publishBefore publishes the proofs a CA names before the order exists
+// and waits until every one is visible.
+func (x *Issuing) publishBefore(ctx context.Context, log *zap.Logger, plan Plan, pc ca.PreSubmitChallenger, o *store.Order, req ca.Request) error {
+	how := make(map[string]ca.Proof, len(plan.Proofs))
+	for d, p := range plan.Proofs {
+		how[d] = p.CA
+	}
+	chs, err := pc.ChallengesBefore(req, how)
+	if err != nil {
+		return fmt.Errorf("the proofs for order %s: %w", o.IdempotencyKey, err)
+	}
+	var published []*dcv.Published
+	for _, ch := range chs {
+		p, ok := plan.Proofs[ch.Domain]
+		if !ok {
+			return fmt.Errorf("the CA asks to prove %s, which the certificate does not name", ch.Domain)
+		}
+		pub, err := plan.Engine.Present(ctx, OrderOwner(o.ID), ch, p.Target)
+		if pub != nil {
+			published = append(published, pub)
+		}
+		if err != nil {
+			return err
+		}
+	}
+	if err := plan.Engine.Wait(ctx, published); err != nil {
+		return err
+	}
+	if len(published) > 0 {
+		log.Info("proofs published before the order", zap.String(logkey.Order, o.IdempotencyKey), zap.Int("proofs", len(published)))
+	}
+	return nil
+}
+
 // lookup settles an order that may have reached the CA: found, it is
 // pending; proved absent, it may be sent again; otherwise it waits.
 func (x *Issuing) lookup(ctx context.Context, log *zap.Logger, c store.Certificate, plan Plan, o *store.Order, req ca.Request, st *orderRun) (orderStep, time.Duration, error) {
 	req.SentAt = o.SentAt
 	found, ok, err := plan.Issuer.Reconcile(ctx, req)
 	switch {
+	case err != nil && errors.Is(err, ca.ErrUndetermined) && ca.IsPermanent(err):
+		// The CA offers no lookup that can ever prove absence: a person
+		// must say what happened (`certd orders found|absent|abandon`).
+		o.State, o.LastError = store.OrderAmbiguous, err.Error()
+		_ = x.Store.SaveOrder(context.WithoutCancel(ctx), *o)
+		x.event(ctx, "error", "order_ambiguous", c, fmt.Sprintf("order %s: the CA cannot tell whether it has it, and certd never sends it again on its own: %v; "+
+			"resolve it with `certd orders found %s REF`, `certd orders absent %s` or `certd orders abandon %s`", o.IdempotencyKey, err, c.Name, c.Name, c.Name))
+		return 0, 0, fmt.Errorf("order %s needs an operator: %w", o.IdempotencyKey, err)
 	case err != nil && errors.Is(err, ca.ErrUndetermined):
 		o.State, o.LastError = store.OrderAmbiguous, err.Error()
 		if !st.undecided {
@@ -498,7 +547,7 @@ func (x *Issuing) fetch(ctx context.Context, log *zap.Logger, c store.Certificat
 	}
 	v := store.Version{CertName: c.Name, OrderID: o.ID, KeyID: o.KeyID, Serial: fmt.Sprintf("%X", res.Leaf.SerialNumber),
 		NotBefore: res.Leaf.NotBefore, NotAfter: res.Leaf.NotAfter, Fingerprint: deploy.Fingerprint(res.Leaf),
-		CertPEM: pemutil.EncodeCertificates(res.Leaf), ChainPEM: pemutil.EncodeCertificates(res.Chain...)}
+		CertPEM: pemutil.EncodeCertificates(res.Leaf), ChainPEM: append([]byte{}, pemutil.EncodeCertificates(res.Chain...)...)}
 	if v.ID, err = x.Store.AddVersion(ctx, v); err != nil {
 		return 0, 0, err
 	}

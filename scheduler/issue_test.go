@@ -38,6 +38,7 @@ type world struct {
 	issuer *atlas.Issuer
 	engine *dcv.Engine
 	dir    string
+	dns    string // the DNS server's address
 }
 
 func newWorld(t *testing.T) *world { return newWorldWith(t, nil) }
@@ -55,6 +56,7 @@ func newWorldWith(t *testing.T, mod func(*atlassim.Options)) *world {
 	if err := dnsSrv.Start(ctx, "127.0.0.1:0"); err != nil {
 		t.Fatal(err)
 	}
+	w.dns = dnsSrv.Addr
 	opts := atlassim.Options{APIKey: "k", APISecret: "s", DNSServer: dnsSrv.Addr}
 	if mod != nil {
 		mod(&opts)

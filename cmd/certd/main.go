@@ -33,6 +33,9 @@ Usage:
   certd rollback     [-config FILE] NAME      switch back to the previous deployed version
   certd claims       list|verify|reassert|delete [-config FILE] [-account A] [DOMAIN]
                                               account-level domain claims (Atlas)
+  certd orders       list|found|absent|abandon [-config FILE] [NAME [REF]]
+                                              open orders, and an operator's word on one certd
+                                              cannot settle alone
   certd demo         [-dir D] [-once]         the whole lifecycle on loopback: Atlas simulator,
                                               DNS server, HTTP responder; nothing to install
   certd sim atlas    [-listen ADDR] [-dir D]  run the Atlas simulator standalone
@@ -67,6 +70,8 @@ func run(args []string, stdout, stderr io.Writer) int {
 		return cmdStatus(rest, stdout, stderr)
 	case "demo":
 		return cmdDemo(rest, stdout, stderr)
+	case "orders":
+		return cmdOrders(rest, stdout, stderr)
 	case "claims":
 		return cmdClaims(rest, stdout, stderr)
 	case "sim":
