@@ -12,6 +12,7 @@ import (
 	"path/filepath"
 	"slices"
 	"strings"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -21,6 +22,7 @@ import (
 
 	"github.com/certd/certd/ca"
 	"github.com/certd/certd/ca/acme"
+	"github.com/certd/certd/ca/catest"
 	"github.com/certd/certd/ca/acme/acmetest"
 	"github.com/certd/certd/dcv"
 	"github.com/certd/certd/deploy"
@@ -708,4 +710,55 @@ func TestACMEResumedOrderWithFailedAuthorizationIsReplacedAtOnce(t *testing.T) {
 	if n := orderCount(t, iss); n != 1 {
 		t.Fatalf("Pebble lists %d orders, want 1", n)
 	}
+}
+
+// The ACME issuer passes the CA conformance suite against Pebble (through
+// the proxy that can lose or rate-limit a newOrder). Pebble cannot be
+// slowed or made to reject on demand: those cases are skipped here.
+func TestACMEConformance(t *testing.T) {
+	t.Parallel()
+	w := newACMEWorld(t, acmeOpts{env: []string{"PEBBLE_VA_NOSLEEP=1", "PEBBLE_WFE_NONCEREJECT=0"}, proxy: true})
+	var n atomic.Int64
+	catest.Run(t, catest.Harness{
+		New: func(t *testing.T) ca.Issuer { return w.issuer(t) },
+		Names: func(*testing.T) []string {
+			return []string{fmt.Sprintf("n%d.example.com", n.Add(1))}
+		},
+		// The order's authorizations, proved over DNS-01 through Knot.
+		Prove: func(t *testing.T, iss ca.Issuer, o ca.Order, req ca.Request) {
+			if o.Ref == "" {
+				return
+			}
+			oa := iss.(ca.OrderAuthorizer)
+			auths, err := oa.Authorizations(ctx, o, req)
+			if err != nil {
+				t.Fatal(err)
+			}
+			for _, a := range auths {
+				if a.Status == ca.AuthValid {
+					continue
+				}
+				var ch dcv.Challenge
+				for _, c := range a.Challenges {
+					if c.Method == dcv.DNSTXT {
+						ch = c
+					}
+				}
+				pub, err := w.engine.Present(ctx, "catest", ch, dcv.Target{DNS: "knot"})
+				if err != nil {
+					t.Fatal(err)
+				}
+				if err := w.engine.Wait(ctx, []*dcv.Published{pub}); err != nil {
+					t.Fatal(err)
+				}
+				if r, err := oa.Respond(ctx, a, ch); err != nil || r.Status != ca.AuthValid {
+					t.Fatalf("proving %s: %v %+v", a.Domain, err, r)
+				}
+				_ = w.engine.CleanUp(ctx, []*dcv.Published{pub})
+			}
+		},
+		Wait:                 30 * time.Second,
+		DropNextSubmitAnswer: w.proxy.DropNextNewOrder,
+		RateLimitNextSubmit:  w.proxy.RateLimitNextNewOrder,
+	})
 }

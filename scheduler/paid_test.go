@@ -37,6 +37,10 @@ type paidCA struct {
 	rechecks int
 	caKey    *ecdsa.PrivateKey
 	caCert   *x509.Certificate
+	// loseAnswer: the next Submit commits nothing but reports the answer
+	// lost; the CA has no lookup that can prove absence.
+	loseAnswer bool
+	sends      int
 }
 
 var (
@@ -75,12 +79,20 @@ func (p *paidCA) Submit(ctx context.Context, req ca.Request) (ca.Order, error) {
 	}
 	p.mu.Lock()
 	defer p.mu.Unlock()
+	p.sends++
+	if p.loseAnswer {
+		p.loseAnswer = false
+		return ca.Order{}, &ca.Error{CA: "paid", Op: "submit", Detail: "connection reset", Ambiguous: true}
+	}
 	p.orders++
 	return ca.Order{Ref: fmt.Sprintf("order-%d", p.orders)}, nil
 }
 
-func (p *paidCA) Reconcile(context.Context, ca.Request) (ca.Order, bool, error) {
-	return ca.Order{}, false, nil
+func (p *paidCA) Reconcile(_ context.Context, req ca.Request) (ca.Order, bool, error) {
+	if req.SentAt.IsZero() {
+		return ca.Order{}, false, nil
+	}
+	return ca.Order{}, false, &ca.Error{CA: "paid", Op: "reconcile", Detail: "no lookup can prove absence", Permanent: true, Err: ca.ErrUndetermined}
 }
 
 func (p *paidCA) Authorizations(_ context.Context, _ ca.Order, req ca.Request) ([]ca.OrderAuthorization, error) {
@@ -208,5 +220,39 @@ func TestPaidOrderProofsSurviveARestart(t *testing.T) {
 	}
 	if keep(live[0].Owner) {
 		t.Fatal("an issued order's proofs are still kept")
+	}
+}
+
+// A lost answer at a CA that cannot be asked: certd never sends the order
+// again on its own; it needs an operator, who says what happened.
+func TestAmbiguousOrderAtACAWithoutLookupWaitsForAnOperator(t *testing.T) {
+	w := newWorld(t)
+	c := w.due(t)
+	paid := newPaidCA(t, w.dns)
+	paid.loseAnswer = true
+	x := w.issuing(w.st)
+	x.Plans = w.paidPlan(paid)
+	for range 3 {
+		err := x.Work(ctx, c)
+		if !ca.IsPermanent(err) || !errors.Is(err, ca.ErrUndetermined) {
+			t.Fatalf("after the lost answer: %v, want a permanent, undetermined failure", err)
+		}
+		c, _ = w.st.GetCertificate(ctx, "www")
+	}
+	if paid.sends != 1 {
+		t.Fatalf("the order was sent %d times without an operator", paid.sends)
+	}
+	if _, err := scheduler.ResolveOrder(ctx, w.st, "www", scheduler.ResolveAbsent, ""); err != nil {
+		t.Fatal(err)
+	}
+	c, _ = w.st.GetCertificate(ctx, "www")
+	if err := x.Work(ctx, c); err != nil {
+		t.Fatal(err)
+	}
+	if c, _ = w.st.GetCertificate(ctx, "www"); c.State != store.StateValid || paid.sends != 2 || paid.orders != 1 {
+		t.Fatalf("after the operator: %+v, %d sends, %d orders", c, paid.sends, paid.orders)
+	}
+	if _, err := scheduler.ResolveOrder(ctx, w.st, "www", scheduler.ResolveAbsent, ""); err == nil {
+		t.Fatal("resolving with no open order succeeded")
 	}
 }

@@ -18,6 +18,7 @@ import (
 	"net/url"
 	"os"
 	"path/filepath"
+	"strconv"
 	"strings"
 	"sync"
 	"time"
@@ -56,6 +57,7 @@ type Proxy struct {
 	noARI     bool
 	refuseRep bool
 	forget    bool
+	rateLimit time.Duration
 	newAccts  int
 }
 
@@ -141,6 +143,14 @@ func (p *Proxy) RefuseReplaces() { p.mu.Lock(); p.refuseRep = true; p.mu.Unlock(
 // as a CA that lost or reset its accounts does.
 func (p *Proxy) ForgetAccountOnce() { p.mu.Lock(); p.forget = true; p.mu.Unlock() }
 
+// RateLimitNextNewOrder answers the next newOrder with a rateLimited
+// problem and a Retry-After of d, without reaching the upstream.
+func (p *Proxy) RateLimitNextNewOrder(d time.Duration) {
+	p.mu.Lock()
+	p.rateLimit = d
+	p.mu.Unlock()
+}
+
 // NewAccounts is how many registrations (newAccount, not a lookup)
 // succeeded.
 func (p *Proxy) NewAccounts() int { p.mu.Lock(); defer p.mu.Unlock(); return p.newAccts }
@@ -202,7 +212,14 @@ func (p *Proxy) newOrder(w http.ResponseWriter, r *http.Request) {
 	refuse := p.refuseRep && order.Replaces != ""
 	forget := p.forget
 	p.forget = false
+	limit := p.rateLimit
+	p.rateLimit = 0
 	p.mu.Unlock()
+	if limit > 0 {
+		w.Header().Set("Retry-After", strconv.Itoa(int(limit.Seconds())))
+		p.problem(w, http.StatusTooManyRequests, "rateLimited", "too many new orders")
+		return
+	}
 	if forget {
 		p.problem(w, http.StatusBadRequest, "accountDoesNotExist", "no such account")
 		return

@@ -286,6 +286,14 @@ func (s *Server) InjectFault(route string, f Fault) {
 	s.faults[route] = append(s.faults[route], f)
 }
 
+// SetIssueDelay changes how long certificates requested from now on take
+// to issue.
+func (s *Server) SetIssueDelay(d time.Duration) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	s.opts.IssueDelay = d
+}
+
 // Ledger returns the committed certificate requests, new orders and
 // rekeys (LedgerEntry.Rekey) alike.
 func (s *Server) Ledger() []LedgerEntry {
