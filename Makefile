@@ -10,7 +10,7 @@ GO       ?= go
 GOFLAGS  ?=
 LDFLAGS  := -s -w -X main.version=$(VERSION)
 
-.PHONY: all build test test-short fuzz bench lint install uninstall clean run demo race
+.PHONY: all build test test-short fuzz bench lint install uninstall clean run demo race chaos-atlas
 
 all: build
 
@@ -37,6 +37,16 @@ lint:
 # Benchmarks print figures; they assert nothing.
 bench:
 	$(GO) test -run '^$$' -bench . -benchmem ./...
+
+# certd SIGKILLed at random instants while it orders from the Atlas
+# simulator (slow issuance, reports that omit pending certificates); prints
+# one line: kills, orders per certificate (must be 1), orphans, leftovers.
+CHAOS_CERTS ?= 20
+CHAOS_KILLS ?= 50
+CHAOS_DELAY ?= 8s
+chaos-atlas:
+	CERTD_CHAOS_CERTS=$(CHAOS_CERTS) CERTD_CHAOS_KILLS=$(CHAOS_KILLS) CERTD_CHAOS_DELAY=$(CHAOS_DELAY) \
+	  $(GO) test -count=1 -timeout 30m -run '^TestAtlasKilledAtRandomInstantsNeverOrdersTwice$$' -v ./cmd/certd | grep -E 'atlas kill campaign|^(--- |ok|FAIL)'
 
 # certd against lego and certbot on Pebble (installs them with apt-get).
 race:

@@ -21,7 +21,5 @@ if [ ${#need[@]} -gt 0 ]; then
 	apt-get update -qq
 	apt-get install -y -qq --no-install-recommends "${need[@]}"
 fi
-pkill -x pebble 2>/dev/null || true
-pkill -x knotd 2>/dev/null || true
 
 CERTD_RACE=1 go test ./bench -run '^TestRace$' -count=1 -v -timeout 60m | grep -v '^=== \|^--- \|^PASS\|^ok '
