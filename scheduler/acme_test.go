@@ -22,8 +22,8 @@ import (
 
 	"github.com/certd/certd/ca"
 	"github.com/certd/certd/ca/acme"
-	"github.com/certd/certd/ca/catest"
 	"github.com/certd/certd/ca/acme/acmetest"
+	"github.com/certd/certd/ca/catest"
 	"github.com/certd/certd/dcv"
 	"github.com/certd/certd/deploy"
 	"github.com/certd/certd/internal/pemutil"

@@ -49,4 +49,3 @@ func TestConformance(t *testing.T) {
 		},
 	})
 }
-
