@@ -44,10 +44,7 @@ func Rehearse(ctx context.Context, plan Plan) Rehearsal {
 		suffix := make([]byte, 8)
 		_, _ = rand.Read(suffix)
 		tok := "certd-dry-run-" + hex.EncodeToString(suffix)
-		claim := d
-		if plan.ClaimDomain != nil {
-			claim = plan.ClaimDomain(d)
-		}
+		claim := plan.claimDomain(d)
 		loc, ok := plan.Issuer.(ca.ChallengeLocator)
 		if !ok {
 			r.step(true, "%s: this CA does not say where it looks; nothing to rehearse", d)

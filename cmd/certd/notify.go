@@ -86,6 +86,14 @@ func (nt *notifier) failed(c store.Certificate, err error) {
 				c.Name, c.Current.Serial, c.Current.NotAfter.UTC().Format(time.RFC3339), c.Failures, reason, err)})
 		return
 	}
+	if c.State == store.StateNeedsOperator {
+		// Retrying cannot fix it: tell someone at once, not after N tries.
+		nt.send(notify.Message{Kind: notify.KindFailure, Cert: c.Name, Account: c.Account, Domains: c.Domains,
+			Subject: fmt.Sprintf("certd: %s needs an operator (%s)", c.Name, reason),
+			Text: fmt.Sprintf("%s failed in a way retrying cannot fix: %v. certd checks again only at %s, or at once after a reload or `certd renew %s`.",
+				c.Name, err, c.NextActionAt.UTC().Format(time.RFC3339), c.Name)})
+		return
+	}
 	if c.Failures < cfg.AfterFailures {
 		return
 	}
