@@ -43,11 +43,10 @@ type Request struct {
 // Order is a CA's handle on a submitted request.
 type Order struct {
 	// Ref is the CA's reference (an Atlas serial, an ACME order URL, a
-	// Sectigo order number). The caller journals it at once.
+	// Sectigo order number). The caller journals it at once. The proofs
+	// an order needs come from ca.PreSubmitChallenger (known before the
+	// order) or ca.OrderAuthorizer (read from the order).
 	Ref string
-	// Challenges are the proofs this order needs (per-order DCV). Empty
-	// for CAs that validate domains per account (Atlas).
-	Challenges []dcv.Challenge
 }
 
 // Result is an issued certificate as the CA delivered it.
