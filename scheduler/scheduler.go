@@ -183,6 +183,13 @@ func (s *Scheduler) Apply(ctx context.Context, specs []CertSpec) error {
 		case !ok:
 			c = store.Certificate{Name: spec.Name, State: store.StatePending, NextAction: ActionIssue, NextActionAt: now}
 			s.event(ctx, "info", "configured", spec.Name, spec.Account, "certificate added to the configuration; first issuance is due")
+		case c.State == store.StateRetired && c.SpecHash == hash && c.Current != nil && now.Before(c.Current.NotAfter):
+			// The same names and key type back again: the stored version
+			// is put back in place (a redeploy, no order) and its renewal
+			// scheduled as before.
+			c.State, c.NextAction, c.NextActionAt = store.StateValid, ActionRedeploy, now
+			s.event(ctx, "info", "configured", spec.Name, spec.Account, fmt.Sprintf("certificate back in the configuration; its stored version (serial %s, valid until %s) is deployed again, nothing is ordered",
+				c.Current.Serial, c.Current.NotAfter.UTC().Format(time.RFC3339)))
 		case c.State == store.StateRetired:
 			c.State, c.NextAction, c.NextActionAt = store.StatePending, ActionIssue, now
 			s.event(ctx, "info", "configured", spec.Name, spec.Account, "certificate back in the configuration; issuance is due")
@@ -352,7 +359,7 @@ func (s *Scheduler) Pass(ctx context.Context) error {
 			defer func() { <-sem; s.jobs.Done() }()
 			release := s.accountSlot(c.Account)
 			defer release()
-			s.run(ctx, c)
+			_ = s.run(ctx, c) // recorded in the store; nothing more to do here
 		}(c)
 	}
 	if s.opts.ClaimWork != nil {
@@ -407,9 +414,16 @@ func (s *Scheduler) accountSlot(account string) func() {
 	return func() { <-slots }
 }
 
+// RunNow works one certificate at once, outside any pass (certd renew
+// with no daemon), recording a failure exactly as a pass would; it returns
+// the job's error.
+func (s *Scheduler) RunNow(ctx context.Context, c store.Certificate) error {
+	return s.run(ctx, c)
+}
+
 // run works one certificate, turning a failure or a panic into a persisted
 // retry: no certificate is left due-less after a failure (N8).
-func (s *Scheduler) run(ctx context.Context, c store.Certificate) {
+func (s *Scheduler) run(ctx context.Context, c store.Certificate) error {
 	log := s.log.With(zap.String(logkey.Cert, c.Name), zap.String(logkey.Account, c.Account), zap.String(logkey.Action, c.NextAction))
 	err := func() (err error) {
 		defer func() {
@@ -421,17 +435,17 @@ func (s *Scheduler) run(ctx context.Context, c store.Certificate) {
 		return s.opts.Work(ctx, c)
 	}()
 	if err == nil {
-		return
+		return nil
 	}
 	if ctx.Err() != nil {
 		log.Info("job interrupted by shutdown; it stays due", zap.Error(err))
-		return
+		return err
 	}
 	// Re-read: the job may have saved progress before failing.
 	cur, gerr := s.opts.Store.GetCertificate(context.WithoutCancel(ctx), c.Name)
 	if gerr != nil {
 		log.Error("cannot record failure", zap.Error(gerr), zap.NamedError("failure", err))
-		return
+		return err
 	}
 	retryAfter := ca.RetryAfterOf(err)
 	cur.Failures++
@@ -453,7 +467,7 @@ func (s *Scheduler) run(ctx context.Context, c store.Certificate) {
 	}
 	if serr := s.opts.Store.SaveCertificate(context.WithoutCancel(ctx), cur); serr != nil {
 		log.Error("cannot record failure", zap.Error(serr), zap.NamedError("failure", err))
-		return
+		return err
 	}
 	if cur.State == store.StateNeedsOperator {
 		log.Error("job failed in a way retrying cannot fix; an operator must act", zap.Error(err), zap.Int(logkey.Attempt, cur.Failures), zap.Duration(logkey.RetryIn, delay))
@@ -469,4 +483,5 @@ func (s *Scheduler) run(ctx context.Context, c store.Certificate) {
 			c.NextAction, err, delay.Round(time.Second), c.Name)
 	}
 	s.event(context.WithoutCancel(ctx), "error", kind, c.Name, c.Account, msg)
+	return err
 }

@@ -100,26 +100,50 @@ func cmdRenew(args []string, stdout, stderr io.Writer) int {
 	defer stopResponders()
 	issuing := &scheduler.Issuing{Store: lst, Plans: func(n string) (scheduler.Plan, error) { return p.plan(n) },
 		Claims: &scheduler.Claims{Store: lst, Log: log.Named("claims")}, Deployer: &deploy.Deployer{Log: log.Named("deploy")}, Log: log.Named("issue")}
-	for attempt := 0; attempt < 120; attempt++ {
+	// A scheduler only to record the outcome as a pass would (failures,
+	// backoff, needs-operator, events): nothing is scheduled.
+	sched, err := scheduler.New(scheduler.Options{Store: lst, Work: issuing.Work, Logger: log.Named("scheduler"), Schedule: "@every 24h"})
+	if err != nil {
+		fmt.Fprintf(stderr, "certd: %v\n", err)
+		return exitFailure
+	}
+	if *force && c.CurrentVersion != 0 {
+		fmt.Fprintf(stdout, "%s: placing a new order with account %s", name, c.Account)
+		if a, ok := cfg.Accounts[c.Account]; ok && a.Type != "acme" {
+			fmt.Fprintf(stdout, " (%s charges for each order)", a.Type)
+		}
+		fmt.Fprintln(stdout)
+	}
+	deadline := time.Now().Add(10 * time.Minute)
+	for {
 		c, err := lst.GetCertificate(ctx, name)
 		if err != nil {
 			fmt.Fprintf(stderr, "certd: %v\n", err)
 			return exitFailure
 		}
-		if err := issuing.Work(ctx, c); err != nil {
-			fmt.Fprintf(stderr, "certd renew: %s: %v\n", name, err)
+		if err := sched.RunNow(ctx, c); err != nil {
+			c, _ = lst.GetCertificate(ctx, name)
+			fmt.Fprintf(stderr, "certd renew: %s: %v\n%s is %s; next attempt at %s\n", name, err, name, c.State, c.NextActionAt.UTC().Format(time.RFC3339))
 			return exitFailure
 		}
 		c, _ = lst.GetCertificate(ctx, name)
-		if c.State == store.StateValid && c.Current != nil {
+		switch {
+		case c.State == store.StateValid && c.Current != nil && c.NextAction != scheduler.ActionRedeploy:
 			fmt.Fprintf(stdout, "%s: serial %s deployed, valid until %s; next renewal %s\n", name, c.Current.Serial,
 				c.Current.NotAfter.UTC().Format(time.RFC3339), c.NextActionAt.UTC().Format(time.RFC3339))
 			return exitOK
+		case c.NextAction != scheduler.ActionPoll || c.NextActionAt.After(deadline):
+			// Paused by the CA's Retry-After, or nothing more to do now.
+			fmt.Fprintf(stderr, "certd renew: %s is %s; next attempt at %s", name, c.State, c.NextActionAt.UTC().Format(time.RFC3339))
+			if c.LastError != "" {
+				fmt.Fprintf(stderr, " (%s)", c.LastError)
+			}
+			fmt.Fprintln(stderr, "; the daemon goes on with it")
+			return exitFailure
 		}
-		time.Sleep(time.Until(c.NextActionAt).Round(time.Millisecond)) // the CA is still issuing
+		fmt.Fprintf(stdout, "%s: the CA is still working on the order; looking again at %s\n", name, c.NextActionAt.Format(time.TimeOnly))
+		time.Sleep(time.Until(c.NextActionAt).Round(time.Millisecond))
 	}
-	fmt.Fprintf(stderr, "certd renew: %s was not issued in time; the daemon will go on with it\n", name)
-	return exitFailure
 }
 
 // cmdRollback switches a certificate back to the version deployed before
