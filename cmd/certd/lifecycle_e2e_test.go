@@ -370,3 +370,59 @@ func atlasKillCampaign(t *testing.T, certs, kills int, delay time.Duration) {
 	t.Logf("atlas kill campaign: kills=%d certificates=%d issue_delay=%s ledger=%d max_orders_per_certificate=%d duplicates=%d orphans=%d live_artefacts=%d took=%s seed=%d",
 		kills, certs, delay, len(w.sim.Ledger()), maxOrders, dup, orphans, len(live), time.Since(start).Round(time.Second), seed)
 }
+
+// A certificate removed from the configuration and put back, unchanged,
+// adopts its stored version: nothing is ordered.
+func TestAtlasRestoredCertificateIsNotBoughtAgain(t *testing.T) {
+	t.Parallel()
+	w := newAtlasWorld(t)
+	full := w.lifecycleConfig("@every 1h", "", 2)
+	cfg := w.writeConfig(t, full)
+	if code, out, _ := runOnceBin(t, cfg); code != exitOK {
+		t.Fatalf("first run: %d\n%s", code, out)
+	}
+	serial := readCert(t, filepath.Join(w.dir, "live", "c1", "cert.pem")).SerialNumber
+	writeFile(t, cfg, w.lifecycleConfig("@every 1h", "", 1)) // c1 retired
+	if code, out, _ := runOnceBin(t, cfg); code != exitOK {
+		t.Fatalf("run without c1: %d\n%s", code, out)
+	}
+	writeFile(t, cfg, full) // and back
+	if code, out, _ := runOnceBin(t, cfg); code != exitOK {
+		t.Fatalf("run with c1 back: %d\n%s", code, out)
+	}
+	if n := w.sim.OrdersFor([]string{"c1.example.com"}); n != 1 {
+		t.Fatalf("%d orders for c1: a restored certificate was bought again", n)
+	}
+	if got := readCert(t, filepath.Join(w.dir, "live", "c1", "cert.pem")).SerialNumber; got.Cmp(serial) != 0 {
+		t.Fatalf("live serial %X, want the stored %X", got, serial)
+	}
+}
+
+// A forced renewal that fails in the foreground (no daemon) is recorded
+// as a pass records it; a failure retrying cannot fix is needs-operator.
+func TestAtlasFailingRenewIsRecordedAndNeedsOperator(t *testing.T) {
+	t.Parallel()
+	w := newAtlasWorld(t)
+	cfg := w.writeConfig(t, w.lifecycleConfig("@every 1h", "", 1))
+	if code, out, _ := runOnceBin(t, cfg); code != exitOK {
+		t.Fatalf("first run: %d\n%s", code, out)
+	}
+	w.sim.InjectFault("POST /certificates", atlassim.Fault{Status: 402})
+	var out, errb strings.Builder
+	if code := run([]string{"renew", "-config", cfg, "-force", "c0"}, &out, &errb); code != exitFailure {
+		t.Fatalf("renew under a 402: exit %d\n%s\n%s", code, out.String(), errb.String())
+	}
+	st, err := store.Open(context.Background(), filepath.Join(w.dir, "state", "certd.db"), store.Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer st.Close()
+	c, _ := st.GetCertificate(context.Background(), "c0")
+	if c.State != store.StateNeedsOperator || c.Failures != 1 || !strings.Contains(c.LastError, "quota") || c.NextActionAt.Before(time.Now().Add(6*time.Hour)) {
+		t.Fatalf("after the failed renewal: %+v", c)
+	}
+	out.Reset()
+	if code := run([]string{"status", "-config", cfg}, &out, &errb); code != exitFailure || !strings.Contains(out.String(), "needs-operator") {
+		t.Fatalf("status with a certificate that needs an operator: exit %d\n%s", code, out.String())
+	}
+}
