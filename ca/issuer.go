@@ -104,7 +104,10 @@ type DomainAuthorizer interface {
 	Verify(ctx context.Context, auth Authorization, how Proof) (Authorization, error)
 }
 
-// Proof is how an account-level authorization is to be proved.
+// Proof is how a domain is to be proved, as configuration says. Method
+// dcv.DNSTXT means "by a DNS record through the configured provider": the
+// issuer picks the record the CA looks for (a TXT for Atlas and ACME, the
+// CSR-hash CNAME for Sectigo, a token CNAME where the CA asks for one).
 type Proof struct {
 	Method dcv.Method
 	// Delegated: the DNS record is published in another zone, which the

@@ -6,6 +6,7 @@ import (
 	"testing"
 
 	"github.com/certd/certd/ca"
+	"github.com/certd/certd/ca/catest"
 	"github.com/certd/certd/ca/sectigo"
 	"github.com/certd/certd/dcv"
 )
@@ -179,8 +180,8 @@ func TestChallengesRefused(t *testing.T) {
 	}{
 		{"http for a wildcard", sectigo.IssuerOptions{Product: 489}, []string{"*.example.com"},
 			map[string]ca.Proof{"*.example.com": {Method: dcv.HTTPFile}}, "wildcard"},
-		{"txt", sectigo.IssuerOptions{Product: 488}, []string{"www.example.com"},
-			map[string]ca.Proof{"www.example.com": {Method: dcv.DNSTXT}}, "no dns-txt method"},
+		{"delegated dns", sectigo.IssuerOptions{Product: 488}, []string{"www.example.com"},
+			map[string]ca.Proof{"www.example.com": {Method: dcv.DNSTXT, Delegated: true}}, "delegated"},
 		{"email without an address", sectigo.IssuerOptions{Product: 488}, []string{"www.example.com"},
 			map[string]ca.Proof{"www.example.com": {Method: dcv.Email}}, "approver"},
 		{"two names on a single-domain product", sectigo.IssuerOptions{Product: 488}, []string{"a.example.com", "b.example.com"},
@@ -193,5 +194,20 @@ func TestChallengesRefused(t *testing.T) {
 				t.Fatalf("err = %v, want a permanent error about %q", err, c.want)
 			}
 		})
+	}
+}
+
+// certd's `dns` method (a DNS record through the configured provider)
+// becomes Sectigo's CSR-hash CNAME.
+func TestDNSProofIsTheCSRHashCNAME(t *testing.T) {
+	is := offlineIssuer(t, sectigo.IssuerOptions{Product: 488})
+	req := catest.Request(t, []string{"www.example.com"})
+	chs, err := is.ChallengesBefore(req, map[string]ca.Proof{"www.example.com": {Method: dcv.DNSTXT}})
+	if err != nil || len(chs) != 1 {
+		t.Fatalf("%v %v", chs, err)
+	}
+	h, _ := sectigo.HashCSR(req.CSR)
+	if ch := chs[0]; ch.Method != dcv.DNSCNAME || !strings.HasPrefix(ch.RecordName, "_"+strings.ToLower(h.MD5)+".") || !strings.HasSuffix(ch.Value, ".sectigo.com") {
+		t.Fatalf("a dns proof gave %+v", ch)
 	}
 }

@@ -221,7 +221,9 @@ func (is *Issuer) resolve(req ca.Request, how map[string]ca.Proof) ([]domainPlan
 				if is.opts.HTTPScheme == "https" {
 					p.method = MethodHTTPS
 				}
-			case dcv.DNSCNAME:
+			case dcv.DNSTXT, dcv.DNSCNAME:
+				// certd's `dns` method: a DNS record through the configured
+				// provider; Sectigo's DNS proof is the CSR-hash CNAME.
 				p.method = MethodCNAME
 			case dcv.Email:
 				p.method, p.email = MethodEmail, proof.Email
