@@ -141,10 +141,20 @@ func (x *Issuing) proofFailed(ctx context.Context, log *zap.Logger, c store.Cert
 	return 0, err
 }
 
+// pickChallenge is the offered challenge that proves by m. A DNS proof
+// (dcv.DNSTXT in configuration: a record through the DNS provider) takes
+// the CA's TXT challenge, or its CNAME one when that is what it offers.
 func pickChallenge(offered []dcv.Challenge, m dcv.Method) (dcv.Challenge, bool) {
 	for _, ch := range offered {
 		if ch.Method == m {
 			return ch, true
+		}
+	}
+	if m == dcv.DNSTXT {
+		for _, ch := range offered {
+			if ch.Method == dcv.DNSCNAME {
+				return ch, true
+			}
 		}
 	}
 	return dcv.Challenge{}, false

@@ -11,13 +11,18 @@ import (
 	"syscall"
 
 	"github.com/certd/certd/ca/atlas/atlassim"
+	"github.com/certd/certd/ca/sectigo/sectigosim"
 )
 
 // cmdSim runs a CA simulator standalone, for trying configurations and
 // for other tools' tests: `certd sim atlas -listen 127.0.0.1:8443 -dir D`.
 func cmdSim(args []string, stdout, stderr io.Writer) int {
+	if len(args) > 0 && args[0] == "sectigo" {
+		return simSectigo(args[1:], stdout, stderr)
+	}
 	if len(args) == 0 || args[0] != "atlas" {
 		fmt.Fprintln(stderr, "usage: certd sim atlas [-listen ADDR] [-dir D] [-dns ADDR] [-http ADDR] [-rotate N] [-issue-delay D] [-rate R]")
+		fmt.Fprintln(stderr, "       certd sim sectigo [-listen ADDR] [-dir D] [-dns ADDR] [-http ADDR] [-issue-delay D] [-call-limit N]")
 		return exitUsage
 	}
 	fs := newFlags("sim atlas", stderr)
@@ -71,6 +76,65 @@ accounts:
     client_cert: %[2]s/client.pem
     client_key: file:%[2]s/client.key
     ca: %[2]s/api-ca.pem
+
+Issued certificates chain to %[2]s/root.pem. Ctrl-C stops.
+`, ln.Addr(), abs)
+	ctx, cancel := signal.NotifyContext(context.Background(), syscall.SIGINT, syscall.SIGTERM)
+	defer cancel()
+	if err := sim.Serve(ctx, ln); err != nil {
+		fmt.Fprintf(stderr, "certd sim: %v\n", err)
+		return exitFailure
+	}
+	return exitOK
+}
+
+// simSectigo runs the Sectigo reseller API simulator.
+func simSectigo(args []string, stdout, stderr io.Writer) int {
+	fs := newFlags("sim sectigo", stderr)
+	listen := fs.String("listen", "127.0.0.1:8444", "address of the Auto* API (TLS)")
+	dir := fs.String("dir", "sectigo-sim", "folder for the credentials, API CA and root")
+	dnsAddr := fs.String("dns", "", "DNS server (host:port) CNAME_CSR_HASH is checked against")
+	httpAddr := fs.String("http", "", "where HTTP_CSR_HASH fetches go (host:port; default: the domain, port 80)")
+	delay := fs.Duration("issue-delay", 0, "how long after its DCV passed an order is issued")
+	limit := fs.Int("call-limit", 0, "calls per minute before -42 (0: no limit)")
+	if code, ok := parseFlags(fs, args); !ok {
+		return code
+	}
+	if err := os.MkdirAll(*dir, 0o700); err != nil {
+		fmt.Fprintf(stderr, "certd sim: %v\n", err)
+		return exitFailure
+	}
+	sim, err := sectigosim.New(sectigosim.Options{LoginName: "sim-login", LoginPassword: "sim-password", DNSServer: *dnsAddr, HTTPAddr: *httpAddr,
+		IssueDelay: *delay, CallLimit: *limit})
+	if err != nil {
+		fmt.Fprintf(stderr, "certd sim: %v\n", err)
+		return exitFailure
+	}
+	abs, _ := filepath.Abs(*dir)
+	for name, data := range map[string][]byte{"login-password": []byte("sim-password\n"), "api-ca.pem": sim.APICAPEM(), "root.pem": sim.RootPEM()} {
+		if err := writePrivate(filepath.Join(abs, name), data); err != nil {
+			fmt.Fprintf(stderr, "certd sim: %v\n", err)
+			return exitFailure
+		}
+	}
+	ln, err := net.Listen("tcp", *listen)
+	if err != nil {
+		fmt.Fprintf(stderr, "certd sim: %v\n", err)
+		return exitFailure
+	}
+	fmt.Fprintf(stdout, `Sectigo simulator on https://%[1]s
+An account block for certd:
+
+accounts:
+  sectigo-sim:
+    type: sectigo
+    url: https://%[1]s
+    login_name: sim-login
+    login_password: file:%[2]s/login-password
+    product: 488
+    ca: %[2]s/api-ca.pem
+    roots: %[2]s/root.pem
+    poll_interval: 5s
 
 Issued certificates chain to %[2]s/root.pem. Ctrl-C stops.
 `, ln.Addr(), abs)

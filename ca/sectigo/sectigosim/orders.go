@@ -566,6 +566,12 @@ func (s *Server) advance(ctx context.Context, ce *cert) {
 				errs[i] = fmt.Errorf("the check failed (injected)")
 			}
 		}
+		for i, j := range jobs {
+			if s.failFor[j.d.name] > 0 {
+				s.failFor[j.d.name]--
+				errs[i] = fmt.Errorf("%s: the artefact was not found (injected)", j.d.name)
+			}
+		}
 	}
 	for i, j := range jobs {
 		if j.d.method != j.method || ce.state != statePending {

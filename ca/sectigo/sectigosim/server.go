@@ -172,6 +172,7 @@ type Server struct {
 	listed     map[string]time.Time // approver address -> when it was listed
 	emails     []Email
 	issueDelay time.Duration
+	failFor    map[string]int // domain -> checks still to fail, whatever is published
 }
 
 // New creates a simulator with a fresh test PKI.
@@ -393,6 +394,18 @@ func (s *Server) FailNextCheck(orderOrCertID string) error {
 	}
 	c.failNext = true
 	return nil
+}
+
+// FailChecksOf makes the next n checks of domain fail in any order,
+// whatever is published: an artefact found wrong or late, before the
+// order even exists.
+func (s *Server) FailChecksOf(domain string, n int) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.failFor == nil {
+		s.failFor = map[string]int{}
+	}
+	s.failFor[domain] = n
 }
 
 // ClickEmailLink completes the EMAIL validation of domain in an order, as
