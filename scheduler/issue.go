@@ -270,7 +270,7 @@ func (x *Issuing) work(ctx context.Context, log *zap.Logger, c store.Certificate
 		return err
 	}
 	st := &orderRun{fresh: fresh, started: x.now()}
-	pause := 250 * time.Millisecond
+	pause := 50 * time.Millisecond // doubling to 5s: a CA that issues in a second is looked at a few times
 	for generations := 0; ; {
 		step, wait, err := x.step(ctx, log, c, plan, cost, &o, req, st)
 		if err != nil {
