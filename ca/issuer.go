@@ -259,3 +259,43 @@ type RevocationLister interface {
 	// RevokedSince returns the serials (uppercase hex) revoked after since.
 	RevokedSince(ctx context.Context, since time.Time) ([]string, error)
 }
+
+// Reissuer is implemented by CAs that issue a certificate for a new key
+// under an order they already issued, without a new purchase (Atlas
+// rekey, Sectigo's AutoReplaceSSL, DigiCert's reissue, the reseller
+// API's reissue). certd uses it when a certificate's key must change but
+// its names do not.
+type Reissuer interface {
+	// Reissue asks for a certificate for req (a new key and CSR, the same
+	// names) under prev, the order that issued the current certificate.
+	// The contract is Submit's: an outcome that may have been committed
+	// wraps ErrAmbiguous, and the returned Order is fetched like any
+	// other. Proofs a PreSubmitChallenger names are published first.
+	Reissue(ctx context.Context, prev Order, req Request) (Order, error)
+}
+
+// Revoker is implemented by CAs that can revoke an issued certificate.
+type Revoker interface {
+	// Revoke revokes leaf, issued by order, for reason.
+	Revoke(ctx context.Context, order Order, leaf *x509.Certificate, reason RevocationReason) error
+}
+
+// RevocationReason is a reason of RFC 5280 §5.3.1, as certd's command line
+// names it.
+type RevocationReason string
+
+// Revocation reasons.
+const (
+	ReasonUnspecified          RevocationReason = "unspecified"
+	ReasonKeyCompromise        RevocationReason = "keyCompromise"
+	ReasonAffiliationChanged   RevocationReason = "affiliationChanged"
+	ReasonSuperseded           RevocationReason = "superseded"
+	ReasonCessationOfOperation RevocationReason = "cessationOfOperation"
+	ReasonPrivilegeWithdrawn   RevocationReason = "privilegeWithdrawn"
+)
+
+// RevocationReasons lists the reasons certd accepts.
+func RevocationReasons() []RevocationReason {
+	return []RevocationReason{ReasonUnspecified, ReasonKeyCompromise, ReasonAffiliationChanged, ReasonSuperseded,
+		ReasonCessationOfOperation, ReasonPrivilegeWithdrawn}
+}

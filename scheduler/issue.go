@@ -386,7 +386,14 @@ func (x *Issuing) send(ctx context.Context, log *zap.Logger, c store.Certificate
 		return 0, 0, err
 	}
 	req.SentAt = o.SentAt
-	placed, err := plan.Issuer.Submit(ctx, req)
+	var placed ca.Order
+	var err error
+	if prev, ok := x.reissueBase(ctx, c, plan, o); ok {
+		log.Info("the key changes, the names do not: reissuing under the current order (no new purchase)", zap.String(logkey.Order, prev.Ref))
+		placed, err = plan.Issuer.(ca.Reissuer).Reissue(ctx, prev, req)
+	} else {
+		placed, err = plan.Issuer.Submit(ctx, req)
+	}
 	if err == nil {
 		o.State, o.CARef, o.LastError = store.OrderPending, placed.Ref, ""
 		if err := x.Store.SaveOrder(ctx, *o); err != nil {
@@ -427,6 +434,37 @@ func (x *Issuing) send(ctx context.Context, log *zap.Logger, c store.Certificate
 		}
 	}
 	return 0, 0, fmt.Errorf("submitting order %s: %w", o.IdempotencyKey, err)
+}
+
+// reissueBase is the order to reissue o under, when the CA can reissue
+// without a purchase (ca.Reissuer) and o only changes the key: the names
+// are those of the current certificate, the spec changed since its order
+// (a new key type), and the current certificate is not yet due for
+// renewal (a reissue keeps its expiry). It is a pure function of what is
+// stored, so a resumed order decides the same way.
+func (x *Issuing) reissueBase(ctx context.Context, c store.Certificate, plan Plan, o *store.Order) (ca.Order, bool) {
+	if _, ok := plan.Issuer.(ca.Reissuer); !ok || c.CurrentVersion == 0 {
+		return ca.Order{}, false
+	}
+	v, err := x.Store.GetVersion(ctx, c.CurrentVersion)
+	if err != nil || v.OrderID == 0 || !x.now().Before(RenewalTime(v.NotBefore, v.NotAfter, plan.Policy, 0)) {
+		return ca.Order{}, false
+	}
+	prev, err := x.Store.GetOrder(ctx, v.OrderID)
+	if err != nil || prev.CARef == "" || prev.SpecHash == o.SpecHash {
+		return ca.Order{}, false
+	}
+	leaf, _, err := parseChain(v.CertPEM, v.ChainPEM)
+	if err != nil {
+		return ca.Order{}, false
+	}
+	got, want := slices.Clone(leaf.DNSNames), slices.Clone(plan.Spec.Domains)
+	slices.Sort(got)
+	slices.Sort(want)
+	if !slices.Equal(got, want) {
+		return ca.Order{}, false
+	}
+	return ca.Order{Ref: prev.CARef}, true
 }
 
 // publishBefore publishes the proofs a CA names before the order exists

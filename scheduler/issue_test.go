@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"context"
 	"crypto"
+	"crypto/ecdsa"
 	"crypto/tls"
 	"crypto/x509"
 	"encoding/pem"
@@ -587,4 +588,51 @@ func TestRevokedElsewhereIsReissued(t *testing.T) {
 	if c2, _ := w.st.GetCertificate(ctx, "www"); c2.NextAction != scheduler.ActionRenew {
 		t.Fatalf("the fresh certificate was made due: %+v", c2)
 	}
+}
+
+// A key type change with the same names is a reissue under the current
+// order (Atlas rekey): no new purchase.
+func TestKeyChangeIsAReissueNotAPurchase(t *testing.T) {
+	w := newWorld(t)
+	c := w.due(t)
+	x := w.issuing(w.st)
+	if err := x.Work(ctx, c); err != nil {
+		t.Fatal(err)
+	}
+	plan := w.plan()
+	plan.Spec.KeyType = "ecdsa-p384"
+	s, err := scheduler.New(scheduler.Options{Store: w.st, Work: func(context.Context, store.Certificate) error { return nil }, Schedule: "@every 1h"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := s.Apply(ctx, []scheduler.CertSpec{plan.Spec}); err != nil {
+		t.Fatal(err)
+	}
+	x.Plans = func(string) (scheduler.Plan, error) { return plan, nil }
+	c, _ = w.st.GetCertificate(ctx, "www")
+	if c.NextAction != scheduler.ActionReissue {
+		t.Fatalf("after the key type change: %+v", c)
+	}
+	if err := x.Work(ctx, c); err != nil {
+		t.Fatal(err)
+	}
+	led := w.sim.Ledger()
+	if w.sim.OrdersFor([]string{"www.example.com"}) != 1 || len(led) != 2 || !led[1].Rekey {
+		t.Fatalf("ledger after the key change: %+v; want one purchase and one rekey", led)
+	}
+	c, _ = w.st.GetCertificate(ctx, "www")
+	v, _ := w.st.GetVersion(ctx, c.CurrentVersion)
+	leaf, _ := x509.ParseCertificate(mustPEM(t, v.CertPEM))
+	if k, ok := leaf.PublicKey.(*ecdsa.PublicKey); !ok || k.Curve.Params().BitSize != 384 || c.State != store.StateValid {
+		t.Fatalf("the deployed certificate after the reissue: %T %+v", leaf.PublicKey, c)
+	}
+}
+
+func mustPEM(t *testing.T, p []byte) []byte {
+	t.Helper()
+	block, _ := pem.Decode(p)
+	if block == nil {
+		t.Fatal("no PEM")
+	}
+	return block.Bytes
 }

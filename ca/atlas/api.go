@@ -214,10 +214,18 @@ func (c *Client) Rekey(ctx context.Context, serial, publicKey, signature string)
 		return "", err
 	}
 	if resp.StatusCode != http.StatusCreated {
-		return "", c.apiError(resp, http.MethodPost, p)
+		err := c.apiError(resp, http.MethodPost, p)
+		if resp.StatusCode >= 500 {
+			return "", fmt.Errorf("%w: %w", ErrAmbiguous, err)
+		}
+		return "", err
 	}
 	drain(resp)
-	return strings.ToUpper(path.Base(resp.Header.Get("Location"))), nil
+	serialOut := path.Base(resp.Header.Get("Location"))
+	if serialOut == "" || serialOut == "." || serialOut == "/" {
+		return "", fmt.Errorf("%w: POST %s: 201 without a Location", ErrAmbiguous, p)
+	}
+	return strings.ToUpper(serialOut), nil
 }
 
 // TrustChain returns the current chain, issuing CA first, root last (PEM).

@@ -266,6 +266,35 @@ func (is *Issuer) Reconcile(ctx context.Context, req ca.Request) (ca.Order, bool
 	return ca.Order{}, false, nil
 }
 
+// Reissue implements ca.Reissuer through Atlas's rekey: a certificate
+// with the fields and not_after of prev's, for req's key, without using a
+// new issuance of the quota's orders (the guide's rekey; its body is
+// inferred: the public key, and its signature when the policy requires).
+func (is *Issuer) Reissue(ctx context.Context, prev ca.Order, req ca.Request) (ca.Order, error) {
+	body, err := is.build(ctx, RequestSpec{Domains: req.Domains, Key: req.Key, CSR: req.CSR, NotBefore: is.now()})
+	if err != nil {
+		return ca.Order{}, err
+	}
+	if err := is.learnChain(ctx); err != nil {
+		return ca.Order{}, classify("rekey", err)
+	}
+	serial, err := is.c.Rekey(ctx, prev.Ref, body.PublicKey, body.PublicKeySignature)
+	if err != nil {
+		return ca.Order{}, classify("rekey", err)
+	}
+	return ca.Order{Ref: serial}, nil
+}
+
+// Revoke implements ca.Revoker (PATCH with the reason).
+func (is *Issuer) Revoke(ctx context.Context, order ca.Order, _ *x509.Certificate, reason ca.RevocationReason) error {
+	return classify("revoke", is.c.Revoke(ctx, order.Ref, string(reason), time.Time{}))
+}
+
+var (
+	_ ca.Reissuer = (*Issuer)(nil)
+	_ ca.Revoker  = (*Issuer)(nil)
+)
+
 // OrderWindow is how long an accepted order may take to issue.
 func (is *Issuer) OrderWindow() time.Duration { return is.opts.IssuanceWindow }
 

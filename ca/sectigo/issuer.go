@@ -43,6 +43,8 @@ type Issuer struct {
 }
 
 var (
+	_ ca.Reissuer = (*Issuer)(nil)
+	_ ca.Revoker  = (*Issuer)(nil)
 	_ ca.Issuer              = (*Issuer)(nil)
 	_ ca.PreSubmitChallenger = (*Issuer)(nil)
 	_ ca.OrderAuthorizer     = (*Issuer)(nil)
@@ -782,10 +784,35 @@ func (is *Issuer) methodOf(ch dcv.Challenge) (string, error) {
 	return "", fmt.Errorf("sectigo: no DCV method for a %s challenge", ch.Method)
 }
 
-// Revoke revokes the certificate of order ref (by its certificate ID when
-// the reference has one), or rejects the order if it is not issued yet
-// (AutoRevokeSSL). reason is free text for Sectigo's records.
-func (is *Issuer) Revoke(ctx context.Context, ref string, code RevocationCode, reason string) error {
+// Revoke implements ca.Revoker through RevokeRef.
+func (is *Issuer) Revoke(ctx context.Context, order ca.Order, _ *x509.Certificate, reason ca.RevocationReason) error {
+	codes := map[ca.RevocationReason]RevocationCode{ca.ReasonUnspecified: RevokeUnspecified, ca.ReasonKeyCompromise: RevokeKeyCompromise,
+		ca.ReasonAffiliationChanged: RevokeAffiliationChanged, ca.ReasonSuperseded: RevokeSuperseded, ca.ReasonCessationOfOperation: RevokeCessationOfOperation}
+	code, ok := codes[reason]
+	if !ok {
+		return planError("revoke", fmt.Errorf("sectigo: AutoRevokeSSL has no code for reason %s", reason))
+	}
+	return is.RevokeRef(ctx, order.Ref, code, "revoked by certd: "+string(reason))
+}
+
+// Reissue implements ca.Reissuer: AutoReplaceSSL under prev, proved as
+// the account's DCV method says (ChallengesBefore names the same proofs
+// for req, so certd publishes them first).
+func (is *Issuer) Reissue(ctx context.Context, prev ca.Order, req ca.Request) (ca.Order, error) {
+	is.mu.Lock()
+	plans := is.plans[req.ClientRef]
+	is.mu.Unlock()
+	how := map[string]ca.Proof{}
+	for _, p := range plans {
+		how[p.domain] = is.proofOf(p)
+	}
+	return is.ReissueWith(ctx, prev.Ref, req, how)
+}
+
+// RevokeRef revokes the certificate of order ref (by its certificate ID
+// when the reference has one), or rejects the order if it is not issued
+// yet (AutoRevokeSSL). reason is free text for Sectigo's records.
+func (is *Issuer) RevokeRef(ctx context.Context, ref string, code RevocationCode, reason string) error {
 	num, certID, err := ParseRef(ref)
 	if err != nil {
 		return planError("revoke", err)
@@ -797,13 +824,13 @@ func (is *Issuer) Revoke(ctx context.Context, ref string, code RevocationCode, r
 	return nil
 }
 
-// Reissue replaces the certificate of order ref with one for req's CSR
+// ReissueWith replaces the certificate of order ref with one for req's CSR
 // (AutoReplaceSSL), proved as how says, with the uniqueValue of
 // req.ClientRef (a fresh reference per reissue keeps tokens unique). The
 // old certificate is not revoked. It returns the new reference
 // (orderNumber/newCertificateID); publish ChallengesBefore(req, how) first.
 // A failure after the request was written is ambiguous.
-func (is *Issuer) Reissue(ctx context.Context, ref string, req ca.Request, how map[string]ca.Proof) (ca.Order, error) {
+func (is *Issuer) ReissueWith(ctx context.Context, ref string, req ca.Request, how map[string]ca.Proof) (ca.Order, error) {
 	num, _, err := ParseRef(ref)
 	if err != nil {
 		return ca.Order{}, planError("reissue", err)

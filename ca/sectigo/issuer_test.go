@@ -339,7 +339,7 @@ func TestRejectedOrders(t *testing.T) {
 		t.Fatal(err)
 	}
 	o3, r3 := place("revoked.example.com")
-	if err := is.Revoke(ctx, o3.Ref, sectigo.RevokeCessationOfOperation, "not wanted"); err != nil {
+	if err := is.RevokeRef(ctx, o3.Ref, sectigo.RevokeCessationOfOperation, "not wanted"); err != nil {
 		t.Fatal(err)
 	}
 	for _, c := range []struct {
@@ -381,7 +381,7 @@ func TestReissueAndRevoke(t *testing.T) {
 		t.Fatal(err)
 	}
 	e.publish(t, chs2)
-	o2, err := is.Reissue(ctx, o.Ref, req2, nil)
+	o2, err := is.ReissueWith(ctx, o.Ref, req2, nil)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -392,7 +392,7 @@ func TestReissueAndRevoke(t *testing.T) {
 	if n, all := e.sim.OrdersFor(req.Domains), len(e.sim.Ledger()); n != 1 || all != 2 {
 		t.Fatalf("ledger: %d purchases, %d entries; want 1 and 2", n, all)
 	}
-	if err := is.Revoke(ctx, o.Ref, sectigo.RevokeSuperseded, "reissued"); err != nil {
+	if err := is.Revoke(ctx, o, nil, ca.ReasonSuperseded); err != nil {
 		t.Fatal(err)
 	}
 	if _, err := is.Fetch(ctx, o, req); !errors.Is(err, ca.ErrRejected) {
