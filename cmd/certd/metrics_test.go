@@ -72,7 +72,14 @@ func TestMetricsAfterIssuanceAndFailure(t *testing.T) {
 	w := newAtlasWorld(t)
 	addr := fmt.Sprintf("127.0.0.1:%d", testenv.FreePort(t))
 	cfg := strings.Replace(w.config(), "log: {level: debug, format: json}", "log: {level: debug, format: json}\nmetrics: {listen: "+addr+"}", 1)
-	cfg = strings.Replace(cfg, "dns:\n", "  le: {type: reseller, url: \"https://127.0.0.1:9/api\", username: u, api_key: env:NO_KEY, plan: 3f2a6b1c-1d2e-4f5a-8b9c-0d1e2f3a4b5c}\ndns:\n", 1)
+	// A reseller account whose API refuses the credentials.
+	refusing := httptest.NewServer(http.HandlerFunc(func(rw http.ResponseWriter, r *http.Request) {
+		rw.Header().Set("Content-Type", "application/json")
+		rw.WriteHeader(http.StatusUnauthorized)
+		_, _ = rw.Write([]byte(`{"detail": "Invalid username/password."}`))
+	}))
+	defer refusing.Close()
+	cfg = strings.Replace(cfg, "dns:\n", "  le: {type: reseller, url: \""+refusing.URL+"/api\", username: u, api_key: file:api-key, plan: 3f2a6b1c-1d2e-4f5a-8b9c-0d1e2f3a4b5c}\ndns:\n", 1)
 	cfg += "  - name: acme-one\n    account: le\n    domains: [acme.example.com]\n    dcv: {method: dns, provider: knot}\n"
 	// Notifications go to a webhook inside the test.
 	var hookMu sync.Mutex
@@ -145,8 +152,8 @@ func TestMetricsAfterIssuanceAndFailure(t *testing.T) {
 	if v, _ := value(fams, "certd_renewals_total", map[string]string{"account": "atlas"}); v != 2 {
 		t.Errorf("renewals: %v, want 2", v)
 	}
-	if v, _ := value(fams, "certd_failures_total", map[string]string{"account": "le", "reason": "issuer_unavailable"}); v < 1 {
-		t.Errorf("failures of the account whose CA is not in this release: %v", v)
+	if v, _ := value(fams, "certd_failures_total", map[string]string{"account": "le", "reason": "ca_401"}); v < 1 {
+		t.Errorf("failures of the account whose CA refuses the credentials: %v", v)
 	}
 	if v, _ := value(fams, "certd_ca_requests_total", map[string]string{"account": "atlas", "endpoint": "POST /certificates", "code": "201"}); v != 2 {
 		t.Errorf("POST /certificates 201: %v, want 2", v)
@@ -184,7 +191,7 @@ func TestMetricsAfterIssuanceAndFailure(t *testing.T) {
 		t.Errorf("status of www: %+v, store %+v", g, www.Current)
 	}
 	acme, _ := st.GetCertificate(context.Background(), "acme-one")
-	if g := got["acme-one"]; g.State != "failing" || g.Failures != acme.Failures || g.LastError != acme.LastError || !strings.Contains(g.LastError, "not available") || rep.Unhealthy != 1 {
+	if g := got["acme-one"]; g.State != "needs-operator" || g.Failures != acme.Failures || g.LastError != acme.LastError || !strings.Contains(g.LastError, "refused") || rep.Unhealthy != 1 {
 		t.Errorf("status of acme-one: %+v (unhealthy %d), store %+v", g, rep.Unhealthy, acme)
 	}
 
@@ -215,7 +222,7 @@ func TestMetricsAfterIssuanceAndFailure(t *testing.T) {
 	if kinds["acme-one"] != "failure" || kinds["www"] != "success" || kinds["shop"] != "success" {
 		t.Errorf("notifications: %v (all: %v)", kinds, hooks)
 	}
-	if subj := fmt.Sprint(hooks[0]["subject"]) + fmt.Sprint(hooks[1]["subject"]) + fmt.Sprint(hooks[2]["subject"]); !strings.Contains(subj, "issuer_unavailable") {
+	if subj := fmt.Sprint(hooks[0]["subject"]) + fmt.Sprint(hooks[1]["subject"]) + fmt.Sprint(hooks[2]["subject"]); !strings.Contains(subj, "needs an operator (ca_401)") {
 		t.Errorf("the failure's reason is not named: %s", subj)
 	}
 }
