@@ -38,6 +38,9 @@ type Request struct {
 	// Replaces, when set, is the certificate this one renews: CAs that
 	// take the hint (ACME ARI's "replaces") are told.
 	Replaces *x509.Certificate
+	// Proofs says how each of Domains is to be proved, as configuration
+	// says (keyed by domain); CAs that fix the method per order read it.
+	Proofs map[string]Proof
 }
 
 // Order is a CA's handle on a submitted request.

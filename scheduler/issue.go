@@ -803,7 +803,10 @@ func (x *Issuing) order(ctx context.Context, log *zap.Logger, c store.Certificat
 
 func (x *Issuing) request(ctx context.Context, c store.Certificate, plan Plan, o store.Order, key crypto.Signer) ca.Request {
 	req := ca.Request{CertName: c.Name, Domains: plan.Spec.Domains, Key: key, CSR: o.CSR, ClientRef: o.IdempotencyKey,
-		Since: o.CreatedAt, SentAt: o.SentAt, Lifetime: plan.Lifetime}
+		Since: o.CreatedAt, SentAt: o.SentAt, Lifetime: plan.Lifetime, Proofs: map[string]ca.Proof{}}
+	for d, p := range plan.Proofs {
+		req.Proofs[d] = p.CA
+	}
 	// The certificate this one replaces, for CAs that take the hint.
 	if c.CurrentVersion != 0 {
 		if v, err := x.Store.GetVersion(ctx, c.CurrentVersion); err == nil {

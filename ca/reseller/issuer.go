@@ -157,6 +157,39 @@ func (is *Issuer) orderRequest(csrDER []byte, clientRef string) OrderRequest {
 	return r
 }
 
+// dcvTypeFor is the order's dcv_type from how configuration proves its
+// names (certd's dns → DNS, http → FILE, email → EMAIL), or the account's
+// dcv_type when it does not say. The API proves every name of an order
+// one way: names configured differently are refused.
+func (is *Issuer) dcvTypeFor(req ca.Request) (string, error) {
+	typ := ""
+	for _, d := range req.Domains {
+		p, ok := req.Proofs[d]
+		if !ok || p.Method == "" {
+			continue
+		}
+		t := map[dcv.Method]string{dcv.DNSTXT: DCVDNS, dcv.DNSCNAME: DCVDNS, dcv.HTTPFile: DCVFile, dcv.Email: DCVEmail}[p.Method]
+		if t == "" {
+			return "", fmt.Errorf("reseller: %s: the API has no %s validation", d, p.Method)
+		}
+		if typ != "" && t != typ {
+			return "", fmt.Errorf("reseller: the API proves every name of an order one way, but %s is configured for %s and another name for %s", d, t, typ)
+		}
+		typ = t
+	}
+	if typ == "" {
+		typ = is.opts.DCVType
+	}
+	if typ == DCVFile {
+		for _, d := range req.Domains {
+			if strings.HasPrefix(d, "*.") {
+				return "", fmt.Errorf("reseller: %s: a wildcard cannot be proved by a file", d)
+			}
+		}
+	}
+	return typ, nil
+}
+
 func csrPEM(der []byte) string {
 	return string(pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE REQUEST", Bytes: der}))
 }
@@ -190,7 +223,13 @@ func (is *Issuer) Submit(ctx context.Context, req ca.Request) (ca.Order, error) 
 		return ca.Order{}, &ca.Error{CA: caName, Op: "submit", Permanent: true,
 			Detail: "the request has no client reference: a lost answer could not be looked up"}
 	}
-	cert, err := is.c.Create(ctx, is.orderRequest(req.CSR, req.ClientRef))
+	r := is.orderRequest(req.CSR, req.ClientRef)
+	typ, err := is.dcvTypeFor(req)
+	if err != nil {
+		return ca.Order{}, &ca.Error{CA: caName, Op: "submit", Permanent: true, Detail: err.Error(), Err: err}
+	}
+	r.DCVType = typ
+	cert, err := is.c.Create(ctx, r)
 	if err != nil {
 		return ca.Order{}, err
 	}
