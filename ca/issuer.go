@@ -302,3 +302,27 @@ func RevocationReasons() []RevocationReason {
 	return []RevocationReason{ReasonUnspecified, ReasonKeyCompromise, ReasonAffiliationChanged, ReasonSuperseded,
 		ReasonCessationOfOperation, ReasonPrivilegeWithdrawn}
 }
+
+// Renewer is implemented by CAs whose renewal is an action on the order
+// that issued the current certificate, rather than a new order (the
+// reseller API's renew). The contract is Submit's.
+type Renewer interface {
+	Renew(ctx context.Context, prev Order, req Request) (Order, error)
+}
+
+// Canceler is implemented by CAs that can withdraw an order certd gives
+// up (`certd orders abandon`), perhaps with a refund.
+type Canceler interface {
+	// Cancel withdraws order at the CA and says what became of its price.
+	Cancel(ctx context.Context, order Order) (Refund, error)
+}
+
+// Refund is what a CA says of a cancelled order's price.
+type Refund string
+
+// Refunds.
+const (
+	Refunded     Refund = "refunded"
+	NotRefunded  Refund = "not refunded"
+	RefundUnsaid Refund = "the CA did not say whether it refunds"
+)

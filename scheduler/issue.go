@@ -388,10 +388,14 @@ func (x *Issuing) send(ctx context.Context, log *zap.Logger, c store.Certificate
 	req.SentAt = o.SentAt
 	var placed ca.Order
 	var err error
-	if prev, ok := x.reissueBase(ctx, c, plan, o); ok {
+	switch prev, how := x.baseOrder(ctx, c, plan, o); how {
+	case "reissue":
 		log.Info("the key changes, the names do not: reissuing under the current order (no new purchase)", zap.String(logkey.Order, prev.Ref))
 		placed, err = plan.Issuer.(ca.Reissuer).Reissue(ctx, prev, req)
-	} else {
+	case "renew":
+		log.Info("renewing the current order at the CA", zap.String(logkey.Order, prev.Ref))
+		placed, err = plan.Issuer.(ca.Renewer).Renew(ctx, prev, req)
+	default:
 		placed, err = plan.Issuer.Submit(ctx, req)
 	}
 	if err == nil {
@@ -436,35 +440,45 @@ func (x *Issuing) send(ctx context.Context, log *zap.Logger, c store.Certificate
 	return 0, 0, fmt.Errorf("submitting order %s: %w", o.IdempotencyKey, err)
 }
 
-// reissueBase is the order to reissue o under, when the CA can reissue
-// without a purchase (ca.Reissuer) and o only changes the key: the names
-// are those of the current certificate, the spec changed since its order
-// (a new key type), and the current certificate is not yet due for
-// renewal (a reissue keeps its expiry). It is a pure function of what is
-// stored, so a resumed order decides the same way.
-func (x *Issuing) reissueBase(ctx context.Context, c store.Certificate, plan Plan, o *store.Order) (ca.Order, bool) {
-	if _, ok := plan.Issuer.(ca.Reissuer); !ok || c.CurrentVersion == 0 {
-		return ca.Order{}, false
+// baseOrder says whether o is sent as an action on the order that issued
+// the current certificate rather than as a new order: "reissue" when the
+// CA can reissue without a purchase (ca.Reissuer) and o only changes the
+// key (the names are the current certificate's, the spec changed since its
+// order, and the certificate is not yet due for renewal: a reissue keeps
+// its expiry); "renew" when the CA renews an order in place (ca.Renewer)
+// and o renews the same spec. It is a pure function of what is stored, so
+// a resumed order decides the same way.
+func (x *Issuing) baseOrder(ctx context.Context, c store.Certificate, plan Plan, o *store.Order) (ca.Order, string) {
+	_, canReissue := plan.Issuer.(ca.Reissuer)
+	_, canRenew := plan.Issuer.(ca.Renewer)
+	if (!canReissue && !canRenew) || c.CurrentVersion == 0 {
+		return ca.Order{}, ""
 	}
 	v, err := x.Store.GetVersion(ctx, c.CurrentVersion)
-	if err != nil || v.OrderID == 0 || !x.now().Before(RenewalTime(v.NotBefore, v.NotAfter, plan.Policy, 0)) {
-		return ca.Order{}, false
+	if err != nil || v.OrderID == 0 || v.OrderID == o.ID {
+		return ca.Order{}, ""
 	}
 	prev, err := x.Store.GetOrder(ctx, v.OrderID)
-	if err != nil || prev.CARef == "" || prev.SpecHash == o.SpecHash {
-		return ca.Order{}, false
+	if err != nil || prev.CARef == "" {
+		return ca.Order{}, ""
 	}
 	leaf, _, err := parseChain(v.CertPEM, v.ChainPEM)
 	if err != nil {
-		return ca.Order{}, false
+		return ca.Order{}, ""
 	}
 	got, want := slices.Clone(leaf.DNSNames), slices.Clone(plan.Spec.Domains)
 	slices.Sort(got)
 	slices.Sort(want)
 	if !slices.Equal(got, want) {
-		return ca.Order{}, false
+		return ca.Order{}, "" // other names: a new order
 	}
-	return ca.Order{Ref: prev.CARef}, true
+	switch {
+	case prev.SpecHash != o.SpecHash && canReissue && x.now().Before(RenewalTime(v.NotBefore, v.NotAfter, plan.Policy, 0)):
+		return ca.Order{Ref: prev.CARef}, "reissue"
+	case prev.SpecHash == o.SpecHash && canRenew:
+		return ca.Order{Ref: prev.CARef}, "renew"
+	}
+	return ca.Order{}, ""
 }
 
 // publishBefore publishes the proofs a CA names before the order exists

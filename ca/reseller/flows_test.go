@@ -176,7 +176,7 @@ func TestReissueRenewDelete(t *testing.T) {
 	first := collect(t, iss, o, req)
 
 	re := request(t, "life.example.com")
-	ro, err := iss.Reissue(ctx, o.Ref, re)
+	ro, err := iss.Reissue(ctx, o, re)
 	if err != nil || ro.Ref != o.Ref {
 		t.Fatalf("reissue: %+v %v", ro, err)
 	}
@@ -191,7 +191,7 @@ func TestReissueRenewDelete(t *testing.T) {
 
 	nx := request(t, "life.example.com")
 	nx.ClientRef = "renewal-2"
-	rn, err := iss.Renew(ctx, o.Ref, nx)
+	rn, err := iss.Renew(ctx, o, nx)
 	if err != nil || rn.Ref != o.Ref {
 		t.Fatalf("renew: %+v %v", rn, err)
 	}

@@ -527,7 +527,8 @@ func (is *Issuer) Respond(ctx context.Context, auth ca.OrderAuthorization, ch dc
 // the CSR required for renew; clientRef becomes the object's
 // client_reference, so that a lost answer is looked up like a new order's.
 // The returned order's Ref is id.
-func (is *Issuer) Renew(ctx context.Context, id string, req ca.Request) (ca.Order, error) {
+func (is *Issuer) Renew(ctx context.Context, prev ca.Order, req ca.Request) (ca.Order, error) {
+	id := prev.Ref
 	if err := is.checkRequest("renew", req); err != nil {
 		return ca.Order{}, err
 	}
@@ -542,7 +543,8 @@ func (is *Issuer) Renew(ctx context.Context, id string, req ca.Request) (ca.Orde
 // Reissue replaces the certificate id with one for req's CSR (POST
 // /ssl-certificate/{id}/reissue): no purchase; the API activates it at
 // once, making the current certificate invalid. Fetch collects it.
-func (is *Issuer) Reissue(ctx context.Context, id string, req ca.Request) (ca.Order, error) {
+func (is *Issuer) Reissue(ctx context.Context, prev ca.Order, req ca.Request) (ca.Order, error) {
+	id := prev.Ref
 	if err := is.checkRequest("reissue", req); err != nil {
 		return ca.Order{}, err
 	}
@@ -554,6 +556,41 @@ func (is *Issuer) Reissue(ctx context.Context, id string, req ca.Request) (ca.Or
 	is.log.Info("reseller: certificate reissued", zap.String(logkey.Order, cert.ID))
 	return ca.Order{Ref: cert.ID}, nil
 }
+
+// Cancel implements ca.Canceler: the object is deleted (refunded inside
+// the plan's grace period).
+func (is *Issuer) Cancel(ctx context.Context, order ca.Order) (ca.Refund, error) {
+	r, err := is.Delete(ctx, order.Ref)
+	if err != nil {
+		return ca.RefundUnsaid, err
+	}
+	switch r {
+	case Refunded:
+		return ca.Refunded, nil
+	case NotRefunded:
+		return ca.NotRefunded, nil
+	}
+	return ca.RefundUnsaid, nil
+}
+
+// Revoke implements ca.Revoker with what the API offers: DELETE, which
+// disables the certificate at once (and refunds it inside the plan's
+// grace period). The reason is not sent: the API takes none.
+func (is *Issuer) Revoke(ctx context.Context, order ca.Order, _ *x509.Certificate, reason ca.RevocationReason) error {
+	r, err := is.Delete(ctx, order.Ref)
+	if err != nil {
+		return err
+	}
+	is.log.Warn("reseller: certificate deleted (the API's revocation)", zap.String(logkey.Order, order.Ref), zap.String("reason", string(reason)), zap.Int("refund", int(r)))
+	return nil
+}
+
+var (
+	_ ca.Renewer  = (*Issuer)(nil)
+	_ ca.Reissuer = (*Issuer)(nil)
+	_ ca.Canceler = (*Issuer)(nil)
+	_ ca.Revoker  = (*Issuer)(nil)
+)
 
 // Delete disables the certificate id at once (DELETE
 // /ssl-certificate/{id}); the API refunds it inside the plan's grace

@@ -7,7 +7,12 @@ import (
 	"text/tabwriter"
 	"time"
 
+	"go.uber.org/zap"
+
+	"github.com/certd/certd/ca"
+	"github.com/certd/certd/config"
 	"github.com/certd/certd/scheduler"
+	"github.com/certd/certd/store"
 )
 
 const ordersUsage = `Usage:
@@ -29,7 +34,7 @@ func cmdOrders(args []string, stdout, stderr io.Writer) int {
 	if code, ok := parseFlags(fs, args[1:]); !ok {
 		return code
 	}
-	_, st, code, ok := openFromConfig(*path, stderr)
+	cfg, st, code, ok := openFromConfig(*path, stderr)
 	if !ok {
 		return code
 	}
@@ -61,11 +66,54 @@ func cmdOrders(args []string, stdout, stderr io.Writer) int {
 	if sub == "found" {
 		ref = fs.Arg(1)
 	}
+	if sub == "abandon" {
+		if code := cancelAtCA(ctx, cfg, st, fs.Arg(0), stdout, stderr); code != exitOK {
+			return code
+		}
+	}
 	o, err := scheduler.ResolveOrder(ctx, st, fs.Arg(0), scheduler.Resolution(sub), ref)
 	if err != nil {
 		fmt.Fprintf(stderr, "certd orders %s: %v\n", sub, err)
 		return exitFailure
 	}
 	fmt.Fprintf(stdout, "%s: order %s is now %s; a running daemon takes it up at its next pass (or run `certd run -once`)\n", fs.Arg(0), o.IdempotencyKey, o.State)
+	return exitOK
+}
+
+// cancelAtCA withdraws the certificate's open order at its CA, when the CA
+// can (ca.Canceler), and says what became of its price.
+func cancelAtCA(ctx context.Context, cfg *config.Config, st *store.SQLite, name string, stdout, stderr io.Writer) int {
+	open, err := st.OpenOrders(ctx)
+	if err != nil {
+		fmt.Fprintf(stderr, "certd: %v\n", err)
+		return exitFailure
+	}
+	var o *store.Order
+	for i := range open {
+		if open[i].CertName == name {
+			o = &open[i]
+		}
+	}
+	if o == nil || o.CARef == "" {
+		return exitOK // nothing at the CA to withdraw (or no open order: ResolveOrder says so)
+	}
+	p, err := build(cfg, st, zap.NewNop(), observers{})
+	if err != nil {
+		fmt.Fprintf(stderr, "certd: %v\n", err)
+		return exitUsage
+	}
+	c, ok := p.issuers[o.Account].(ca.Canceler)
+	if !ok {
+		fmt.Fprintf(stdout, "%s: account %s's CA cannot withdraw orders through its API; cancel order %s in its portal\n", name, o.Account, o.CARef)
+		return exitOK
+	}
+	refund, err := c.Cancel(ctx, ca.Order{Ref: o.CARef})
+	if err != nil {
+		fmt.Fprintf(stderr, "certd orders abandon: withdrawing order %s at the CA: %v\n", o.CARef, err)
+		return exitFailure
+	}
+	msg := fmt.Sprintf("order %s withdrawn at the CA: %s", o.CARef, refund)
+	_, _ = st.AppendEvent(ctx, store.Event{Level: "warn", Kind: "order_cancelled", CertName: name, Account: o.Account, Message: msg})
+	fmt.Fprintf(stdout, "%s: %s\n", name, msg)
 	return exitOK
 }

@@ -226,3 +226,57 @@ func TestResellerKilledAtRandomInstantsChargesOnce(t *testing.T) {
 	w.noLeftovers(t)
 	t.Logf("reseller kill campaign: kills=%d certificates=%d ledger=%d max_charges_per_certificate=%d seed=%d", kills, certs, len(w.sim.Ledger()), maxCharges, seed)
 }
+
+// The reseller's own lifecycle actions, against its ledger: a renewal is
+// POST /{id}/renew on the same object (charged again), a key change is a
+// reissue (no charge), and an order abandoned before it is active is
+// deleted inside the refund window (refunded).
+func TestResellerRenewReissueAbandon(t *testing.T) {
+	t.Parallel()
+	w := newResellerWorld(t)
+	cfg := filepath.Join(w.dir, "certd.yaml")
+	certs := "  - {name: r, domains: [r.example.com]}\n"
+	writeFile(t, cfg, w.config("@every 1h", resellersim.DigiCertDVPlan, "", certs))
+	if code, out, _ := runOnceBin(t, cfg); code != exitOK {
+		t.Fatalf("first run: %d\n%s", code, out)
+	}
+	first := w.sim.Ledger()[0]
+	var out, errb strings.Builder
+	if code := run([]string{"renew", "-config", cfg, "-force", "r"}, &out, &errb); code != exitOK {
+		t.Fatalf("renew: %d\n%s\n%s", code, out.String(), errb.String())
+	}
+	led := w.sim.Ledger()
+	if len(led) != 2 || led[1].Kind != "renew" || led[1].ID != first.ID {
+		t.Fatalf("ledger after the renewal: %+v; want a renew charge on object %s", led, first.ID)
+	}
+	// A key change: reissued under the same object, not charged.
+	writeFile(t, cfg, w.config("@every 1h", resellersim.DigiCertDVPlan, "", "  - {name: r, domains: [r.example.com], key_type: ecdsa-p384}\n"))
+	if code, out, _ := runOnceBin(t, cfg); code != exitOK {
+		t.Fatalf("run after the key change: %d\n%s", code, out)
+	}
+	if led := w.sim.Ledger(); len(led) != 2 {
+		t.Fatalf("a key change was charged: %+v", led)
+	}
+	if k := readCert(t, filepath.Join(w.dir, "live", "r", "cert.pem")).PublicKey; fmt.Sprintf("%T", k) != "*ecdsa.PublicKey" {
+		t.Fatalf("live key %T", k)
+	}
+	// An order that cannot become active (its proof never passes) is
+	// abandoned: deleted at the CA inside the refund window.
+	w.sim.SetIssueDelay(time.Hour)
+	writeFile(t, cfg, w.config("@every 1h", resellersim.DigiCertDVPlan, "    order_wait: 1s", certs+"  - {name: stuck, domains: [stuck.example.com]}\n"))
+	_, _, _ = runOnceBin(t, cfg)
+	out.Reset()
+	errb.Reset()
+	if code := run([]string{"orders", "abandon", "-config", cfg, "stuck"}, &out, &errb); code != exitOK || !strings.Contains(out.String(), "refunded") {
+		t.Fatalf("abandon: %d\n%s\n%s", code, out.String(), errb.String())
+	}
+	refunded := false
+	for _, e := range w.sim.Ledger() {
+		refunded = refunded || slicesEqual(e.DNSNames, []string{"stuck.example.com"}) && e.Refunded
+	}
+	if !refunded {
+		t.Fatalf("the abandoned order was not refunded: %+v", w.sim.Ledger())
+	}
+}
+
+func slicesEqual(a, b []string) bool { return strings.Join(a, ",") == strings.Join(b, ",") }
