@@ -91,7 +91,6 @@ accounts:
     ca: %[4]s/api-ca.pem
     roots: %[4]s/root.pem
     poll_interval: 1s
-    order_wait: 20s
 %[6]s
 dns:
   knot: {type: rfc2136, server: %[2]q, key_name: %[5]s, key: file:tsig}
