@@ -33,6 +33,8 @@ Usage:
   certd rollback     [-config FILE] NAME      switch back to the previous deployed version
   certd claims       list|verify|reassert|delete [-config FILE] [-account A] [DOMAIN]
                                               account-level domain claims (Atlas)
+  certd revoke       [-config FILE] [-reason R] NAME   revoke the deployed certificate at its CA;
+                                              a new one is due at once
   certd orders       list|found|absent|abandon [-config FILE] [NAME [REF]]
                                               open orders, and an operator's word on one certd
                                               cannot settle alone
@@ -70,6 +72,8 @@ func run(args []string, stdout, stderr io.Writer) int {
 		return cmdStatus(rest, stdout, stderr)
 	case "demo":
 		return cmdDemo(rest, stdout, stderr)
+	case "revoke":
+		return cmdRevoke(rest, stdout, stderr)
 	case "orders":
 		return cmdOrders(rest, stdout, stderr)
 	case "claims":
