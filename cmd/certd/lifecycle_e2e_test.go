@@ -426,3 +426,34 @@ func TestAtlasFailingRenewIsRecordedAndNeedsOperator(t *testing.T) {
 		t.Fatalf("status with a certificate that needs an operator: exit %d\n%s", code, out.String())
 	}
 }
+
+// certd revoke: the CA revokes the deployed certificate, and the next run
+// replaces it.
+func TestAtlasRevokeThenReplace(t *testing.T) {
+	t.Parallel()
+	w := newAtlasWorld(t)
+	cfg := w.writeConfig(t, w.lifecycleConfig("@every 1h", "", 1))
+	if code, out, _ := runOnceBin(t, cfg); code != exitOK {
+		t.Fatalf("first run: %d\n%s", code, out)
+	}
+	old := readCert(t, filepath.Join(w.dir, "live", "c0", "cert.pem")).SerialNumber
+	var out, errb strings.Builder
+	if code := run([]string{"revoke", "-config", cfg, "-reason", "bogus", "c0"}, &out, &errb); code != exitUsage {
+		t.Fatalf("an unknown reason: exit %d", code)
+	}
+	if code := run([]string{"revoke", "-config", cfg, "-reason", "superseded", "c0"}, &out, &errb); code != exitOK {
+		t.Fatalf("revoke: %d\n%s\n%s", code, out.String(), errb.String())
+	}
+	if w.sim.Requests("PATCH /certificates/{serial}") != 1 {
+		t.Fatal("the CA was not asked to revoke")
+	}
+	if code, out, _ := runOnceBin(t, cfg); code != exitOK {
+		t.Fatalf("run after the revocation: %d\n%s", code, out)
+	}
+	if n := w.sim.OrdersFor([]string{"c0.example.com"}); n != 2 {
+		t.Fatalf("%d orders, want 2 (the revoked certificate replaced)", n)
+	}
+	if now := readCert(t, filepath.Join(w.dir, "live", "c0", "cert.pem")).SerialNumber; now.Cmp(old) == 0 {
+		t.Fatal("the revoked certificate is still deployed")
+	}
+}
