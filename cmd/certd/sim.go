@@ -11,6 +11,7 @@ import (
 	"syscall"
 
 	"github.com/certd/certd/ca/atlas/atlassim"
+	"github.com/certd/certd/ca/reseller/resellersim"
 	"github.com/certd/certd/ca/sectigo/sectigosim"
 )
 
@@ -20,9 +21,13 @@ func cmdSim(args []string, stdout, stderr io.Writer) int {
 	if len(args) > 0 && args[0] == "sectigo" {
 		return simSectigo(args[1:], stdout, stderr)
 	}
+	if len(args) > 0 && args[0] == "reseller" {
+		return simReseller(args[1:], stdout, stderr)
+	}
 	if len(args) == 0 || args[0] != "atlas" {
 		fmt.Fprintln(stderr, "usage: certd sim atlas [-listen ADDR] [-dir D] [-dns ADDR] [-http ADDR] [-rotate N] [-issue-delay D] [-rate R]")
 		fmt.Fprintln(stderr, "       certd sim sectigo [-listen ADDR] [-dir D] [-dns ADDR] [-http ADDR] [-issue-delay D] [-call-limit N]")
+		fmt.Fprintln(stderr, "       certd sim reseller [-listen ADDR] [-dir D] [-dns ADDR] [-http ADDR] [-issue-delay D]")
 		return exitUsage
 	}
 	fs := newFlags("sim atlas", stderr)
@@ -138,6 +143,63 @@ accounts:
 
 Issued certificates chain to %[2]s/root.pem. Ctrl-C stops.
 `, ln.Addr(), abs)
+	ctx, cancel := signal.NotifyContext(context.Background(), syscall.SIGINT, syscall.SIGTERM)
+	defer cancel()
+	if err := sim.Serve(ctx, ln); err != nil {
+		fmt.Fprintf(stderr, "certd sim: %v\n", err)
+		return exitFailure
+	}
+	return exitOK
+}
+
+// simReseller runs the reseller /ssl-certificate API simulator.
+func simReseller(args []string, stdout, stderr io.Writer) int {
+	fs := newFlags("sim reseller", stderr)
+	listen := fs.String("listen", "127.0.0.1:8445", "address of the API (TLS)")
+	dir := fs.String("dir", "reseller-sim", "folder for the API key, API CA and root")
+	dnsAddr := fs.String("dns", "", "DNS server (host:port) the DNS checks query")
+	httpAddr := fs.String("http", "", "where FILE checks connect (host:port; default: the domain, port 80)")
+	delay := fs.Duration("issue-delay", 0, "how long after every name is proved an order turns active")
+	if code, ok := parseFlags(fs, args); !ok {
+		return code
+	}
+	if err := os.MkdirAll(*dir, 0o700); err != nil {
+		fmt.Fprintf(stderr, "certd sim: %v\n", err)
+		return exitFailure
+	}
+	sim, err := resellersim.New(resellersim.Options{Username: "sim-user", APIKey: "sim-api-key", DNSServer: *dnsAddr, HTTPAddr: *httpAddr, IssueDelay: *delay})
+	if err != nil {
+		fmt.Fprintf(stderr, "certd sim: %v\n", err)
+		return exitFailure
+	}
+	abs, _ := filepath.Abs(*dir)
+	for name, data := range map[string][]byte{"api-key": []byte("sim-api-key\n"), "api-ca.pem": sim.APICAPEM(), "root.pem": sim.RootPEM()} {
+		if err := writePrivate(filepath.Join(abs, name), data); err != nil {
+			fmt.Fprintf(stderr, "certd sim: %v\n", err)
+			return exitFailure
+		}
+	}
+	ln, err := net.Listen("tcp", *listen)
+	if err != nil {
+		fmt.Fprintf(stderr, "certd sim: %v\n", err)
+		return exitFailure
+	}
+	fmt.Fprintf(stdout, `Reseller /ssl-certificate simulator on https://%[1]s
+An account block for certd (plans: %[3]s DigiCert DV, %[4]s Sectigo DV):
+
+accounts:
+  reseller-sim:
+    type: reseller
+    url: https://%[1]s
+    username: sim-user
+    api_key: file:%[2]s/api-key
+    plan: %[3]s
+    ca: %[2]s/api-ca.pem
+    roots: %[2]s/root.pem
+    poll_interval: 5s
+
+Issued certificates chain to %[2]s/root.pem. Ctrl-C stops.
+`, ln.Addr(), abs, resellersim.DigiCertDVPlan, resellersim.SectigoDVPlan)
 	ctx, cancel := signal.NotifyContext(context.Background(), syscall.SIGINT, syscall.SIGTERM)
 	defer cancel()
 	if err := sim.Serve(ctx, ln); err != nil {
