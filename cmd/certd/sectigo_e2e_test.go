@@ -227,7 +227,7 @@ func TestSectigoFailedCheckIsAskedAgainNotReordered(t *testing.T) {
 // valid with one paid order.
 func TestSectigoKilledAtRandomInstantsNeverAppliesTwice(t *testing.T) {
 	t.Parallel()
-	certs, kills := 8, 10
+	certs, kills := 20, 10
 	if v, _ := strconv.Atoi(os.Getenv("CERTD_CHAOS_CERTS")); v > 0 {
 		certs = v
 	}
