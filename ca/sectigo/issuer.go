@@ -43,8 +43,8 @@ type Issuer struct {
 }
 
 var (
-	_ ca.Reissuer = (*Issuer)(nil)
-	_ ca.Revoker  = (*Issuer)(nil)
+	_ ca.Reissuer            = (*Issuer)(nil)
+	_ ca.Revoker             = (*Issuer)(nil)
 	_ ca.Issuer              = (*Issuer)(nil)
 	_ ca.PreSubmitChallenger = (*Issuer)(nil)
 	_ ca.OrderAuthorizer     = (*Issuer)(nil)
