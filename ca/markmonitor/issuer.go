@@ -468,7 +468,7 @@ func algorithmOf(pub crypto.PublicKey) (string, error) {
 // Submit orders req with the account's DCV method (dcv_method). See
 // SubmitWith.
 func (is *Issuer) Submit(ctx context.Context, req ca.Request) (ca.Order, error) {
-	return is.SubmitWith(ctx, req, nil)
+	return is.SubmitWith(ctx, req, req.Proofs)
 }
 
 // SubmitWith orders req (POST /order), its domains proved as how says
@@ -988,7 +988,12 @@ func (is *Issuer) collect(ctx context.Context, ref string, info OrderInfo, req c
 // Fetch under the same reference (ca.Order{Ref: ref}), with a request for
 // the new key: until the new certificate is delivered Fetch does not
 // return the previous one. A lost answer is ambiguous.
-func (is *Issuer) Reissue(ctx context.Context, ref string, csr []byte) (ca.Order, error) {
+func (is *Issuer) Reissue(ctx context.Context, prev ca.Order, req ca.Request) (ca.Order, error) {
+	return is.ReissueRef(ctx, prev.Ref, req.CSR)
+}
+
+// ReissueRef reissues order ref for csr (DER) under the same order id.
+func (is *Issuer) ReissueRef(ctx context.Context, ref string, csr []byte) (ca.Order, error) {
 	if !ValidID(ref) {
 		return ca.Order{}, idError("reissue", ref)
 	}
@@ -1024,7 +1029,15 @@ func (is *Issuer) Reissue(ctx context.Context, ref string, csr []byte) (ca.Order
 // Cancel cancels order ref (PATCH /order/{id}/cancel): allowed while it
 // is CREATED, DIGI_PENDING or DIGI_WAITING_PICKUP, or DIGI_REISSUE_PENDING
 // for a pending reissue; an issued certificate is revoked instead.
-func (is *Issuer) Cancel(ctx context.Context, ref string) error {
+func (is *Issuer) Cancel(ctx context.Context, order ca.Order) (ca.Refund, error) {
+	if err := is.CancelRef(ctx, order.Ref); err != nil {
+		return ca.RefundUnsaid, err
+	}
+	return ca.RefundUnsaid, nil
+}
+
+// CancelRef cancels order ref (PATCH /order/{id}/cancel).
+func (is *Issuer) CancelRef(ctx context.Context, ref string) error {
 	if _, err := is.c.Action(ctx, ref, is.opts.Actions.Cancel, nil); err != nil {
 		return within("cancel", err)
 	}
@@ -1034,13 +1047,24 @@ func (is *Issuer) Cancel(ctx context.Context, ref string) error {
 
 // Revoke revokes the certificate of order ref (PATCH /order/{id}/revoke),
 // permanently; reason is free text for the CA's records.
-func (is *Issuer) Revoke(ctx context.Context, ref, reason string) error {
+func (is *Issuer) Revoke(ctx context.Context, order ca.Order, _ *x509.Certificate, reason ca.RevocationReason) error {
+	return is.RevokeRef(ctx, order.Ref, string(reason))
+}
+
+// RevokeRef revokes order ref's certificate with a free-text reason.
+func (is *Issuer) RevokeRef(ctx context.Context, ref, reason string) error {
 	if _, err := is.c.Action(ctx, ref, is.opts.Actions.Revoke, RevokeRequest{Reason: reason}); err != nil {
 		return within("revoke", err)
 	}
 	is.log.Info("markmonitor: certificate revoked", zap.String(logkey.Order, ref))
 	return nil
 }
+
+var (
+	_ ca.Reissuer = (*Issuer)(nil)
+	_ ca.Canceler = (*Issuer)(nil)
+	_ ca.Revoker  = (*Issuer)(nil)
+)
 
 // uniq lower-cases names and drops empty and repeated ones, keeping the
 // first occurrence's place.

@@ -99,7 +99,7 @@ func TestKeyChangeIsAReissue(t *testing.T) {
 		t.Fatal(err)
 	}
 	req2 := request(t, rsaKey, names...)
-	o2, err := is.Reissue(ctx, o.Ref, req2.CSR)
+	o2, err := is.ReissueRef(ctx, o.Ref, req2.CSR)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -124,7 +124,7 @@ func TestKeyChangeIsAReissue(t *testing.T) {
 	// A reissue of an order that is not issued is refused (409, retried
 	// later), and the CN cannot change.
 	other := request(t, nil, "cn-change.example.com")
-	_, err = is.Reissue(ctx, o.Ref, other.CSR)
+	_, err = is.ReissueRef(ctx, o.Ref, other.CSR)
 	if ce, ok := ca.AsError(err); !ok || ce.Status != 400 || !ce.Permanent {
 		t.Fatalf("a reissue changing the common name: %v, want a Permanent 400", err)
 	}
@@ -355,7 +355,7 @@ func TestCancelAndRevoke(t *testing.T) {
 	is := e.issuer(t, nil)
 	req := request(t, nil, freshNames()...)
 	o := place(t, is, &req)
-	if err := is.Cancel(ctx, o.Ref); err != nil {
+	if err := is.CancelRef(ctx, o.Ref); err != nil {
 		t.Fatal(err)
 	}
 	if _, err := is.Fetch(ctx, o, req); !errors.Is(err, ca.ErrRejected) || !ca.IsPermanent(err) || !strings.Contains(err.Error(), mmsim.StatusCanceled) {
@@ -369,17 +369,17 @@ func TestCancelAndRevoke(t *testing.T) {
 	o2 := place(t, is, &req2)
 	e.prove(t, is, o2, req2)
 	fetchUntil(t, is, o2, req2)
-	err := is.Cancel(ctx, o2.Ref)
+	err := is.CancelRef(ctx, o2.Ref)
 	if ce, ok := ca.AsError(err); !ok || ce.Status != 409 || ce.Permanent || ce.Ambiguous {
 		t.Fatalf("cancelling an issued order: %v, want a 409 that is neither permanent nor ambiguous", err)
 	}
-	if err := is.Revoke(ctx, o2.Ref, "key compromise"); err != nil {
+	if err := is.RevokeRef(ctx, o2.Ref, "key compromise"); err != nil {
 		t.Fatal(err)
 	}
 	if _, err := is.Fetch(ctx, o2, req2); !errors.Is(err, ca.ErrRejected) {
 		t.Fatalf("fetch of a revoked order: %v", err)
 	}
-	if err := is.Revoke(ctx, "not/an/id", ""); !ca.IsPermanent(err) {
+	if err := is.RevokeRef(ctx, "not/an/id", ""); !ca.IsPermanent(err) {
 		t.Fatalf("a bad reference: %v", err)
 	}
 }
