@@ -179,7 +179,7 @@ func TestMarkmonitorEndToEnd(t *testing.T) {
 					t.Errorf("%s: %d purchases, want 1", host, n)
 				}
 			}
-			if orgs := w.sim.Organizations(); len(orgs) != 1 {
+			if orgs := w.sim.Organizations("Example Corp"); len(orgs) != 1 {
 				t.Errorf("organisations created: %d, want 1", len(orgs))
 			}
 			w.noLeftovers(t)
