@@ -11,6 +11,7 @@ import (
 	"syscall"
 
 	"github.com/certd/certd/ca/atlas/atlassim"
+	"github.com/certd/certd/ca/markmonitor/mmsim"
 	"github.com/certd/certd/ca/reseller/resellersim"
 	"github.com/certd/certd/ca/sectigo/sectigosim"
 )
@@ -24,10 +25,14 @@ func cmdSim(args []string, stdout, stderr io.Writer) int {
 	if len(args) > 0 && args[0] == "reseller" {
 		return simReseller(args[1:], stdout, stderr)
 	}
+	if len(args) > 0 && args[0] == "markmonitor" {
+		return simMarkmonitor(args[1:], stdout, stderr)
+	}
 	if len(args) == 0 || args[0] != "atlas" {
 		fmt.Fprintln(stderr, "usage: certd sim atlas [-listen ADDR] [-dir D] [-dns ADDR] [-http ADDR] [-rotate N] [-issue-delay D] [-rate R]")
 		fmt.Fprintln(stderr, "       certd sim sectigo [-listen ADDR] [-dir D] [-dns ADDR] [-http ADDR] [-issue-delay D] [-call-limit N]")
 		fmt.Fprintln(stderr, "       certd sim reseller [-listen ADDR] [-dir D] [-dns ADDR] [-http ADDR] [-issue-delay D]")
+		fmt.Fprintln(stderr, "       certd sim markmonitor [-listen ADDR] [-dir D] [-dns ADDR] [-http ADDR] [-issue-delay D] [-rate N]")
 		return exitUsage
 	}
 	fs := newFlags("sim atlas", stderr)
@@ -200,6 +205,69 @@ accounts:
 
 Issued certificates chain to %[2]s/root.pem. Ctrl-C stops.
 `, ln.Addr(), abs, resellersim.DigiCertDVPlan, resellersim.SectigoDVPlan)
+	ctx, cancel := signal.NotifyContext(context.Background(), syscall.SIGINT, syscall.SIGTERM)
+	defer cancel()
+	if err := sim.Serve(ctx, ln); err != nil {
+		fmt.Fprintf(stderr, "certd sim: %v\n", err)
+		return exitFailure
+	}
+	return exitOK
+}
+
+// simMarkmonitor runs the Markmonitor SSL Certs API simulator.
+func simMarkmonitor(args []string, stdout, stderr io.Writer) int {
+	fs := newFlags("sim markmonitor", stderr)
+	listen := fs.String("listen", "127.0.0.1:8446", "address of the API (TLS)")
+	dir := fs.String("dir", "markmonitor-sim", "folder for the credentials, API CA and root")
+	dnsAddr := fs.String("dns", "", "DNS server (host:port) the DNS token checks query")
+	httpAddr := fs.String("http", "", "where fileauth.txt checks connect (host:port; default: the domain, port 80)")
+	delay := fs.Duration("issue-delay", 0, "how long after its domains are validated an order is issued")
+	rate := fs.Int("rate", 100, "requests per minute before 429")
+	if code, ok := parseFlags(fs, args); !ok {
+		return code
+	}
+	if err := os.MkdirAll(*dir, 0o700); err != nil {
+		fmt.Fprintf(stderr, "certd sim: %v\n", err)
+		return exitFailure
+	}
+	sim, err := mmsim.New(mmsim.Options{APIKey: "sim-api-key", Username: "sim-user", Password: "sim-password", DNSServer: *dnsAddr, HTTPAddr: *httpAddr,
+		IssueDelay: *delay, RateLimit: *rate})
+	if err != nil {
+		fmt.Fprintf(stderr, "certd sim: %v\n", err)
+		return exitFailure
+	}
+	abs, _ := filepath.Abs(*dir)
+	for name, data := range map[string][]byte{"api-key": []byte("sim-api-key\n"), "password": []byte("sim-password\n"), "api-ca.pem": sim.APICAPEM(), "root.pem": sim.RootPEM()} {
+		if err := writePrivate(filepath.Join(abs, name), data); err != nil {
+			fmt.Fprintf(stderr, "certd sim: %v\n", err)
+			return exitFailure
+		}
+	}
+	ln, err := net.Listen("tcp", *listen)
+	if err != nil {
+		fmt.Fprintf(stderr, "certd sim: %v\n", err)
+		return exitFailure
+	}
+	fmt.Fprintf(stdout, `Markmonitor simulator on https://%[1]s
+An account block for certd:
+
+accounts:
+  markmonitor-sim:
+    type: markmonitor
+    url: https://%[1]s/cert/v1
+    auth_url: https://%[1]s/auth/v1
+    api_key: file:%[2]s/api-key
+    username: sim-user
+    password: file:%[2]s/password
+    certificate_type: SSL_DV_GEOTRUST
+    organization: {name: Example Corp, address: 1 Main Street, city: Boise, state: ID, country: US, zip: "83702", phone: "+1.2085550100",
+      contacts: [{first_name: Jane, last_name: Doe, job_title: CTO, email: jane@example.com, phone: "+1.2085550101", types: [ORGANIZATION_CONTACT]}]}
+    ca: %[2]s/api-ca.pem
+    roots: %[2]s/root.pem
+    poll_interval: 5s
+
+Issued certificates chain to %[2]s/root.pem. Ctrl-C stops.
+`, ln.Addr(), abs)
 	ctx, cancel := signal.NotifyContext(context.Background(), syscall.SIGINT, syscall.SIGTERM)
 	defer cancel()
 	if err := sim.Serve(ctx, ln); err != nil {
