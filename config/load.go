@@ -35,12 +35,18 @@ const ConfDir = "conf.d"
 // beside it, and validates the whole. On any problem it returns an Errors
 // with every problem found, and no Config: a configuration is used whole or
 // not at all.
+//
+// A configuration that lists no certificate is refused unless its main
+// file says allow_empty: true: certd retires every stored certificate the
+// configuration does not list, so an empty or truncated file, or a conf.d
+// folder that lost its files, must not pass for an intended one.
 func Load(path string, opts Options) (*Config, error) {
 	data, err := os.ReadFile(path)
 	if err != nil {
 		return nil, fmt.Errorf("reading configuration: %w", err)
 	}
 	l := newLoader(opts)
+	l.requireCerts = true
 	l.main(path, data)
 	dir := filepath.Join(filepath.Dir(path), ConfDir)
 	entries, err := os.ReadDir(dir)
@@ -65,7 +71,9 @@ func Load(path string, opts Options) (*Config, error) {
 }
 
 // Parse loads a configuration from memory, as Load does without a conf.d
-// folder. name is used in error positions and to resolve relative paths.
+// folder, except that a configuration without certificates is accepted
+// (tests and tools decode a single block this way). name is used in error
+// positions and to resolve relative paths.
 func Parse(name string, data []byte, opts Options) (*Config, error) {
 	l := newLoader(opts)
 	l.main(name, data)
@@ -73,13 +81,16 @@ func Parse(name string, data []byte, opts Options) (*Config, error) {
 }
 
 type loader struct {
-	opts     Options
-	errs     errorList
-	pos      map[string]map[string]Pos // file -> key path -> position
-	defaults *Defaults
-	mainFile string
-	cfg      *Config
-	blocks   [3]map[string]*Block // accounts, dns, http
+	opts Options
+	// requireCerts refuses a configuration without certificates unless it
+	// allows it (Load).
+	requireCerts bool
+	errs         errorList
+	pos          map[string]map[string]Pos // file -> key path -> position
+	defaults     *Defaults
+	mainFile     string
+	cfg          *Config
+	blocks       [3]map[string]*Block // accounts, dns, http
 }
 
 func newLoader(opts Options) *loader {
@@ -117,6 +128,8 @@ func (l *loader) main(file string, data []byte) {
 		return
 	}
 	l.cfg.Schedule = m.Schedule
+	l.cfg.AllowEmpty = m.AllowEmpty
+	l.cfg.PendingGrace = m.PendingGrace
 	l.cfg.Workers = m.Workers
 	l.cfg.Store = m.Store
 	l.cfg.Log = m.Log
@@ -132,7 +145,7 @@ func (l *loader) main(file string, data []byte) {
 func (l *loader) fragment(file string, data []byte) {
 	// Daemon-wide keys are named as such rather than as unknown.
 	mainOnly := map[string]bool{}
-	for _, k := range []string{"schedule", "store", "log", "metrics", "defaults"} {
+	for _, k := range []string{"schedule", "store", "log", "metrics", "defaults", "allow_empty", "pending_grace"} {
 		mainOnly[k] = true
 	}
 	var f fragment
@@ -206,10 +219,22 @@ func (l *loader) finish() (*Config, error) {
 	l.checkDefaults()
 	l.checkDCVSettings()
 	l.checkCertificates()
+	l.checkNotEmpty()
 	if err := l.errs.err(); err != nil {
 		return nil, dedupe(err.(Errors))
 	}
 	return l.cfg, nil
+}
+
+// checkNotEmpty refuses a configuration without any certificate unless
+// it says so: a 0-byte or truncated file, or a conf.d folder that lost its
+// files, would otherwise retire every certificate certd manages.
+func (l *loader) checkNotEmpty() {
+	if !l.requireCerts || l.mainFile == "" || len(l.cfg.Certificates) > 0 || l.cfg.AllowEmpty {
+		return
+	}
+	l.errAt(l.mainFile, "certificates", "no certificate is configured (an empty or truncated file?): certd would retire every certificate it manages; "+
+		"list the certificates, or write allow_empty: true to run with none")
 }
 
 func dedupe(es Errors) Errors {
@@ -257,7 +282,7 @@ func (l *loader) decodePlugins() {
 				}
 				continue
 			}
-			dests[i][name] = &Plugin{Name: name, Type: b.Type, Pos: b.Pos(), Settings: settings, Limits: limits}
+			dests[i][name] = &Plugin{Name: name, Type: b.Type, Pos: b.Pos(), Settings: settings, Limits: limits, block: b}
 		}
 	}
 }

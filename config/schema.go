@@ -25,6 +25,10 @@ const (
 	maxCertificateName = 64              //
 )
 
+// DefaultPendingGrace is how long a configured certificate may go without
+// a deployed certificate before `certd status` counts it unhealthy.
+const DefaultPendingGrace = Duration(3600e9) // 1h
+
 // KeyTypes are the private key algorithms certd generates.
 var KeyTypes = []string{"ecdsa-p256", "ecdsa-p384", "rsa-2048", "rsa-3072", "rsa-4096"}
 
@@ -50,6 +54,15 @@ type Config struct {
 	Files []string
 
 	Schedule string
+	// AllowEmpty: the configuration may list no certificate at all. Without
+	// it, such a configuration is refused when certd loads it (Options.
+	// RequireCertificates), so that an empty or truncated file cannot
+	// retire the whole fleet.
+	AllowEmpty bool
+	// PendingGrace is how long a configured certificate may go without a
+	// deployed certificate (first issuance under way, a slow CA) before
+	// `certd status` counts it unhealthy (default 1h).
+	PendingGrace Duration
 	// Workers bounds how many certificates are worked at once, over all
 	// accounts (each account's max_concurrent bounds it further).
 	Workers int
@@ -145,6 +158,8 @@ type Plugin struct {
 	// Settings is what the plug-in's decoder returned: its own config
 	// struct, validated.
 	Settings any
+
+	block *Block // for KeyPos
 }
 
 // Store selects the persistence backend.
@@ -215,7 +230,12 @@ type Renew struct {
 	Before            Duration `yaml:"before"`
 }
 
-// Deploy says where and how the certificate is put in place.
+// Deploy says where and how the certificate is put in place. A
+// certificate's own deploy block is merged with defaults.deploy key by
+// key: the keys it writes replace the defaults' (an empty list, reload: []
+// or check: [], turns a default hook off for it), the others are
+// inherited, so a certificate that sets only its directory keeps the
+// default check and reload hooks.
 type Deploy struct {
 	// Dir holds <name>/{cert,chain,fullchain,privkey}.pem.
 	Dir      string   `yaml:"dir"`
@@ -253,6 +273,8 @@ type Defaults struct {
 // mainFile is the shape of the main configuration file.
 type mainFile struct {
 	Schedule     string            `yaml:"schedule"`
+	AllowEmpty   bool              `yaml:"allow_empty"`
+	PendingGrace Duration          `yaml:"pending_grace"`
 	Workers      int               `yaml:"workers"`
 	Store        Store             `yaml:"store"`
 	Log          Log               `yaml:"log"`

@@ -6,6 +6,7 @@ import (
 	"net/mail"
 	"os/user"
 	"path/filepath"
+	"reflect"
 	"regexp"
 	"slices"
 	"strconv"
@@ -55,6 +56,10 @@ func (l *loader) checkSettings(file string) {
 
 	l.checkNotify(file)
 
+	if c.PendingGrace == 0 {
+		c.PendingGrace = DefaultPendingGrace
+	}
+
 	if c.Metrics.Listen != "" {
 		if err := checkHostPort(c.Metrics.Listen); err != nil {
 			l.errAt(file, "metrics.listen", "%v", err)
@@ -78,7 +83,7 @@ func (l *loader) checkDefaults() {
 			l.checkRenew(file, "defaults.renew", d.Renew)
 		}
 		if d.Deploy != nil {
-			l.checkDeploy(file, "defaults.deploy", d.Deploy)
+			l.checkDeploy(d.Deploy, under(file, "defaults.deploy"))
 		}
 	}
 }
@@ -272,9 +277,13 @@ func (l *loader) checkCertificates() {
 			c.Renew = &Renew{RemainingFraction: DefaultRemaining}
 		}
 
-		if c.Deploy != nil {
-			l.checkDeploy(file, at(".deploy"), c.Deploy)
-		} else if defaults.Deploy != nil {
+		switch {
+		case c.Deploy != nil:
+			// Merged with the defaults key by key: a certificate that sets
+			// only its directory keeps the default check and reload hooks.
+			c.Deploy = l.mergeDeploy(file, at(".deploy"), c.Deploy, defaults.Deploy)
+			l.checkDeploy(c.Deploy, l.deployWhere(file, at(".deploy"), defaults.Deploy != nil))
+		case defaults.Deploy != nil:
 			d := *defaults.Deploy
 			c.Deploy = &d
 		}
@@ -359,21 +368,66 @@ func (l *loader) checkRenew(file, path string, r *Renew) {
 	}
 }
 
-func (l *loader) checkDeploy(file, path string, d *Deploy) {
+// under places every key of a block at path in file.
+func under(file, path string) func(key string) (string, string) {
+	return func(key string) (string, string) { return file, path + "." + key }
+}
+
+// deployWhere places a key of a certificate's merged deploy block: where
+// the certificate wrote it, else where defaults.deploy did, else (a key
+// written nowhere) at the certificate's block.
+func (l *loader) deployWhere(file, path string, hasDefaults bool) func(key string) (string, string) {
+	return func(key string) (string, string) {
+		if _, ok := l.pos[file][path+"."+key]; ok || !hasDefaults {
+			return file, path + "." + key
+		}
+		if _, ok := l.pos[l.mainFile]["defaults.deploy."+key]; ok {
+			return l.mainFile, "defaults.deploy." + key
+		}
+		return file, path + "." + key
+	}
+}
+
+// mergeDeploy is a certificate's deploy block over the defaults': every
+// key the certificate wrote replaces the default's; the others are
+// inherited (hooks included, so a certificate that names only its own
+// directory is still reloaded as the defaults say).
+func (l *loader) mergeDeploy(file, path string, own, def *Deploy) *Deploy {
+	if def == nil {
+		return own
+	}
+	merged := *def
+	mv, ov := reflect.ValueOf(&merged).Elem(), reflect.ValueOf(own).Elem()
+	fields, _ := yamlFields(mv.Type())
+	for name, i := range fields {
+		if _, written := l.pos[file][path+"."+name]; written {
+			mv.Field(i).Set(ov.Field(i))
+		}
+	}
+	return &merged
+}
+
+// checkDeploy validates a deploy block and fills its defaults; where
+// says where each key is reported.
+func (l *loader) checkDeploy(d *Deploy, where func(key string) (string, string)) {
+	errAt := func(key, format string, args ...any) {
+		file, path := where(key)
+		l.errAt(file, path, format, args...)
+	}
 	switch {
 	case d.Dir == "":
-		l.errAt(file, path+".dir", "dir is required")
+		errAt("dir", "dir is required")
 	case !filepath.IsAbs(d.Dir):
-		l.errAt(file, path+".dir", "dir must be an absolute path, got %q", d.Dir)
+		errAt("dir", "dir must be an absolute path, got %q", d.Dir)
 	}
 	if d.Owner != "" {
 		if _, err := lookupUser(d.Owner); err != nil {
-			l.errAt(file, path+".owner", "%v", err)
+			errAt("owner", "%v", err)
 		}
 	}
 	if d.Group != "" {
 		if _, err := lookupGroup(d.Group); err != nil {
-			l.errAt(file, path+".group", "%v", err)
+			errAt("group", "%v", err)
 		}
 	}
 	if d.CertMode == 0 {
@@ -384,27 +438,33 @@ func (l *loader) checkDeploy(file, path string, d *Deploy) {
 	}
 	switch {
 	case d.KeyMode&0o007 != 0:
-		l.errAt(file, path+".key_mode", "private keys must not be readable by others (mode %04o); use 0600, or 0640 with a group", d.KeyMode)
+		errAt("key_mode", "private keys must not be readable by others (mode %04o); use 0600, or 0640 with a group", d.KeyMode)
 	case d.KeyMode&0o070 != 0 && d.Group == "":
-		l.errAt(file, path+".key_mode", "mode %04o gives a group access to the private key, but no group is set", d.KeyMode)
+		errAt("key_mode", "mode %04o gives a group access to the private key, but no group is set", d.KeyMode)
 	case d.KeyMode&0o400 == 0:
-		l.errAt(file, path+".key_mode", "mode %04o leaves the private key unreadable by its owner", d.KeyMode)
+		errAt("key_mode", "mode %04o leaves the private key unreadable by its owner", d.KeyMode)
 	}
 	if d.Keep < 0 {
-		l.errAt(file, path+".keep", "keep must be 1 or more, got %d", d.Keep)
+		errAt("keep", "keep must be 1 or more, got %d", d.Keep)
 	} else if d.Keep == 0 {
 		d.Keep = DefaultKeep
+	}
+	for i, r := range d.Reload {
+		if len(r) == 0 {
+			file, path := where("reload")
+			l.errAt(file, fmt.Sprintf("%s[%d]", path, i), "a command needs at least the program to run")
+		}
 	}
 	if d.HookTimeout == 0 {
 		d.HookTimeout = DefaultHookTimeout
 	}
 	if v := d.Verify; v != nil {
 		if err := checkHostPort(v.Address); err != nil {
-			l.errAt(file, path+".verify.address", "%v", err)
+			errAt("verify.address", "%v", err)
 		}
 		if v.ServerName != "" {
 			if n, err := NormalizeDomain(v.ServerName); err != nil || strings.HasPrefix(n, "*.") {
-				l.errAt(file, path+".verify.server_name", "invalid server name %q", v.ServerName)
+				errAt("verify.server_name", "invalid server name %q", v.ServerName)
 			} else {
 				v.ServerName = n
 			}

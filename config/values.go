@@ -111,7 +111,11 @@ func (a *Argv) UnmarshalYAML(n *yaml.Node) error {
 	if n.Kind != yaml.SequenceNode || n.Decode(&s) != nil {
 		return fmt.Errorf("expected a list of arguments such as [nginx, -t], got %s", kindName(n))
 	}
-	if len(s) == 0 || s[0] == "" {
+	if len(s) == 0 {
+		*a = Argv{} // an empty list: no command (check: [] turns a default check off)
+		return nil
+	}
+	if s[0] == "" {
 		return errors.New("a command needs at least the program to run")
 	}
 	*a = s
@@ -343,6 +347,15 @@ func (b *Block) Decode(v any) error {
 			e.Pos.Path = joinPath(b.pos.Path, e.Pos.Path)
 		}
 	}
+	// Secrets name their full key path too (accounts.atlas.api_key), in
+	// the errors Resolve returns and wherever they are listed.
+	walkSecrets(rv, func(s *Secret) {
+		if s.origin.Path == "" {
+			s.origin.Path = b.pos.Path
+		} else if !strings.HasPrefix(s.origin.Path, b.pos.Path+".") {
+			s.origin.Path = b.pos.Path + "." + s.origin.Path
+		}
+	})
 	return errs.err()
 }
 

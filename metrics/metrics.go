@@ -23,6 +23,9 @@ import (
 type Source interface {
 	ListCertificates(ctx context.Context) ([]store.Certificate, error)
 	ListClaims(ctx context.Context) ([]store.Claim, error)
+	// LastPass is the scheduler's last completed pass (store.ErrNotFound
+	// when none was).
+	LastPass(ctx context.Context) (store.Pass, error)
 }
 
 // Metrics holds certd's collectors.
@@ -37,6 +40,7 @@ type Metrics struct {
 	Deploys    *prometheus.CounterVec   // cert, result
 	LiveChecks *prometheus.CounterVec   // cert, result
 	Quota      *prometheus.GaugeVec     // account
+	BuildInfo  *prometheus.GaugeVec     // version, goversion
 }
 
 // New registers every collector on a fresh registry.
@@ -62,10 +66,38 @@ func New(src Source, now func() time.Time) *Metrics {
 		Help: "Live TLS verifications after a reload, by certificate and result."}, []string{"cert", "result"})
 	m.Quota = prometheus.NewGaugeVec(prometheus.GaugeOpts{Name: "certd_ca_quota_remaining",
 		Help: "Issuances left on the account (Atlas /quotas/issuance)."}, []string{"account"})
-	m.reg.MustRegister(m.Renewals, m.Failures, m.CARequests, m.CALatency, m.DCVVisible, m.Deploys, m.LiveChecks, m.Quota,
+	m.BuildInfo = prometheus.NewGaugeVec(prometheus.GaugeOpts{Name: "certd_build_info",
+		Help: "Always 1; the labels say which certd runs."}, []string{"version", "goversion"})
+	m.reg.MustRegister(m.Renewals, m.Failures, m.CARequests, m.CALatency, m.DCVVisible, m.Deploys, m.LiveChecks, m.Quota, m.BuildInfo,
 		&stateCollector{src: src, now: now},
 		collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
 	return m
+}
+
+// SetBuild sets certd_build_info.
+func (m *Metrics) SetBuild(version, goVersion string) {
+	m.BuildInfo.Reset()
+	m.BuildInfo.WithLabelValues(version, goVersion).Set(1)
+}
+
+// Init exports the counters of every configured account and certificate
+// at zero before anything happened, so that rate() and absent() alerts
+// work from the start: renewals per account, failures per account for
+// each of reasons, deploys and live verifications per certificate. It may
+// be called again after a reload; counts already made stay.
+func (m *Metrics) Init(accounts, certs, reasons []string) {
+	for _, a := range accounts {
+		m.Renewals.WithLabelValues(a)
+		for _, r := range reasons {
+			m.Failures.WithLabelValues(a, r)
+		}
+	}
+	for _, c := range certs {
+		for _, result := range []string{"success", "failure"} {
+			m.Deploys.WithLabelValues(c, result)
+			m.LiveChecks.WithLabelValues(c, result)
+		}
+	}
 }
 
 // Handler serves /metrics and /healthz.
@@ -105,6 +137,8 @@ var (
 		"When the account's verified claim on the domain lapses.", []string{"domain", "account"}, nil)
 	descScrapeErr = prometheus.NewDesc("certd_state_scrape_errors",
 		"1 when the store could not be read for this scrape.", nil, nil)
+	descLastPass = prometheus.NewDesc("certd_last_pass_timestamp_seconds",
+		"When the scheduler last completed a pass over what was due (0: never).", nil, nil)
 )
 
 // stateCollector reads certificate and claim state from the store.
@@ -114,7 +148,7 @@ type stateCollector struct {
 }
 
 func (c *stateCollector) Describe(ch chan<- *prometheus.Desc) {
-	for _, d := range []*prometheus.Desc{descExpiry, descRenewal, descReady, descFailing, descClaim, descScrapeErr} {
+	for _, d := range []*prometheus.Desc{descExpiry, descRenewal, descReady, descFailing, descClaim, descScrapeErr, descLastPass} {
 		ch <- d
 	}
 }
@@ -154,5 +188,13 @@ func (c *stateCollector) Collect(ch chan<- prometheus.Metric) {
 			ch <- prometheus.MustNewConstMetric(descClaim, prometheus.GaugeValue, float64(cl.ExpiresAt.Unix()), cl.Domain, cl.Account)
 		}
 	}
+	last := 0.0
+	switch p, err := c.src.LastPass(ctx); {
+	case err == nil:
+		last = float64(p.FinishedAt.UnixMilli()) / 1000
+	case !errors.Is(err, store.ErrNotFound):
+		failed = 1
+	}
+	ch <- prometheus.MustNewConstMetric(descLastPass, prometheus.GaugeValue, last)
 	ch <- prometheus.MustNewConstMetric(descScrapeErr, prometheus.GaugeValue, failed)
 }

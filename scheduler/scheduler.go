@@ -76,7 +76,17 @@ type Options struct {
 	// Housekeeping, when set, runs at the start of every pass (retrying
 	// the removal of DCV artefacts, say). Its failures are logged.
 	Housekeeping func(ctx context.Context) error
-	Logger       *zap.Logger
+	// PassDone, when set, is told when a pass has worked everything that
+	// was due (worked: how many certificates and claims), so that the time
+	// of the last completed pass can be kept. A pass cut short by Stop is
+	// not reported.
+	PassDone func(ctx context.Context, worked int)
+	// OnRetire, when set, is told of every certificate Apply retires
+	// because the configuration no longer lists it (after the event is
+	// recorded): its files stay deployed and are no longer renewed, which
+	// a person must hear about.
+	OnRetire func(cert store.Certificate)
+	Logger   *zap.Logger
 	// Schedule is the cron spec of the periodic pass.
 	Schedule string
 	// Workers bounds how many certificates are worked at once (default 4).
@@ -212,7 +222,16 @@ func (s *Scheduler) Apply(ctx context.Context, specs []CertSpec) error {
 		if err := s.opts.Store.SaveCertificate(ctx, c); err != nil {
 			return fmt.Errorf("scheduler: retiring %s: %w", name, err)
 		}
-		s.event(ctx, "info", "retired", name, c.Account, "certificate removed from the configuration; files and history are kept")
+		msg := "certificate removed from the configuration and retired; its history is kept and it is no longer renewed"
+		if c.Current != nil {
+			msg = fmt.Sprintf("certificate removed from the configuration and retired: its deployed files (serial %s, valid until %s) stay in place and are no longer renewed; "+
+				"put it back in the configuration to keep it valid (its stored version is adopted, nothing is ordered), or remove its files once nothing uses them",
+				c.Current.Serial, c.Current.NotAfter.UTC().Format(time.RFC3339))
+		}
+		s.event(ctx, "warn", "retired", name, c.Account, msg)
+		if s.opts.OnRetire != nil {
+			s.opts.OnRetire(c)
+		}
 	}
 	return nil
 }
@@ -362,11 +381,13 @@ func (s *Scheduler) Pass(ctx context.Context) error {
 			_ = s.run(ctx, c) // recorded in the store; nothing more to do here
 		}(c)
 	}
+	claimsWorked := 0
 	if s.opts.ClaimWork != nil {
 		claims, err := s.opts.Store.DueClaims(ctx, s.opts.Now(), batch)
 		if err != nil {
 			return fmt.Errorf("scheduler: reading due claims: %w", err)
 		}
+		claimsWorked = len(claims)
 		for _, c := range claims {
 			sem <- struct{}{}
 			s.jobs.Add(1)
@@ -383,11 +404,19 @@ func (s *Scheduler) Pass(ctx context.Context) error {
 			}(c)
 		}
 	}
+	worked := len(due) + claimsWorked
 	for range s.opts.Workers {
 		sem <- struct{}{}
 	}
 	if len(due) == batch {
 		s.Kick() // more than one batch is due: go on after this one
+	}
+	if s.opts.PassDone != nil {
+		select {
+		case <-s.done: // stopped while it ran: not a completed pass
+		default:
+			s.opts.PassDone(context.WithoutCancel(ctx), worked)
+		}
 	}
 	return nil
 }

@@ -157,6 +157,17 @@ CREATE TABLE account_holds (
 	updated_at  INTEGER NOT NULL
 );
 `,
+	// 4: the last completed pass of the scheduler (one row), so that
+	// `certd status` and the metrics tell when the daemon last did its
+	// work.
+	`
+CREATE TABLE last_pass (
+	id           INTEGER PRIMARY KEY CHECK (id = 1),
+	finished_at  INTEGER NOT NULL,
+	pid          INTEGER NOT NULL,
+	worked       INTEGER NOT NULL DEFAULT 0
+);
+`,
 }
 
 // SchemaVersion is the schema version this build writes.

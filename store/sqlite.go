@@ -673,3 +673,31 @@ func (s *SQLite) AccountHolds(ctx context.Context) ([]AccountHold, error) {
 		return h, err
 	}, "SELECT account, until, reason, updated_at FROM account_holds ORDER BY account")
 }
+
+// --- passes
+
+// RecordPass implements Passes.
+func (s *SQLite) RecordPass(ctx context.Context, p Pass) error {
+	if p.FinishedAt.IsZero() {
+		p.FinishedAt = s.now()
+	}
+	_, err := s.w.ExecContext(ctx, `INSERT INTO last_pass (id, finished_at, pid, worked) VALUES (1, ?, ?, ?)
+		ON CONFLICT (id) DO UPDATE SET finished_at = excluded.finished_at, pid = excluded.pid, worked = excluded.worked`,
+		ms(p.FinishedAt), p.PID, p.Worked)
+	if err != nil {
+		return fmt.Errorf("store: recording the last pass: %w", err)
+	}
+	return nil
+}
+
+// LastPass implements Passes.
+func (s *SQLite) LastPass(ctx context.Context) (Pass, error) {
+	var p Pass
+	var at sql.NullInt64
+	err := s.db.QueryRowContext(ctx, "SELECT finished_at, pid, worked FROM last_pass WHERE id = 1").Scan(&at, &p.PID, &p.Worked)
+	if err != nil {
+		return p, notFound(err, "last pass")
+	}
+	p.FinishedAt = fromMs(at)
+	return p, nil
+}

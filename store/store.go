@@ -33,7 +33,26 @@ type Store interface {
 	Events
 	CAAccounts
 	AccountHolds
+	Passes
 	Close() error
+}
+
+// Passes keeps when the scheduler last completed a pass over what was
+// due, so that a reader (certd status, the metrics) can tell a working
+// daemon from a stuck or stopped one.
+type Passes interface {
+	// RecordPass replaces the stored last pass with p.
+	RecordPass(ctx context.Context, p Pass) error
+	// LastPass returns the last recorded pass, or ErrNotFound when none
+	// was ever completed.
+	LastPass(ctx context.Context) (Pass, error)
+}
+
+// Pass is one completed pass of the scheduler.
+type Pass struct {
+	FinishedAt time.Time
+	PID        int // the process that ran it
+	Worked     int // certificates worked in it
 }
 
 // AccountHolds keeps, per CA account, the time before which certd sends

@@ -2,6 +2,7 @@ package main
 
 import (
 	"context"
+	"encoding/json"
 	"fmt"
 	"io"
 	"text/tabwriter"
@@ -14,7 +15,7 @@ import (
 )
 
 const claimsUsage = `Usage:
-  certd claims list     [-config FILE]                      claims in the store, with their expiry
+  certd claims list     [-config FILE] [-json]              claims in the store, with their expiry
   certd claims verify   [-config FILE] -account A DOMAIN    prove the claim now if it is not verified
   certd claims reassert [-config FILE] -account A DOMAIN    get a new token and prove the claim again
   certd claims delete   [-config FILE] -account A DOMAIN    delete the claim at the CA and in the store
@@ -29,6 +30,7 @@ func cmdClaims(args []string, stdout, stderr io.Writer) int {
 	fs := newFlags("claims "+sub, stderr)
 	path := fs.String("config", DefaultConfig, "configuration file")
 	account := fs.String("account", "", "the CA account (when there is more than one)")
+	asJSON := fs.Bool("json", false, "list: print JSON for scripts")
 	if code, ok := parseFlags(fs, args[1:]); !ok {
 		return code
 	}
@@ -45,11 +47,26 @@ func cmdClaims(args []string, stdout, stderr io.Writer) int {
 			return exitFailure
 		}
 		now := time.Now()
+		if *asJSON {
+			out := []claimStatus{}
+			for _, c := range claims {
+				out = append(out, claimStatus{Account: c.Account, Domain: c.Domain, Status: c.Status, Method: c.Method, ClaimID: c.CAClaimID,
+					ExpiresAt: timePtr(c.ExpiresAt), AssertBy: timePtr(c.AssertBy), NextAction: c.NextAction, NextActionAt: timePtr(c.NextActionAt),
+					Failures: c.Failures, LastError: c.LastError})
+			}
+			enc := json.NewEncoder(stdout)
+			enc.SetIndent("", "  ")
+			if err := enc.Encode(out); err != nil {
+				fmt.Fprintf(stderr, "certd: %v\n", err)
+				return exitFailure
+			}
+			return exitOK
+		}
 		tw := tabwriter.NewWriter(stdout, 0, 0, 2, ' ', 0)
 		fmt.Fprintln(tw, "DOMAIN\tACCOUNT\tSTATUS\tMETHOD\tCLAIM ID\tEXPIRES\tASSERT BY\tNEXT\tLAST ERROR")
 		for _, c := range claims {
 			fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\n", c.Domain, c.Account, c.Status, dash(c.Method), dash(c.CAClaimID),
-				relative(timePtr(c.ExpiresAt), now), relative(timePtr(c.AssertBy), now), next(c.NextAction, timePtr(c.NextActionAt), now),
+				absolute(timePtr(c.ExpiresAt), now), absolute(timePtr(c.AssertBy), now), next(c.NextAction, timePtr(c.NextActionAt), now),
 				dash(truncate(c.LastError, 60)))
 		}
 		tw.Flush()

@@ -1,35 +1,54 @@
 package main
 
 import (
+	"bytes"
 	"context"
 	"crypto/rand"
+	"crypto/x509"
 	"encoding/base64"
+	"errors"
 	"fmt"
 	"io"
 	"net"
 	"os"
 	"os/signal"
 	"path/filepath"
+	"sort"
 	"strings"
 	"syscall"
 	"time"
 
 	"github.com/certd/certd/ca/atlas/atlassim"
 	"github.com/certd/certd/internal/authdns"
+	"github.com/certd/certd/internal/pemutil"
 	"github.com/certd/certd/store"
 )
+
+// demoNames are the demo's certificates.
+var demoNames = []string{"www", "shop", "blog"}
+
+// demoStateFile keeps the simulator's trust material, claims and
+// certificates between runs, so that a second run is the same CA.
+const demoStateFile = "atlas-sim.json"
 
 // cmdDemo runs certd's whole lifecycle on loopback with nothing installed:
 // the bundled Atlas simulator, an in-process DNS server taking RFC 2136
 // updates, the built-in HTTP responder, and the real daemon between them.
+// It can be run again in the same folder: the simulator's state is kept
+// there.
 func cmdDemo(args []string, stdout, stderr io.Writer) int {
 	fs := newFlags("demo", stderr)
-	dir := fs.String("dir", "certd-demo", "folder for the demo's store, configuration and deployed certificates")
-	once := fs.Bool("once", false, "exit 0 as soon as every certificate is deployed once")
-	lifetime := fs.Duration("lifetime", 5*time.Minute, "lifetime of the demo certificates (renewal starts with 1/3 left)")
+	dir := fs.String("dir", "certd-demo", "folder for the demo's store, configuration, simulator state and deployed certificates")
+	once := fs.Bool("once", false, "exit 0 as soon as every certificate is deployed and verifies")
+	lifetime := fs.Duration("lifetime", 5*time.Minute, "lifetime of the demo certificates")
+	renewAfter := fs.Duration("renew-after", 40*time.Second, "renew each certificate this long after it was issued (renew.before is the rest of its lifetime)")
 	wait := fs.Duration("timeout", 90*time.Second, "with -once: give up after this long")
 	if code, ok := parseFlags(fs, args); !ok {
 		return code
+	}
+	if *lifetime < time.Minute || *renewAfter <= 0 || *renewAfter > *lifetime*9/10 {
+		fmt.Fprintln(stderr, "certd demo: -lifetime must be at least 1m, and -renew-after more than 0 and at most 9/10 of it")
+		return exitUsage
 	}
 	d, err := filepath.Abs(*dir)
 	if err == nil {
@@ -39,26 +58,52 @@ func cmdDemo(args []string, stdout, stderr io.Writer) int {
 		fmt.Fprintf(stderr, "certd demo: %v\n", err)
 		return exitFailure
 	}
+	if pid, held := store.LockHolder(filepath.Join(d, "certd.db")); held {
+		fmt.Fprintf(stderr, "certd demo: another certd (pid %d) is running on %s; stop it first\n", pid, d)
+		return exitStore
+	}
 	ctx, cancel := context.WithCancel(context.Background())
 	defer cancel()
-	cfgPath, err := startDemoWorld(ctx, d, *lifetime, stdout)
+	w, err := startDemoWorld(ctx, d, *lifetime, *renewAfter, stdout)
 	if err != nil {
 		fmt.Fprintf(stderr, "certd demo: %v\n", err)
 		return exitFailure
 	}
+	// The simulator's state is saved as it changes and at the end, so a
+	// later run (even after a kill) is the same CA.
+	saveDone := make(chan struct{})
+	go func() {
+		defer close(saveDone)
+		t := time.NewTicker(2 * time.Second)
+		defer t.Stop()
+		for {
+			select {
+			case <-ctx.Done():
+				return
+			case <-t.C:
+				_ = w.save()
+			}
+		}
+	}()
+	defer func() {
+		cancel()
+		<-saveDone
+		if err := w.save(); err != nil {
+			fmt.Fprintf(stderr, "certd demo: saving the simulator's state: %v\n", err)
+		}
+	}()
 
 	sigs := make(chan os.Signal, 4)
 	userSigs := make(chan os.Signal, 4)
 	signal.Notify(userSigs, syscall.SIGINT, syscall.SIGTERM, syscall.SIGHUP)
 	defer signal.Stop(userSigs)
 	code := make(chan int, 1)
-	go func() { code <- runDaemon(cfgPath, stderr, sigs, false) }()
+	go func() { code <- runDaemon(w.cfgPath, stderr, sigs, false) }()
 
-	names := []string{"www", "shop", "blog"}
 	deadline := time.After(*wait)
 	tick := time.NewTicker(250 * time.Millisecond)
 	defer tick.Stop()
-	reported := false
+	var serials map[string]string // once every certificate verified: the serials shown
 	for {
 		select {
 		case c := <-code:
@@ -66,35 +111,55 @@ func cmdDemo(args []string, stdout, stderr io.Writer) int {
 		case s := <-userSigs:
 			sigs <- s
 		case <-deadline:
-			if *once && !reported {
-				fmt.Fprintf(stdout, "\ncertd demo: not every certificate was deployed within %s:\n", *wait)
-				printDemoState(stdout, d, names)
+			if *once && serials == nil {
+				fmt.Fprintf(stdout, "\ncertd demo: not every certificate was deployed and verified within %s:\n", *wait)
+				printDemoState(stdout, w)
 				sigs <- syscall.SIGTERM
 				<-code
 				return exitFailure
 			}
 		case <-tick.C:
-			if reported || !demoDeployed(d, names) {
+			now := time.Now()
+			live, ok := w.verified(now)
+			if serials == nil {
+				if !ok {
+					continue
+				}
+				serials = live
+				fmt.Fprintf(stdout, "\ncertd demo: every certificate is deployed under %s/live/ and verifies against %s/sim-root.pem\n", d, d)
+				printDemoState(stdout, w)
+				w.printNext(stdout, now)
+				if *once {
+					sigs <- syscall.SIGTERM
+					return <-code
+				}
+				fmt.Fprintf(stdout, "\ncertd demo: running on; each renewal is shown here as it happens. Ctrl-C stops (the state is kept for the next run).\n\n")
 				continue
 			}
-			reported = true
-			fmt.Fprintf(stdout, "\ncertd demo: every certificate is deployed under %s/live/ and verifies against %s/sim-root.pem\n", d, d)
-			printDemoState(stdout, d, names)
-			if *once {
-				sigs <- syscall.SIGTERM
-				if c := <-code; c != exitOK {
-					return c
+			for _, name := range demoNames {
+				if s, ok := live[name]; ok && s != serials[name] {
+					fmt.Fprintf(stdout, "certd demo: %s renewed: serial %s -> %s, deployed and verified against sim-root.pem%s\n", name, serials[name], s, w.nextOf(name, now))
+					serials[name] = s
 				}
-				return exitOK
 			}
-			fmt.Fprintf(stdout, "\ncertd demo: running on; certificates renew when a third of their %s lifetime is left. Ctrl-C stops.\n\n", *lifetime)
 		}
 	}
 }
 
-// startDemoWorld starts the DNS server and the Atlas simulator, writes the
-// credentials and the configuration, and returns the configuration's path.
-func startDemoWorld(ctx context.Context, d string, lifetime time.Duration, out io.Writer) (string, error) {
+// demoWorld is what the demo started around the daemon.
+type demoWorld struct {
+	dir        string
+	cfgPath    string
+	sim        *atlassim.Server
+	roots      *x509.CertPool
+	lifetime   time.Duration
+	renewAfter time.Duration
+}
+
+// startDemoWorld starts the DNS server and the Atlas simulator (loaded
+// from the demo folder when an earlier run left its state there), writes
+// the credentials and the configuration.
+func startDemoWorld(ctx context.Context, d string, lifetime, renewAfter time.Duration, out io.Writer) (*demoWorld, error) {
 	secret := make([]byte, 32)
 	_, _ = rand.Read(secret)
 	tsig := base64.StdEncoding.EncodeToString(secret)
@@ -103,15 +168,15 @@ func startDemoWorld(ctx context.Context, d string, lifetime time.Duration, out i
 		"example.net": nil,
 	})
 	if err != nil {
-		return "", err
+		return nil, err
 	}
 	if err := dnsSrv.Start(ctx, "127.0.0.1:0"); err != nil {
-		return "", err
+		return nil, err
 	}
 	// The responder's port: chosen now, opened by the daemon.
 	l, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
-		return "", err
+		return nil, err
 	}
 	webAddr := l.Addr().String()
 	l.Close()
@@ -119,19 +184,19 @@ func startDemoWorld(ctx context.Context, d string, lifetime time.Duration, out i
 	pol := atlassim.DefaultPolicy()
 	pol.Validity.SecondsMin = 60
 	apiSecret := base64.RawURLEncoding.EncodeToString(secret[:18])
-	sim, err := atlassim.New(atlassim.Options{APIKey: "demo-api-key", APISecret: apiSecret, DNSServer: dnsSrv.Addr, HTTPAddr: webAddr,
-		RotateEvery: 2, Policy: &pol})
+	opts := atlassim.Options{APIKey: "demo-api-key", APISecret: apiSecret, DNSServer: dnsSrv.Addr, HTTPAddr: webAddr, RotateEvery: 2, Policy: &pol}
+	sim, err := openDemoSim(d, opts, out)
 	if err != nil {
-		return "", err
+		return nil, err
 	}
 	ln, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
-		return "", err
+		return nil, err
 	}
 	go func() { _ = sim.Serve(ctx, ln) }()
 	certPEM, keyPEM, err := sim.ClientCredentials("certd-demo")
 	if err != nil {
-		return "", err
+		return nil, err
 	}
 	files := map[string][]byte{
 		"atlas-client.pem": certPEM, "atlas-client.key": keyPEM, "atlas-api-key": []byte("demo-api-key\n"),
@@ -140,9 +205,10 @@ func startDemoWorld(ctx context.Context, d string, lifetime time.Duration, out i
 	}
 	for name, data := range files {
 		if err := writePrivate(filepath.Join(d, name), data); err != nil {
-			return "", err
+			return nil, err
 		}
 	}
+	before := lifetime - renewAfter
 	cfg := fmt.Sprintf(`# Generated by certd demo. Every service here runs on loopback.
 schedule: "@every 10s"
 store: {sqlite: %[1]s/certd.db}
@@ -167,6 +233,9 @@ http:
   demo-web: {type: responder, listen: %[3]q}
 defaults:
   account: atlas
+  # Renewed %[7]s after issuance, so that renewals happen while you watch
+  # (a real fleet keeps the default: renew with a third of the lifetime left).
+  renew: {before: %[6]s}
   deploy:
     dir: %[1]s/live
     keep: 2
@@ -184,27 +253,153 @@ certificates:
     domains: [blog.example.com]
     dcv: {method: http, target: demo-web}
     lifetime: %[5]s
-`, d, dnsSrv.Addr, webAddr, ln.Addr().String(), fmtDuration(lifetime))
+`, d, dnsSrv.Addr, webAddr, ln.Addr().String(), fmtDuration(lifetime), fmtDuration(before), fmtDuration(renewAfter))
 	path := filepath.Join(d, "certd.yaml")
 	if err := os.WriteFile(path, []byte(cfg), 0o644); err != nil {
-		return "", err
+		return nil, err
 	}
+	roots := x509.NewCertPool()
+	roots.AppendCertsFromPEM(sim.RootPEM())
 	fmt.Fprintf(out, `certd demo
   Atlas simulator (mTLS)    https://%s/v2
   DNS server (RFC 2136)     %s  zones example.com, example.net
   HTTP responder            http://%s/.well-known/pki-validation/
   configuration             %s
   simulator root            %s
+  simulator state           %s
   deployed certificates     %s/live/<name>/
 
-`, ln.Addr(), dnsSrv.Addr, webAddr, path, filepath.Join(d, "sim-root.pem"), d)
-	return path, nil
+`, ln.Addr(), dnsSrv.Addr, webAddr, path, filepath.Join(d, "sim-root.pem"), filepath.Join(d, demoStateFile), d)
+	return &demoWorld{dir: d, cfgPath: path, sim: sim, roots: roots, lifetime: lifetime, renewAfter: renewAfter}, nil
+}
+
+// openDemoSim loads the simulator an earlier run saved in d. Without a
+// saved state, or with one that cannot be read, it starts a new one, and
+// clears what an earlier run deployed (chained to a root that is gone),
+// saying so.
+func openDemoSim(d string, opts atlassim.Options, out io.Writer) (*atlassim.Server, error) {
+	statePath := filepath.Join(d, demoStateFile)
+	data, err := os.ReadFile(statePath)
+	switch {
+	case err == nil:
+		sim, lerr := atlassim.Load(bytes.NewReader(data), opts)
+		if lerr == nil {
+			fmt.Fprintf(out, "certd demo: the simulator of the earlier run is back (root, claims and certificates from %s): what it issued still verifies\n", statePath)
+			return sim, nil
+		}
+		fmt.Fprintf(out, "certd demo: %s cannot be read (%v): starting clean\n", statePath, lerr)
+		if err := clearDemo(d); err != nil {
+			return nil, err
+		}
+	case errors.Is(err, os.ErrNotExist):
+		if _, serr := os.Stat(filepath.Join(d, "certd.db")); serr == nil {
+			fmt.Fprintf(out, "certd demo: %s holds a store but no simulator state (%s): what it deployed chains to a root that is gone; starting clean\n", d, demoStateFile)
+			if err := clearDemo(d); err != nil {
+				return nil, err
+			}
+		}
+	default:
+		return nil, err
+	}
+	return atlassim.New(opts)
+}
+
+// clearDemo removes what a demo run left: the store, the deployed files
+// and the simulator's state.
+func clearDemo(d string) error {
+	for _, name := range []string{"certd.db", "certd.db-wal", "certd.db-shm", "certd.db.lock", demoStateFile, "live"} {
+		if err := os.RemoveAll(filepath.Join(d, name)); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+// save writes the simulator's state (with its CA keys: 0600) beside the
+// demo's store, replacing the last one in one rename.
+func (w *demoWorld) save() error {
+	var b bytes.Buffer
+	if err := w.sim.Save(&b); err != nil {
+		return err
+	}
+	tmp := filepath.Join(w.dir, "."+demoStateFile+".tmp")
+	if err := writePrivate(tmp, b.Bytes()); err != nil {
+		return err
+	}
+	return os.Rename(tmp, filepath.Join(w.dir, demoStateFile))
+}
+
+// verified reads each demo certificate's live set and returns the serials
+// when every one verifies now against the simulator's root, for its name.
+func (w *demoWorld) verified(now time.Time) (map[string]string, bool) {
+	out := map[string]string{}
+	for _, name := range demoNames {
+		live := filepath.Join(w.dir, "live", name)
+		certPEM, err1 := os.ReadFile(filepath.Join(live, "cert.pem"))
+		chainPEM, err2 := os.ReadFile(filepath.Join(live, "chain.pem"))
+		if err1 != nil || err2 != nil {
+			return out, false
+		}
+		certs, err := pemutil.Certificates(certPEM)
+		if err != nil {
+			return out, false
+		}
+		inter := x509.NewCertPool()
+		inter.AppendCertsFromPEM(chainPEM)
+		if _, err := certs[0].Verify(x509.VerifyOptions{DNSName: name + ".example.com", Roots: w.roots, Intermediates: inter, CurrentTime: now}); err != nil {
+			return out, false
+		}
+		out[name] = fmt.Sprintf("%X", certs[0].SerialNumber)
+	}
+	return out, true
+}
+
+// printNext says when each certificate is renewed next, and why then.
+func (w *demoWorld) printNext(out io.Writer, now time.Time) {
+	fmt.Fprintf(out, "certd demo: next renewals: each certificate is renewed at most %s after it is issued (the demo sets renew.before to %s of its %s lifetime; "+
+		"certd moves each renewal a little earlier at random, so that a fleet does not renew all at once):\n",
+		fmtDuration(w.renewAfter), fmtDuration(w.lifetime-w.renewAfter), fmtDuration(w.lifetime))
+	for _, c := range w.stored() {
+		if c.Current == nil || c.NextActionAt.IsZero() {
+			continue
+		}
+		at := c.NextActionAt
+		fmt.Fprintf(out, "  %-5s serial %s valid until %s: %s at %s (%s)\n", c.Name, c.Current.Serial, c.Current.NotAfter.UTC().Format(time.TimeOnly),
+			c.NextAction, at.UTC().Format(time.TimeOnly), relative(&at, now))
+	}
+}
+
+// nextOf is "; next renewal at ..." for one certificate.
+func (w *demoWorld) nextOf(name string, now time.Time) string {
+	for _, c := range w.stored() {
+		if c.Name == name && !c.NextActionAt.IsZero() {
+			at := c.NextActionAt
+			return fmt.Sprintf("; next %s at %s (%s)", c.NextAction, at.UTC().Format(time.TimeOnly), relative(&at, now))
+		}
+	}
+	return ""
+}
+
+// stored reads the demo's certificates from its store, by name.
+func (w *demoWorld) stored() []store.Certificate {
+	st, err := store.Open(context.Background(), filepath.Join(w.dir, "certd.db"), store.Options{})
+	if err != nil {
+		return nil
+	}
+	defer st.Close()
+	certs, _ := st.ListCertificates(context.Background())
+	sort.Slice(certs, func(i, j int) bool { return certs[i].Name < certs[j].Name })
+	return certs
 }
 
 func fmtDuration(d time.Duration) string {
 	s := d.String()
-	s = strings.TrimSuffix(s, "0s")
-	s = strings.TrimSuffix(s, "0m")
+	if strings.HasSuffix(s, "m0s") {
+		s = strings.TrimSuffix(s, "0s")
+	}
+	if strings.HasSuffix(s, "h0m") {
+		s = strings.TrimSuffix(s, "0m")
+	}
 	if s == "" {
 		return "0s"
 	}
@@ -218,19 +413,23 @@ func writePrivate(path string, data []byte) error {
 	return os.Chmod(path, 0o600)
 }
 
-// demoDeployed reports whether every demo certificate is valid in the store.
-func demoDeployed(d string, names []string) bool {
-	return allValid(filepath.Join(d, "certd.db"), names)
-}
-
-func printDemoState(w io.Writer, d string, _ []string) {
-	st, err := store.Open(context.Background(), filepath.Join(d, "certd.db"), store.Options{})
+// printDemoState prints certd status for the demo.
+func printDemoState(w io.Writer, dw *demoWorld) {
+	cfg, err := loadConfig(dw.cfgPath)
+	if err != nil {
+		fmt.Fprintf(w, "  (configuration unreadable: %v)\n", err)
+		return
+	}
+	st, err := store.Open(context.Background(), cfg.Store.SQLite, store.Options{})
 	if err != nil {
 		fmt.Fprintf(w, "  (store unreadable: %v)\n", err)
 		return
 	}
 	defer st.Close()
-	certs, _ := st.ListCertificates(context.Background())
-	claims, _ := st.ListClaims(context.Background())
-	printStatus(w, buildStatus(certs, claims, time.Now()), time.Now())
+	rep, err := collectStatus(context.Background(), cfg, st, time.Now(), true)
+	if err != nil {
+		fmt.Fprintf(w, "  (store unreadable: %v)\n", err)
+		return
+	}
+	printStatus(w, rep, time.Now())
 }

@@ -28,6 +28,8 @@ type atlasWorld struct {
 	knot *testenv.Knot
 	url  string
 	dir  string
+	// stopSim stops the simulator before the test ends (idempotent).
+	stopSim func()
 }
 
 func newAtlasWorld(t *testing.T, mods ...func(*atlassim.Options)) *atlasWorld {
@@ -54,7 +56,8 @@ func newAtlasWorld(t *testing.T, mods ...func(*atlassim.Options)) *atlasWorld {
 	ctx, cancel := context.WithCancel(context.Background())
 	done := make(chan struct{})
 	go func() { _ = sim.Serve(ctx, ln); close(done) }()
-	t.Cleanup(func() { cancel(); <-done })
+	w.stopSim = func() { cancel(); <-done }
+	t.Cleanup(w.stopSim)
 	w.url = "https://" + ln.Addr().String() + "/v2"
 	certPEM, keyPEM, err := sim.ClientCredentials("certd-e2e")
 	if err != nil {
@@ -189,7 +192,7 @@ func TestEndToEndAtlasThroughKnot(t *testing.T) {
 
 	// status shows the claims and the certificates.
 	var out, errb strings.Builder
-	if code := run([]string{"status", "-config", cfgPath}, &out, &errb); code != exitOK {
+	if code := run([]string{"status", "-config", cfgPath, "-no-daemon"}, &out, &errb); code != exitOK {
 		t.Fatalf("status: exit %d %s\n%s", code, errb.String(), out.String())
 	}
 	for _, want := range []string{"www.example.com", "shop.example.org", "valid", "VERIFIED", "example.com", "renew in"} {
@@ -217,7 +220,7 @@ func TestEndToEndAtlasThroughKnot(t *testing.T) {
 	}
 	if !strings.Contains(func() string {
 		var b strings.Builder
-		run([]string{"status", "-config", cfgPath}, &b, &errb)
+		run([]string{"status", "-config", cfgPath, "-no-daemon"}, &b, &errb)
 		return b.String()
 	}(), "globalsign-atlas") {
 		t.Error("status does not show the issuer")
@@ -296,7 +299,7 @@ func TestEndToEndAtlasThroughKnot(t *testing.T) {
 		t.Fatalf("renew -force: serial %X -> %X, ledger %d: %s", oldSerial, newSerial, len(w.sim.Ledger()), out.String())
 	}
 	out.Reset()
-	if code := run([]string{"status", "-config", cfgPath, "-json"}, &out, &errb); code != exitOK {
+	if code := run([]string{"status", "-config", cfgPath, "-json", "-no-daemon"}, &out, &errb); code != exitOK {
 		t.Fatalf("status -json after the renewal: %d", code)
 	}
 	var rep statusReport

@@ -13,7 +13,7 @@ import (
 // Exit codes, documented in README.md and `certd help`.
 const (
 	exitOK      = 0 // success; for status: every certificate healthy
-	exitFailure = 1 // a runtime failure; for status: a certificate is failing or near expiry
+	exitFailure = 1 // a runtime failure; for status: a certificate or the daemon needs attention
 	exitUsage   = 2 // bad command line or invalid configuration
 	exitStore   = 3 // the store is in use by another daemon, or newer than this binary
 )
@@ -26,12 +26,19 @@ const usage = `certd keeps TLS certificates valid with no person in the loop.
 Usage:
   certd run          [-config FILE] [-once]   run the daemon (systemd: Type=notify); -once works
                                               what is due, then exits (0: every certificate valid)
-  certd check-config [FILE]                   validate a configuration; print every error
-  certd status       [-config FILE] [-json]   show certificates and claims
+  certd check-config [-skip-credentials] [FILE]
+                                              validate a configuration as a start reads it: every
+                                              error, every secret and file it names
+  certd status       [-config FILE] [-json] [-no-daemon] [NAME]
+                                              every configured certificate, the claims and the
+                                              daemon; exit 1 when anything needs attention
   certd events       [-config FILE] [-since D] [-n N] [-json] [NAME]   the event log
-  certd renew        [-config FILE] [-force] NAME   renew one certificate now
-  certd rollback     [-config FILE] NAME      switch back to the previous deployed version
-  certd claims       list|verify|reassert|delete [-config FILE] [-account A] [DOMAIN]
+  certd renew        [-config FILE] [-force] [-dry-run] NAME
+                                              renew one certificate now (-force: a new order);
+                                              -dry-run: everything short of the order
+  certd rollback     [-config FILE] NAME      switch back to the previous deployed version (held
+                                              until the next issuance)
+  certd claims       list|verify|reassert|delete [-config FILE] [-account A] [-json] [DOMAIN]
                                               account-level domain claims (Atlas)
   certd revoke       [-config FILE] [-reason R] NAME   revoke the deployed certificate at its CA;
                                               a new one is due at once
@@ -39,15 +46,18 @@ Usage:
                                               open orders, and an operator's word on one certd
                                               cannot settle alone
   certd demo         [-dir D] [-once]         the whole lifecycle on loopback: Atlas simulator,
-                                              DNS server, HTTP responder; nothing to install
+                                              DNS server, HTTP responder; nothing to install;
+                                              run it again in the same folder: its state is kept
   certd sim atlas    [-listen ADDR] [-dir D]  run the Atlas simulator standalone
   certd version                               print the version
 
 FILE defaults to ` + DefaultConfig + `.
 
 Exit codes:
-  0  success (status: every certificate is healthy)
-  1  runtime failure (status: a certificate is failing or inside its emergency window)
+  0  success (status: every certificate is healthy and a daemon works the store)
+  1  runtime failure (status: a certificate is failing, needs an operator, is inside its
+     emergency window, is not issued within pending_grace, or is retired with its files
+     still deployed; or no daemon runs, or it completes no pass)
   2  bad command line or invalid configuration
   3  the store is in use by another certd, or was written by a newer one
 `

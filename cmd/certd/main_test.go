@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"context"
 	"encoding/json"
+	"fmt"
 	"net"
 	"os"
 	"os/exec"
@@ -258,11 +259,25 @@ func exitCode(err error) int {
 
 func TestCheckConfig(t *testing.T) {
 	var out, errb bytes.Buffer
-	if code := run([]string{"check-config", "../../config.example.yaml"}, &out, &errb); code != exitOK {
-		t.Fatalf("example config: exit %d\n%s", code, errb.String())
+	// The example names files and systemd credentials this machine does
+	// not have: check-config says so, as a start would fail on them.
+	if code := run([]string{"check-config", "../../config.example.yaml"}, &out, &errb); code != exitUsage {
+		t.Fatalf("example config: exit %d, want %d\n%s%s", code, exitUsage, out.String(), errb.String())
 	}
-	if !strings.Contains(out.String(), "ok (1 files, 3 certificates") {
-		t.Errorf("output: %s", out.String())
+	// Each problem is reported where it is written.
+	line := 1 + strings.Count(strings.Split(readString(t, "../../config.example.yaml"), "client_cert: /etc/certd/atlas-client.pem")[0], "\n")
+	for _, want := range []string{fmt.Sprintf("config.example.yaml:%d:5: accounts.atlas.client_cert: open /etc/certd/atlas-client.pem", line),
+		"accounts.atlas.api_key: credential atlas-api-key: $CREDENTIALS_DIRECTORY is not set", "certd would not start"} {
+		if !strings.Contains(errb.String(), want) {
+			t.Errorf("check-config of the example does not say %q:\n%s", want, errb.String())
+		}
+	}
+	// Without the credentials, only the missing client certificate is left.
+	out.Reset()
+	errb.Reset()
+	if code := run([]string{"check-config", "-skip-credentials", "../../config.example.yaml"}, &out, &errb); code != exitUsage ||
+		strings.Contains(errb.String(), "CREDENTIALS_DIRECTORY") || !strings.Contains(errb.String(), "atlas-client.pem") {
+		t.Fatalf("-skip-credentials: exit %d\n%s", code, errb.String())
 	}
 	out.Reset()
 	errb.Reset()
@@ -283,29 +298,42 @@ func TestCheckConfig(t *testing.T) {
 func TestStatusOnNewStore(t *testing.T) {
 	dir := t.TempDir()
 	cfgPath := filepath.Join(dir, "certd.yaml")
-	writeFile(t, cfgPath, "store: {sqlite: fresh/certd.db}\n")
+	writeFile(t, cfgPath, "store: {sqlite: fresh/certd.db}\nallow_empty: true\n")
 	var out, errb bytes.Buffer
-	if code := run([]string{"status", "-config", cfgPath}, &out, &errb); code != exitOK {
+	if code := run([]string{"status", "-config", cfgPath, "-no-daemon"}, &out, &errb); code != exitOK {
 		t.Fatalf("exit %d: %s", code, errb.String())
 	}
 	lines := strings.Split(strings.TrimSpace(out.String()), "\n")
-	if len(lines) != 3 || !strings.HasPrefix(lines[0], "CERTIFICATE") || !strings.HasPrefix(lines[2], "CLAIM") {
-		t.Errorf("want an empty table (two header lines), got:\n%s", out.String())
+	if len(lines) != 5 || !strings.HasPrefix(lines[0], "daemon: not running") || !strings.HasPrefix(lines[2], "CERTIFICATE") || !strings.HasPrefix(lines[4], "CLAIM") {
+		t.Errorf("want the daemon line and two empty tables, got:\n%s", out.String())
 	}
 	out.Reset()
-	if code := run([]string{"status", "-config", cfgPath, "-json"}, &out, &errb); code != exitOK {
+	if code := run([]string{"status", "-config", cfgPath, "-json", "-no-daemon"}, &out, &errb); code != exitOK {
 		t.Fatalf("json: exit %d", code)
 	}
 	var rep statusReport
-	if err := json.Unmarshal(out.Bytes(), &rep); err != nil || rep.Certificates == nil || len(rep.Certificates) != 0 || rep.Unhealthy != 0 {
+	if err := json.Unmarshal(out.Bytes(), &rep); err != nil || rep.Certificates == nil || len(rep.Certificates) != 0 || rep.Unhealthy != 0 || !rep.Healthy {
 		t.Errorf("json: %+v %v\n%s", rep, err, out.String())
+	}
+	// Without -no-daemon, a store no daemon works is not healthy.
+	out.Reset()
+	if code := run([]string{"status", "-config", cfgPath}, &out, &errb); code != exitFailure || !strings.Contains(out.String(), "NOT RUNNING") {
+		t.Errorf("no daemon: exit %d\n%s", code, out.String())
 	}
 }
 
 func TestStatusReportsStoreAndExitsNonZeroWhenUnhealthy(t *testing.T) {
 	dir := t.TempDir()
 	cfgPath := filepath.Join(dir, "certd.yaml")
-	writeFile(t, cfgPath, "store: {sqlite: certd.db}\n")
+	writeFile(t, cfgPath, `store: {sqlite: certd.db}
+accounts:
+  atlas: {type: globalsign-atlas, api_key: env:K, api_secret: env:S, client_cert: /c.pem, client_key: env:CK}
+dns:
+  zone: {type: rfc2136, server: "127.0.0.1:5353", key_name: k, key: env:TSIG}
+defaults: {account: atlas, dcv: {method: dns, provider: zone}, deploy: {dir: /srv/tls}}
+certificates:
+  - {name: ok, domains: [a.example]}
+`)
 	ctx := context.Background()
 	st, err := store.Open(ctx, filepath.Join(dir, "certd.db"), store.Options{})
 	if err != nil {
@@ -322,17 +350,18 @@ func TestStatusReportsStoreAndExitsNonZeroWhenUnhealthy(t *testing.T) {
 		NextAction: "renew", NextActionAt: now.Add(40 * 24 * time.Hour)}))
 	must(st.SaveClaim(ctx, store.Claim{Account: "atlas", Domain: "a.example", Status: "VERIFIED", ExpiresAt: now.Add(300 * 24 * time.Hour)}))
 	var out, errb bytes.Buffer
-	if code := run([]string{"status", "-config", cfgPath}, &out, &errb); code != exitOK {
-		t.Fatalf("healthy store: exit %d %s", code, errb.String())
+	if code := run([]string{"status", "-config", cfgPath, "-no-daemon"}, &out, &errb); code != exitOK {
+		t.Fatalf("healthy store: exit %d %s\n%s", code, errb.String(), out.String())
 	}
-	if !strings.Contains(out.String(), "renew in 39d") || !strings.Contains(out.String(), "VERIFIED") {
+	if !strings.Contains(out.String(), "renew in 39d") || !strings.Contains(out.String(), "VERIFIED") || !strings.Contains(out.String(), "atlas (globalsign-atlas)") {
 		t.Errorf("table:\n%s", out.String())
 	}
+	writeFile(t, cfgPath, strings.Replace(readString(t, cfgPath), "  - {name: ok", "  - {name: bad, domains: [b.example]}\n  - {name: ok", 1))
 	must(st.SaveCertificate(ctx, store.Certificate{Name: "bad", Account: "atlas", Domains: []string{"b.example"}, State: store.StateFailing,
 		NextAction: "issue", NextActionAt: now.Add(10 * time.Minute), Failures: 3, LastError: "atlas: 402 quota exhausted"}))
 	st.Close()
 	out.Reset()
-	if code := run([]string{"status", "-config", cfgPath, "-json"}, &out, &errb); code != exitFailure {
+	if code := run([]string{"status", "-config", cfgPath, "-json", "-no-daemon"}, &out, &errb); code != exitFailure {
 		t.Fatalf("failing certificate: exit %d, want %d", code, exitFailure)
 	}
 	var rep statusReport
@@ -340,7 +369,29 @@ func TestStatusReportsStoreAndExitsNonZeroWhenUnhealthy(t *testing.T) {
 		t.Fatal(err)
 	}
 	if rep.Unhealthy != 1 || len(rep.Certificates) != 2 || rep.Certificates[0].Name != "bad" || rep.Certificates[0].Failures != 3 ||
-		rep.Certificates[0].LastError != "atlas: 402 quota exhausted" || len(rep.Claims) != 1 || rep.Claims[0].ExpiresAt == nil {
+		rep.Certificates[0].LastError != "atlas: 402 quota exhausted" || !strings.Contains(rep.Certificates[0].Problem, "failing (3 attempts") ||
+		len(rep.Claims) != 1 || rep.Claims[0].ExpiresAt == nil || rep.Certificates[1].Path != "/srv/tls/ok" || rep.Certificates[1].KeyType != "ecdsa-p256" {
 		t.Errorf("json report: %+v", rep)
 	}
+	// status NAME: one certificate, and its own exit code.
+	out.Reset()
+	if code := run([]string{"status", "-config", cfgPath, "-no-daemon", "ok"}, &out, &errb); code != exitOK ||
+		!strings.Contains(out.String(), "deployed at") || !strings.Contains(out.String(), "/srv/tls/ok") {
+		t.Errorf("status ok: exit %d\n%s", code, out.String())
+	}
+	if code := run([]string{"status", "-config", cfgPath, "-no-daemon", "bad"}, &out, &errb); code != exitFailure {
+		t.Errorf("status bad: exit %d", code)
+	}
+	if code := run([]string{"status", "-config", cfgPath, "-no-daemon", "nosuch"}, &out, &errb); code != exitUsage {
+		t.Errorf("status of an unknown certificate: exit %d", code)
+	}
+}
+
+func readString(t *testing.T, path string) string {
+	t.Helper()
+	b, err := os.ReadFile(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return string(b)
 }

@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"os"
 	"strings"
+	"sync"
 	"time"
 
 	"go.uber.org/zap"
@@ -57,10 +58,46 @@ type notifier struct {
 	n   *notify.Notifier
 	cfg func() config.Notify
 	log *zap.Logger
+
+	mu       sync.Mutex
+	channels []string // names of the configured senders
+	inflight sync.WaitGroup
+}
+
+// kindRetired: a certificate left the configuration while its files are
+// still deployed.
+const kindRetired = "retired"
+
+// setSenders replaces the channels messages go to and says so when there
+// is none: then nobody is told anything, which an operator must know.
+func (nt *notifier) setSenders(senders []notify.Sender) {
+	names := make([]string, 0, len(senders))
+	for _, s := range senders {
+		names = append(names, s.Name())
+	}
+	nt.mu.Lock()
+	nt.channels = names
+	nt.mu.Unlock()
+	nt.n.SetSenders(senders)
+	if len(names) == 0 {
+		nt.log.Warn("no notification channel is configured (notify.webhook, notify.email): nobody is told when a certificate fails, " +
+			"expires or is retired; it is only logged, recorded in the event log and shown by certd status")
+		return
+	}
+	nt.log.Info("notifications go to " + strings.Join(names, " and "))
 }
 
 func (nt *notifier) send(m notify.Message) {
+	nt.mu.Lock()
+	channels := strings.Join(nt.channels, ",")
+	nt.mu.Unlock()
+	if channels == "" {
+		nt.log.Debug("not notified: no notification channel is configured", zap.String("cert", m.Cert), zap.String("kind", m.Kind))
+		return
+	}
+	nt.inflight.Add(1)
 	go func() {
+		defer nt.inflight.Done()
 		ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 		defer cancel()
 		err := nt.n.Notify(ctx, m)
@@ -70,9 +107,33 @@ func (nt *notifier) send(m notify.Message) {
 		case err != nil:
 			nt.log.Warn("notification failed", zap.String("cert", m.Cert), zap.String("kind", m.Kind), zap.Error(err))
 		default:
-			nt.log.Info("notification sent", zap.String("cert", m.Cert), zap.String("kind", m.Kind))
+			nt.log.Info("notification sent", zap.String("cert", m.Cert), zap.String("kind", m.Kind), zap.String("channels", channels))
 		}
 	}()
+}
+
+// flush waits, at most d, for the notifications being sent: a run that
+// exits must not drop what it was telling someone.
+func (nt *notifier) flush(d time.Duration) {
+	done := make(chan struct{})
+	go func() { nt.inflight.Wait(); close(done) }()
+	select {
+	case <-done:
+	case <-time.After(d):
+		nt.log.Warn("notifications still being sent were abandoned at exit", zap.Duration("waited", d))
+	}
+}
+
+// retired is called for every certificate the configuration no longer
+// lists: its files stay deployed and are no longer renewed.
+func (nt *notifier) retired(c store.Certificate) {
+	text := fmt.Sprintf("%s (%s) was removed from the configuration and retired: certd no longer renews it.", c.Name, strings.Join(c.Domains, ", "))
+	if c.Current != nil {
+		text += fmt.Sprintf(" Its deployed files (serial %s) stay in place and expire at %s. If the removal was a mistake (a truncated or half-written "+
+			"configuration), put the certificate back: its stored version is adopted and nothing is ordered.", c.Current.Serial, c.Current.NotAfter.UTC().Format(time.RFC3339))
+	}
+	nt.send(notify.Message{Kind: kindRetired, Cert: c.Name, Account: c.Account, Domains: c.Domains,
+		Subject: fmt.Sprintf("certd: %s retired (removed from the configuration)", c.Name), Text: text})
 }
 
 // failed is called after a failure is recorded.

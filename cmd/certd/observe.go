@@ -3,6 +3,7 @@ package main
 import (
 	"context"
 	"errors"
+	"net"
 	"strconv"
 	"time"
 
@@ -16,6 +17,12 @@ import (
 
 // errIssuerUnavailable: the account's CA has no issuer in this release.
 var errIssuerUnavailable = errors.New("issuer not available in this certd release")
+
+// failureReasons are the reasons failureReason gives that do not depend
+// on a CA's status or a deploy step: their counters are exported at zero
+// from the start.
+var failureReasons = []string{"quota", "awaiting_approval", "issuer_unavailable", "rejected", "ambiguous", "dcv_failed",
+	"dcv_not_visible", "needs_operator", "ca_unreachable", "timeout", "other"}
 
 // failureReason classifies a failed job for metrics and notifications,
 // from the errors' types, never their text.
@@ -39,6 +46,8 @@ func failureReason(err error) string {
 		return "dcv_not_visible"
 	case errors.As(err, &df):
 		return "deploy_" + df.Step
+	case isCA && ce.Status == 0 && errors.As(err, new(*net.OpError)):
+		return "ca_unreachable"
 	case isCA && ce.Permanent && ce.Status == 0:
 		return "needs_operator"
 	case isCA && ce.Status != 0:

@@ -11,6 +11,7 @@ import (
 
 	"go.uber.org/zap"
 
+	"github.com/certd/certd/config"
 	"github.com/certd/certd/deploy"
 	"github.com/certd/certd/scheduler"
 	"github.com/certd/certd/store"
@@ -58,7 +59,15 @@ func cmdRenew(args []string, stdout, stderr io.Writer) int {
 		fmt.Fprintf(stdout, "%s is valid and not due until %s; use -force to renew now\n", name, c.NextActionAt.UTC().Format(time.RFC3339))
 		return exitOK
 	}
-	if c.NextAction == "" || c.NextAction == scheduler.ActionRenew || *force {
+	switch {
+	case *force:
+		// A new order, never a stored version (one rolled back from, say).
+		c.NextAction = scheduler.ActionReissue
+		if !sayForcedOrder(ctx, cfg, st, c, stdout, stderr) {
+			st.Close()
+			return exitFailure
+		}
+	case c.NextAction == "" || c.NextAction == scheduler.ActionRenew:
 		c.NextAction = scheduler.ActionRenew
 	}
 	c.NextActionAt = now
@@ -99,20 +108,18 @@ func cmdRenew(args []string, stdout, stderr io.Writer) int {
 	}
 	defer stopResponders()
 	issuing := &scheduler.Issuing{Store: lst, Plans: func(n string) (scheduler.Plan, error) { return p.plan(n) },
-		Claims: &scheduler.Claims{Store: lst, Log: log.Named("claims")}, Deployer: &deploy.Deployer{Log: log.Named("deploy")}, Log: log.Named("issue")}
+		Claims: &scheduler.Claims{Store: lst, Log: log.Named("claims")}, Deployer: &deploy.Deployer{Log: log.Named("deploy")}, Log: log.Named("issue"),
+		OnDeploy: func(c store.Certificate, _ scheduler.Plan, err error) {
+			if err != nil {
+				keepIssuedVersion(ctx, lst, c.Name)
+			}
+		}}
 	// A scheduler only to record the outcome as a pass would (failures,
 	// backoff, needs-operator, events): nothing is scheduled.
 	sched, err := scheduler.New(scheduler.Options{Store: lst, Work: issuing.Work, Logger: log.Named("scheduler"), Schedule: "@every 24h"})
 	if err != nil {
 		fmt.Fprintf(stderr, "certd: %v\n", err)
 		return exitFailure
-	}
-	if *force && c.CurrentVersion != 0 {
-		fmt.Fprintf(stdout, "%s: placing a new order with account %s", name, c.Account)
-		if a, ok := cfg.Accounts[c.Account]; ok && a.Type != "acme" {
-			fmt.Fprintf(stdout, " (%s charges for each order)", a.Type)
-		}
-		fmt.Fprintln(stdout)
 	}
 	deadline := time.Now().Add(10 * time.Minute)
 	for {
@@ -146,8 +153,37 @@ func cmdRenew(args []string, stdout, stderr io.Writer) int {
 	}
 }
 
+// sayForcedOrder tells the operator, before anything is sent, what a
+// forced renewal of c costs: a new order (paid, on a commercial CA), or
+// none while an order is still open (it is finished instead).
+func sayForcedOrder(ctx context.Context, cfg *config.Config, st store.Orders, c store.Certificate, stdout, stderr io.Writer) bool {
+	open, err := st.OpenOrders(ctx)
+	if err != nil {
+		fmt.Fprintf(stderr, "certd: %v\n", err)
+		return false
+	}
+	for _, o := range open {
+		if o.CertName == c.Name {
+			fmt.Fprintf(stdout, "%s: order %s (%s) is still open; it is finished first and nothing else is ordered\n", c.Name, o.IdempotencyKey, o.State)
+			return true
+		}
+	}
+	fmt.Fprintf(stdout, "%s: placing a new order with account %s", c.Name, c.Account)
+	if a, ok := cfg.Accounts[c.Account]; ok {
+		if a.Type == "acme" {
+			fmt.Fprint(stdout, " (an ACME order costs nothing until it is finalized)")
+		} else {
+			fmt.Fprintf(stdout, " (%s charges for each order)", a.Type)
+		}
+	}
+	fmt.Fprintln(stdout)
+	return true
+}
+
 // cmdRollback switches a certificate back to the version deployed before
-// the current one, reloads, and records it.
+// the current one, reloads, and records it. The rollback holds until the
+// next real issuance: the version rolled back from is never deployed
+// again on its own; the next renewal places a new order.
 func cmdRollback(args []string, stdout, stderr io.Writer) int {
 	fs := newFlags("rollback", stderr)
 	path := fs.String("config", DefaultConfig, "configuration file")
@@ -164,19 +200,19 @@ func cmdRollback(args []string, stdout, stderr io.Writer) int {
 		return code
 	}
 	defer st.Close()
-	var spec *deploy.Spec
+	var cc *config.Certificate
 	for _, c := range cfg.Certificates {
 		if c.Name == name {
-			s := deploySpec(c)
-			spec = &s
+			cc = c
 		}
 	}
-	if spec == nil {
+	if cc == nil {
 		fmt.Fprintf(stderr, "certd rollback: %s is not in the configuration\n", name)
 		return exitUsage
 	}
+	spec := deploySpec(cc)
 	ctx := context.Background()
-	res, err := (&deploy.Deployer{}).Rollback(ctx, *spec)
+	res, err := (&deploy.Deployer{}).Rollback(ctx, spec)
 	for _, h := range res.Hooks {
 		fmt.Fprintf(stdout, "hook %s: %v\n", strings.Join(h.Argv, " "), errOrOK(h.Err))
 	}
@@ -185,20 +221,49 @@ func cmdRollback(args []string, stdout, stderr io.Writer) int {
 		return exitFailure
 	}
 	// The store follows the files: the version whose serial is now live.
-	leaf, err := deploy.LiveLeaf(*spec)
-	if err == nil {
+	var to, from *store.Version
+	if leaf, err := deploy.LiveLeaf(spec); err == nil {
 		vs, _ := st.ListVersions(ctx, name)
-		for _, v := range vs {
-			if v.Serial == fmt.Sprintf("%X", leaf.SerialNumber) {
-				if c, err := st.GetCertificate(ctx, name); err == nil {
-					c.CurrentVersion = v.ID
-					_ = st.SaveCertificate(ctx, c)
-				}
+		c, _ := st.GetCertificate(ctx, name)
+		for i := range vs {
+			switch {
+			case vs[i].Serial == fmt.Sprintf("%X", leaf.SerialNumber):
+				to = &vs[i]
+			case vs[i].ID == c.CurrentVersion:
+				from = &vs[i]
 			}
 		}
 	}
-	_, _ = st.AppendEvent(ctx, store.Event{Level: "warn", Kind: "rolled_back", CertName: name,
-		Message: fmt.Sprintf("rolled back by an operator from %s to %s", res.Previous, res.Version)})
+	msg := fmt.Sprintf("rolled back by an operator from %s to %s", res.Previous, res.Version)
+	if to != nil {
+		if c, err := st.GetCertificate(ctx, name); err == nil {
+			// Held until the next real issuance: the renewal due for the
+			// version now live places a new order (a reissue), and never
+			// deploys the version rolled back from.
+			policy := scheduler.Policy{RemainingFraction: cc.Renew.RemainingFraction, Before: cc.Renew.Before.D()}
+			c.CurrentVersion, c.State, c.Failures, c.LastError = to.ID, store.StateValid, 0, ""
+			c.NextAction, c.NextActionAt = scheduler.ActionReissue, scheduler.RenewalTime(to.NotBefore, to.NotAfter, policy, 0)
+			if err := st.SaveCertificate(ctx, c); err != nil {
+				fmt.Fprintf(stderr, "certd: recording the rollback: %v\n", err)
+				return exitFailure
+			}
+			now := time.Now()
+			if from != nil {
+				_, _ = st.AddDeployment(ctx, store.Deployment{CertName: name, VersionID: from.ID, Dir: spec.LivePath(), State: "rolled_back",
+					StartedAt: now, FinishedAt: now})
+			}
+			_, _ = st.AddDeployment(ctx, store.Deployment{CertName: name, VersionID: to.ID, Dir: spec.LivePath(), State: "live", StartedAt: now, FinishedAt: now})
+			when := "at " + c.NextActionAt.UTC().Format(time.RFC3339)
+			if !c.NextActionAt.After(now) {
+				when = "due now (this version is inside its renewal window)"
+			}
+			msg += fmt.Sprintf(" (serial %s, valid until %s); the next renewal, %s, places a new order", to.Serial,
+				to.NotAfter.UTC().Format(time.RFC3339), when)
+			fmt.Fprintf(stdout, "%s: serial %s is live again; the version rolled back from is not deployed again: the next renewal, %s, places a new order\n",
+				name, to.Serial, when)
+		}
+	}
+	_, _ = st.AppendEvent(ctx, store.Event{Level: "warn", Kind: "rolled_back", CertName: name, Message: msg})
 	fmt.Fprintf(stdout, "%s: live files now %s (was %s)\n", name, res.Version, res.Previous)
 	return exitOK
 }

@@ -9,6 +9,7 @@ import (
 	"net"
 	"os"
 	"os/signal"
+	"runtime"
 	"strconv"
 	"strings"
 	"sync/atomic"
@@ -77,6 +78,8 @@ func runDaemon(path string, stderr io.Writer, sigs <-chan os.Signal, once bool) 
 	d.cfg.Store(cfg)
 	if cfg.Metrics.Listen != "" {
 		m := metrics.New(st, nil)
+		m.SetBuild(buildVersion(), runtime.Version())
+		initMetrics(m, cfg)
 		ln, err := net.Listen("tcp", cfg.Metrics.Listen)
 		if err != nil {
 			log.Error("cannot listen for metrics", zap.String("address", cfg.Metrics.Listen), zap.Error(err))
@@ -116,7 +119,7 @@ func runDaemon(path string, stderr io.Writer, sigs <-chan os.Signal, once bool) 
 	}
 	nf := &notifier{log: log.Named("notify"), cfg: func() config.Notify { return d.cfg.Load().Notify },
 		n: &notify.Notifier{MinInterval: cfg.Notify.MinInterval.D(), MaxPerHour: cfg.Notify.MaxPerHour}}
-	nf.n.SetSenders(senders)
+	nf.setSenders(senders)
 	d.notifier = nf
 	claims := &scheduler.Claims{Store: st, Log: log.Named("claims")}
 	issuing := &scheduler.Issuing{
@@ -127,6 +130,9 @@ func runDaemon(path string, stderr io.Writer, sigs <-chan os.Signal, once bool) 
 		Log:      log.Named("issue"),
 		Rand:     mrand.New(mrand.NewPCG(mrand.Uint64(), mrand.Uint64())),
 		OnDeploy: func(c store.Certificate, p scheduler.Plan, err error) {
+			if err != nil {
+				keepIssuedVersion(ctx, st, c.Name)
+			}
 			d.obs.deployed(c, p, err)
 			nf.deployed(c, p, err)
 		},
@@ -148,6 +154,22 @@ func runDaemon(path string, stderr io.Writer, sigs <-chan os.Signal, once bool) 
 		Store: st, Work: issuing.Work, ClaimWork: claimWork, Logger: log.Named("scheduler"), Schedule: cfg.Schedule,
 		Workers:   cfg.Workers,
 		OnFailure: func(c store.Certificate, err error) { d.obs.failure(c, err); nf.failed(c, err) },
+		// The time of the last completed pass, for status and metrics.
+		PassDone: func(ctx context.Context, worked int) {
+			if err := st.RecordPass(ctx, store.Pass{FinishedAt: time.Now(), PID: os.Getpid(), Worked: worked}); err != nil {
+				log.Warn("recording the pass failed", zap.Error(err))
+			}
+		},
+		// A certificate left the configuration (a reload, or a start with
+		// a changed file): loud, since its files are no longer renewed.
+		OnRetire: func(c store.Certificate) {
+			fields := []zap.Field{zap.String(logkey.Cert, c.Name), zap.String(logkey.Account, c.Account), zap.Strings("domains", c.Domains)}
+			if c.Current != nil {
+				fields = append(fields, zap.String(logkey.Serial, c.Current.Serial), zap.Time(logkey.NotAfter, c.Current.NotAfter))
+			}
+			log.Warn("certificate retired: it is no longer in the configuration; its deployed files stay in place and are no longer renewed", fields...)
+			nf.retired(c)
+		},
 		// Slots are sized at first use; a changed max_concurrent applies
 		// after a restart.
 		AccountLimit: func(account string) int {
@@ -180,7 +202,9 @@ func runDaemon(path string, stderr io.Writer, sigs <-chan os.Signal, once bool) 
 	if once {
 		log.Info("certd started for one run", zap.String(logkey.Version, versionString()), zap.String(logkey.Config, path),
 			zap.String(logkey.Store, cfg.Store.SQLite), zap.Int("certificates", len(cfg.Certificates)))
-		return runOnce(ctx, log, st, sched, cfg, sigs)
+		code := runOnce(ctx, log, st, sched, cfg, sigs)
+		nf.flush(30 * time.Second)
+		return code
 	}
 	sched.Start()
 	log.Info("certd started", zap.String(logkey.Version, versionString()), zap.String(logkey.Config, path),
@@ -198,6 +222,7 @@ func runDaemon(path string, stderr io.Writer, sigs <-chan os.Signal, once bool) 
 			log.Info("stopping: finishing the current step of running jobs", zap.String(logkey.Signal, sig.String()))
 			sdNotify(log, daemon.SdNotifyStopping)
 			sched.Stop(stopGrace)
+			nf.flush(10 * time.Second)
 			log.Info("certd stopped")
 			return exitOK
 		}
@@ -303,7 +328,10 @@ func (d *daemonState) reload(ctx context.Context) {
 	}
 	d.cfg.Store(cfg)
 	d.parts.Store(built)
-	d.notifier.n.SetSenders(senders)
+	d.notifier.setSenders(senders)
+	if d.obs.m != nil {
+		initMetrics(d.obs.m, cfg)
+	}
 	d.sched.Kick()
 	d.log.Info("configuration reloaded", zap.String(logkey.Config, d.path), zap.Int("certificates", len(cfg.Certificates)))
 	_, _ = d.store.AppendEvent(ctx, store.Event{Level: "info", Kind: "reloaded", Message: "configuration reloaded"})
@@ -396,4 +424,33 @@ func monotonicUsec() int64 {
 		return 0
 	}
 	return ts.Nano() / 1e3
+}
+
+// initMetrics exports the counters of the configured accounts and
+// certificates at zero.
+func initMetrics(m *metrics.Metrics, cfg *config.Config) {
+	accounts := make([]string, 0, len(cfg.Accounts))
+	for name := range cfg.Accounts {
+		accounts = append(accounts, name)
+	}
+	certs := make([]string, 0, len(cfg.Certificates))
+	for _, c := range cfg.Certificates {
+		certs = append(certs, c.Name)
+	}
+	m.Init(accounts, certs, failureReasons)
+}
+
+// keepIssuedVersion is called when a deploy failed. A certificate due for
+// a reissue (names changed, `certd renew -force`, a rollback held) has
+// just been issued a version it could not deploy: the retry must deploy
+// that version, never buy another, so it goes back to a plain renewal
+// (which deploys a stored version newer than the current one first).
+func keepIssuedVersion(ctx context.Context, st store.Certificates, name string) {
+	ctx = context.WithoutCancel(ctx)
+	c, err := st.GetCertificate(ctx, name)
+	if err != nil || c.NextAction != scheduler.ActionReissue {
+		return
+	}
+	c.NextAction = scheduler.ActionRenew
+	_ = st.SaveCertificate(ctx, c)
 }

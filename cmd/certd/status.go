@@ -5,10 +5,15 @@ import (
 	"encoding/json"
 	"fmt"
 	"io"
+	"os"
+	"sort"
 	"strings"
 	"text/tabwriter"
 	"time"
 
+	"github.com/robfig/cron/v3"
+
+	"github.com/certd/certd/config"
 	"github.com/certd/certd/scheduler"
 	"github.com/certd/certd/store"
 )
@@ -17,40 +22,42 @@ func cmdStatus(args []string, stdout, stderr io.Writer) int {
 	fs := newFlags("status", stderr)
 	path := fs.String("config", DefaultConfig, "configuration file (names the store)")
 	asJSON := fs.Bool("json", false, "print JSON for scripts")
+	noDaemon := fs.Bool("no-daemon", false, "certificates are worked by `certd run -once` (cron), not a daemon: a stopped daemon is not a failure")
 	if code, ok := parseFlags(fs, args); !ok {
 		return code
+	}
+	if fs.NArg() > 1 {
+		fmt.Fprintln(stderr, "usage: certd status [-config FILE] [-json] [-no-daemon] [NAME]")
+		return exitUsage
 	}
 	cfg, st, code, ok := openFromConfig(*path, stderr)
 	if !ok {
 		return code
 	}
 	defer st.Close()
-	ctx := context.Background()
-	certs, err := st.ListCertificates(ctx)
+	now := time.Now()
+	rep, err := collectStatus(context.Background(), cfg, st, now, !*noDaemon)
 	if err != nil {
 		fmt.Fprintf(stderr, "certd: %v\n", err)
 		return exitFailure
 	}
-	claims, err := st.ListClaims(ctx)
-	if err != nil {
-		fmt.Fprintf(stderr, "certd: %v\n", err)
-		return exitFailure
-	}
-	holds, err := st.AccountHolds(ctx)
-	if err != nil {
-		fmt.Fprintf(stderr, "certd: %v\n", err)
-		return exitFailure
-	}
-	rep := buildStatus(certs, claims, time.Now())
-	for _, h := range holds {
-		if h.Until.After(time.Now()) {
-			rep.Accounts = append(rep.Accounts, accountStatus{Account: h.Account, PausedUntil: h.Until, Reason: h.Reason})
+	name := fs.Arg(0)
+	if name != "" {
+		var one *certStatus
+		for i := range rep.Certificates {
+			if rep.Certificates[i].Name == name {
+				one = &rep.Certificates[i]
+			}
 		}
-	}
-	for i := range rep.Certificates {
-		if a, ok := cfg.Accounts[rep.Certificates[i].Account]; ok {
-			rep.Certificates[i].Issuer = a.Type
+		if one == nil {
+			fmt.Fprintf(stderr, "certd status: %s is neither in the configuration nor in the store\n", name)
+			return exitUsage
 		}
+		rep.Certificates, rep.Unhealthy = []certStatus{*one}, 0
+		if one.Problem != "" {
+			rep.Unhealthy = 1
+		}
+		rep.Healthy = rep.Unhealthy == 0 && rep.Daemon.Problem == ""
 	}
 	if *asJSON {
 		enc := json.NewEncoder(stdout)
@@ -59,10 +66,12 @@ func cmdStatus(args []string, stdout, stderr io.Writer) int {
 			fmt.Fprintf(stderr, "certd: %v\n", err)
 			return exitFailure
 		}
+	} else if name != "" {
+		printCertificate(stdout, rep, now)
 	} else {
-		printStatus(stdout, rep, time.Now())
+		printStatus(stdout, rep, now)
 	}
-	if rep.Unhealthy > 0 {
+	if !rep.Healthy {
 		return exitFailure
 	}
 	return exitOK
@@ -71,13 +80,31 @@ func cmdStatus(args []string, stdout, stderr io.Writer) int {
 // statusReport is the JSON shape of `certd status -json`; field names are
 // a stable interface for scripts.
 type statusReport struct {
+	Daemon       daemonStatus  `json:"daemon"`
 	Certificates []certStatus  `json:"certificates"`
 	Claims       []claimStatus `json:"claims"`
 	// Accounts lists CA accounts paused by a Retry-After.
 	Accounts []accountStatus `json:"accounts"`
-	// Unhealthy counts certificates failing, needing an operator or
-	// inside their emergency window; non-zero makes status exit 1.
+	// Unhealthy counts certificates with a problem (failing, needing an
+	// operator, inside their emergency window, not issued within
+	// pending_grace, retired with their files still deployed).
 	Unhealthy int `json:"unhealthy"`
+	// Healthy is what the exit status says: no unhealthy certificate and
+	// no problem with the daemon.
+	Healthy bool `json:"healthy"`
+}
+
+// daemonStatus is whether a daemon works the store, and when it last did.
+type daemonStatus struct {
+	Running bool `json:"running"`
+	PID     int  `json:"pid,omitempty"`
+	// LastPass is when the scheduler last completed a pass (a daemon's or
+	// `certd run -once`'s).
+	LastPass *time.Time `json:"last_pass,omitempty"`
+	// Required: a stopped daemon is a problem (false with -no-daemon).
+	Required bool `json:"required"`
+	// Problem, when set, makes status exit 1.
+	Problem string `json:"problem,omitempty"`
 }
 
 // accountStatus is a CA account that asked certd to wait.
@@ -88,26 +115,41 @@ type accountStatus struct {
 }
 
 type certStatus struct {
-	Name         string     `json:"name"`
-	Domains      []string   `json:"domains"`
-	Account      string     `json:"account"`
-	Issuer       string     `json:"issuer,omitempty"`
-	State        string     `json:"state"`
-	Serial       string     `json:"serial,omitempty"`
-	NotAfter     *time.Time `json:"not_after,omitempty"`
+	Name    string   `json:"name"`
+	Domains []string `json:"domains"`
+	Account string   `json:"account"`
+	Issuer  string   `json:"issuer,omitempty"`
+	KeyType string   `json:"key_type,omitempty"`
+	// Configured: the configuration lists it (false: retired, or not yet
+	// seen by the daemon).
+	Configured bool       `json:"configured"`
+	State      string     `json:"state"`
+	Serial     string     `json:"serial,omitempty"`
+	NotBefore  *time.Time `json:"not_before,omitempty"`
+	NotAfter   *time.Time `json:"not_after,omitempty"`
+	// Path is the live path (a symlink to the deployed version);
+	// FilesDeployed says whether it is there.
+	Path          string `json:"path,omitempty"`
+	FilesDeployed bool   `json:"files_deployed"`
+	// PendingSince is when a never-issued certificate was configured.
+	PendingSince *time.Time `json:"pending_since,omitempty"`
 	NextAction   string     `json:"next_action,omitempty"`
 	NextActionAt *time.Time `json:"next_action_at,omitempty"`
 	Failures     int        `json:"failures"`
 	LastError    string     `json:"last_error,omitempty"`
 	Emergency    bool       `json:"emergency"`
+	// Problem, when set, is why it counts as unhealthy.
+	Problem string `json:"problem,omitempty"`
 }
 
 type claimStatus struct {
 	Account      string     `json:"account"`
 	Domain       string     `json:"domain"`
 	Status       string     `json:"status"`
+	Method       string     `json:"method,omitempty"`
 	ClaimID      string     `json:"claim_id,omitempty"`
 	ExpiresAt    *time.Time `json:"expires_at,omitempty"`
+	AssertBy     *time.Time `json:"assert_by,omitempty"`
 	NextAction   string     `json:"next_action,omitempty"`
 	NextActionAt *time.Time `json:"next_action_at,omitempty"`
 	Failures     int        `json:"failures"`
@@ -121,49 +163,213 @@ func timePtr(t time.Time) *time.Time {
 	return &t
 }
 
-func buildStatus(certs []store.Certificate, claims []store.Claim, now time.Time) statusReport {
+// statusStore is what status reads.
+type statusStore interface {
+	store.Certificates
+	store.Claims
+	store.AccountHolds
+	store.Deployments
+	store.Passes
+}
+
+// collectStatus puts the configuration and the store side by side: every
+// configured certificate (never-issued ones as pending), every stored one
+// the configuration no longer lists, the claims, paused accounts and the
+// daemon.
+func collectStatus(ctx context.Context, cfg *config.Config, st statusStore, now time.Time, daemonRequired bool) (statusReport, error) {
 	rep := statusReport{Certificates: []certStatus{}, Claims: []claimStatus{}, Accounts: []accountStatus{}}
+	certs, err := st.ListCertificates(ctx)
+	if err != nil {
+		return rep, err
+	}
+	claims, err := st.ListClaims(ctx)
+	if err != nil {
+		return rep, err
+	}
+	holds, err := st.AccountHolds(ctx)
+	if err != nil {
+		return rep, err
+	}
+	stored := map[string]store.Certificate{}
 	for _, c := range certs {
-		cs := certStatus{Name: c.Name, Domains: c.Domains, Account: c.Account, State: c.State, NextAction: c.NextAction,
-			NextActionAt: timePtr(c.NextActionAt), Failures: c.Failures, LastError: c.LastError}
-		if c.Current != nil {
-			cs.Serial, cs.NotAfter = c.Current.Serial, timePtr(c.Current.NotAfter)
-			cs.Emergency = c.State != store.StateRetired && scheduler.InEmergency(c.Current.NotBefore, c.Current.NotAfter, now)
+		stored[c.Name] = c
+	}
+	grace := cfg.PendingGrace.D()
+	for _, cc := range cfg.Certificates {
+		cs := certStatus{Name: cc.Name, Domains: cc.Domains, Account: cc.Account, KeyType: cc.KeyType, Configured: true,
+			Path: deploySpec(cc).LivePath(), State: store.StatePending}
+		if a, ok := cfg.Accounts[cc.Account]; ok {
+			cs.Issuer = a.Type
 		}
-		if cs.Emergency || c.State == store.StateFailing || c.State == store.StateNeedsOperator {
-			rep.Unhealthy++
+		sc, inStore := stored[cc.Name]
+		delete(stored, cc.Name)
+		if inStore {
+			fillFromStore(&cs, sc, now)
+		}
+		if sc.Current == nil {
+			// Never issued: pending since the daemon took it up, or since
+			// its configuration file was written.
+			since := sc.CreatedAt
+			if !inStore {
+				if fi, err := os.Stat(cc.Pos.File); err == nil {
+					since = fi.ModTime()
+				}
+			}
+			cs.PendingSince = timePtr(since)
+		}
+		cs.FilesDeployed = exists(cs.Path)
+		cs.Problem = certProblem(cs, now, grace)
+		rep.Certificates = append(rep.Certificates, cs)
+	}
+	// Stored certificates the configuration does not list: retired ones
+	// (whose files may still be served) and any the daemon has not seen
+	// the configuration change for yet.
+	for _, sc := range stored {
+		cs := certStatus{Name: sc.Name, Domains: sc.Domains, Account: sc.Account, KeyType: sc.KeyType}
+		if a, ok := cfg.Accounts[sc.Account]; ok {
+			cs.Issuer = a.Type
+		}
+		fillFromStore(&cs, sc, now)
+		if deps, err := st.ListDeployments(ctx, sc.Name); err == nil {
+			for _, d := range deps {
+				if d.State == "live" {
+					cs.Path = d.Dir
+					break
+				}
+			}
+		}
+		cs.FilesDeployed = cs.Path != "" && exists(cs.Path)
+		if sc.State == store.StateRetired && cs.FilesDeployed {
+			cs.Problem = fmt.Sprintf("retired (no longer in the configuration), but its files are still deployed at %s and no longer renewed", cs.Path)
+			if cs.NotAfter != nil {
+				cs.Problem += "; they expire " + cs.NotAfter.UTC().Format(time.RFC3339)
+			}
+			cs.Problem += ": put it back in the configuration, or remove the files once nothing uses them"
 		}
 		rep.Certificates = append(rep.Certificates, cs)
 	}
+	sort.Slice(rep.Certificates, func(i, j int) bool { return rep.Certificates[i].Name < rep.Certificates[j].Name })
+	for _, c := range rep.Certificates {
+		if c.Problem != "" {
+			rep.Unhealthy++
+		}
+	}
 	for _, c := range claims {
-		rep.Claims = append(rep.Claims, claimStatus{Account: c.Account, Domain: c.Domain, Status: c.Status, ClaimID: c.CAClaimID,
-			ExpiresAt: timePtr(c.ExpiresAt), NextAction: c.NextAction, NextActionAt: timePtr(c.NextActionAt),
+		rep.Claims = append(rep.Claims, claimStatus{Account: c.Account, Domain: c.Domain, Status: c.Status, Method: c.Method, ClaimID: c.CAClaimID,
+			ExpiresAt: timePtr(c.ExpiresAt), AssertBy: timePtr(c.AssertBy), NextAction: c.NextAction, NextActionAt: timePtr(c.NextActionAt),
 			Failures: c.Failures, LastError: c.LastError})
 	}
-	return rep
+	for _, h := range holds {
+		if h.Until.After(now) {
+			rep.Accounts = append(rep.Accounts, accountStatus{Account: h.Account, PausedUntil: h.Until, Reason: h.Reason})
+		}
+	}
+	rep.Daemon = daemonHealth(ctx, cfg, st, now, daemonRequired)
+	rep.Healthy = rep.Unhealthy == 0 && rep.Daemon.Problem == ""
+	return rep, nil
+}
+
+func fillFromStore(cs *certStatus, c store.Certificate, now time.Time) {
+	cs.State, cs.NextAction, cs.NextActionAt = c.State, c.NextAction, timePtr(c.NextActionAt)
+	cs.Failures, cs.LastError = c.Failures, c.LastError
+	if c.KeyType != "" && cs.KeyType == "" {
+		cs.KeyType = c.KeyType
+	}
+	if c.Current != nil {
+		cs.Serial, cs.NotBefore, cs.NotAfter = c.Current.Serial, timePtr(c.Current.NotBefore), timePtr(c.Current.NotAfter)
+		cs.Emergency = c.State != store.StateRetired && scheduler.InEmergency(c.Current.NotBefore, c.Current.NotAfter, now)
+	}
+}
+
+// certProblem says why a configured certificate is unhealthy ("": it is
+// not).
+func certProblem(c certStatus, now time.Time, grace time.Duration) string {
+	switch {
+	case c.State == store.StateNeedsOperator:
+		return "needs an operator: " + truncate(c.LastError, 200)
+	case c.State == store.StateFailing:
+		return fmt.Sprintf("failing (%d attempts in a row): %s", c.Failures, truncate(c.LastError, 200))
+	case c.Emergency && c.NotAfter != nil && !now.Before(*c.NotAfter):
+		return "expired at " + c.NotAfter.UTC().Format(time.RFC3339)
+	case c.Emergency:
+		return "inside its emergency window: it expires " + c.NotAfter.UTC().Format(time.RFC3339)
+	case c.NotAfter == nil && c.PendingSince != nil && now.Sub(*c.PendingSince) > grace:
+		return fmt.Sprintf("no certificate deployed %s after it was configured (pending_grace %s)", human(now.Sub(*c.PendingSince)), fmtDuration(grace))
+	}
+	return ""
+}
+
+// daemonHealth is whether a daemon holds the store and keeps completing
+// passes.
+func daemonHealth(ctx context.Context, cfg *config.Config, st store.Passes, now time.Time, required bool) daemonStatus {
+	d := daemonStatus{Required: required}
+	if p, err := st.LastPass(ctx); err == nil {
+		d.LastPass = timePtr(p.FinishedAt)
+	}
+	pid, held := store.LockHolder(cfg.Store.SQLite)
+	d.Running, d.PID = held, pid
+	switch {
+	case held:
+		// A daemon that holds the store but completes no pass is stuck.
+		since := time.Time{}
+		if d.LastPass != nil {
+			since = *d.LastPass
+		}
+		if fi, err := os.Stat(cfg.Store.SQLite + ".lock"); err == nil && fi.ModTime().After(since) {
+			since = fi.ModTime() // it started after its last pass
+		}
+		if limit := stallLimit(cfg.Schedule, now); !since.IsZero() && now.Sub(since) > limit {
+			d.Problem = fmt.Sprintf("the daemon (pid %d) has completed no pass since %s (its schedule is %q)", pid, since.UTC().Format(time.RFC3339), cfg.Schedule)
+		}
+	case required:
+		d.Problem = "no certd daemon is running on this store: nothing renews the certificates (start it; with `certd run -once` from cron, use status -no-daemon)"
+	}
+	return d
+}
+
+// stallLimit is how long a running daemon may go without completing a
+// pass: two periods of its schedule, plus an hour for long passes.
+func stallLimit(spec string, now time.Time) time.Duration {
+	period := 5 * time.Minute
+	if s, err := cron.ParseStandard(spec); err == nil {
+		a := s.Next(now)
+		period = s.Next(a).Sub(a)
+	}
+	return 2*period + time.Hour
+}
+
+func exists(path string) bool {
+	_, err := os.Lstat(path)
+	return err == nil
 }
 
 func printStatus(w io.Writer, rep statusReport, now time.Time) {
+	printDaemon(w, rep.Daemon, now)
+	fmt.Fprintln(w)
 	tw := tabwriter.NewWriter(w, 0, 0, 2, ' ', 0)
-	fmt.Fprintln(tw, "CERTIFICATE\tDOMAINS\tACCOUNT\tISSUER\tSTATE\tSERIAL\tEXPIRES\tNEXT\tFAILURES\tLAST ERROR")
+	fmt.Fprintln(tw, "CERTIFICATE\tSTATE\tDOMAINS\tACCOUNT\tKEY\tEXPIRES\tNEXT\tFAILURES\tPATH\tLAST ERROR")
 	for _, c := range rep.Certificates {
 		domains := strings.Join(c.Domains, ",")
 		if len(c.Domains) > 2 {
 			domains = fmt.Sprintf("%s,%s +%d", c.Domains[0], c.Domains[1], len(c.Domains)-2)
 		}
-		state := c.State
-		if c.Emergency {
-			state += " (EMERGENCY)"
+		account := c.Account
+		if c.Issuer != "" {
+			account += " (" + c.Issuer + ")"
 		}
-		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%d\t%s\n", c.Name, domains, c.Account, dash(c.Issuer), state, dash(c.Serial),
-			relative(c.NotAfter, now), next(c.NextAction, c.NextActionAt, now), c.Failures, dash(truncate(c.LastError, 70)))
+		path := dash(c.Path)
+		if c.Path != "" && !c.FilesDeployed {
+			path += " (none yet)"
+		}
+		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\t%s\t%s\t%d\t%s\t%s\n", c.Name, stateLabel(c), domains, account, dash(c.KeyType),
+			absolute(c.NotAfter, now), next(c.NextAction, c.NextActionAt, now), c.Failures, path, dash(truncate(c.LastError, 70)))
 	}
 	tw.Flush()
 	fmt.Fprintln(w)
 	tw = tabwriter.NewWriter(w, 0, 0, 2, ' ', 0)
 	fmt.Fprintln(tw, "CLAIM\tACCOUNT\tSTATUS\tEXPIRES\tNEXT\tFAILURES\tLAST ERROR")
 	for _, c := range rep.Claims {
-		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\t%d\t%s\n", c.Domain, c.Account, c.Status, relative(c.ExpiresAt, now),
+		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\t%d\t%s\n", c.Domain, c.Account, c.Status, absolute(c.ExpiresAt, now),
 			next(c.NextAction, c.NextActionAt, now), c.Failures, dash(truncate(c.LastError, 70)))
 	}
 	tw.Flush()
@@ -173,10 +379,96 @@ func printStatus(w io.Writer, rep statusReport, now time.Time) {
 		fmt.Fprintln(tw, "PAUSED ACCOUNT\tUNTIL\tREASON")
 		for _, a := range rep.Accounts {
 			at := a.PausedUntil
-			fmt.Fprintf(tw, "%s\t%s (%s)\t%s\n", a.Account, at.UTC().Format(time.RFC3339), relative(&at, now), truncate(a.Reason, 90))
+			fmt.Fprintf(tw, "%s\t%s\t%s\n", a.Account, absolute(&at, now), truncate(a.Reason, 90))
 		}
 		tw.Flush()
 	}
+	if !rep.Healthy {
+		fmt.Fprintln(w)
+		fmt.Fprintln(w, "UNHEALTHY:")
+		if rep.Daemon.Problem != "" {
+			fmt.Fprintf(w, "  daemon: %s\n", rep.Daemon.Problem)
+		}
+		for _, c := range rep.Certificates {
+			if c.Problem != "" {
+				fmt.Fprintf(w, "  %s: %s\n", c.Name, c.Problem)
+			}
+		}
+	}
+}
+
+// printCertificate is `certd status NAME`: everything about one
+// certificate.
+func printCertificate(w io.Writer, rep statusReport, now time.Time) {
+	c := rep.Certificates[0]
+	tw := tabwriter.NewWriter(w, 0, 0, 2, ' ', 0)
+	row := func(k, v string) { fmt.Fprintf(tw, "%s\t%s\n", k, v) }
+	row("certificate", c.Name)
+	row("state", stateLabel(c))
+	row("domains", strings.Join(c.Domains, ", "))
+	account := c.Account
+	if c.Issuer != "" {
+		account += " (" + c.Issuer + ")"
+	}
+	row("account", account)
+	row("key type", dash(c.KeyType))
+	row("serial", dash(c.Serial))
+	if c.NotBefore != nil && c.NotAfter != nil {
+		row("valid", fmt.Sprintf("%s to %s (expires %s)", c.NotBefore.UTC().Format(time.RFC3339), c.NotAfter.UTC().Format(time.RFC3339), relative(c.NotAfter, now)))
+	}
+	if c.PendingSince != nil {
+		row("pending since", absolute(c.PendingSince, now))
+	}
+	deployed := "files in place"
+	if !c.FilesDeployed {
+		deployed = "no files there"
+	}
+	if c.Path != "" {
+		row("deployed at", c.Path+" ("+deployed+")")
+	}
+	if c.NextActionAt != nil {
+		row("next", c.NextAction+" at "+absolute(c.NextActionAt, now))
+	}
+	row("failures", fmt.Sprint(c.Failures))
+	row("last error", dash(c.LastError))
+	health := "ok"
+	if c.Problem != "" {
+		health = "UNHEALTHY: " + c.Problem
+	}
+	row("health", health)
+	tw.Flush()
+	printDaemon(w, rep.Daemon, now)
+}
+
+func printDaemon(w io.Writer, d daemonStatus, now time.Time) {
+	last := "no pass completed yet"
+	if d.LastPass != nil {
+		last = "last pass " + absolute(d.LastPass, now)
+	}
+	switch {
+	case d.Running && d.Problem != "":
+		fmt.Fprintf(w, "daemon: STALLED (pid %d): %s\n", d.PID, d.Problem)
+	case d.Running:
+		fmt.Fprintf(w, "daemon: running (pid %d), %s\n", d.PID, last)
+	case d.Required:
+		fmt.Fprintf(w, "daemon: NOT RUNNING, %s\n", last)
+	default:
+		fmt.Fprintf(w, "daemon: not running (not required: -no-daemon), %s\n", last)
+	}
+}
+
+// stateLabel is the state as the table shows it.
+func stateLabel(c certStatus) string {
+	s := c.State
+	switch {
+	case !c.Configured && c.State != store.StateRetired:
+		s += " (not in the configuration)"
+	case c.State == store.StateRetired && c.FilesDeployed:
+		s += " (FILES STILL DEPLOYED)"
+	case c.NotAfter != nil && c.Emergency:
+		s += " (EMERGENCY)"
+	}
+	return s
 }
 
 func dash(s string) string {
@@ -199,6 +491,14 @@ func next(action string, at *time.Time, now time.Time) string {
 		return "-"
 	}
 	return action + " " + relative(at, now)
+}
+
+// absolute renders t as "2026-03-01T12:00:00Z (in 3d4h)".
+func absolute(t *time.Time, now time.Time) string {
+	if t == nil {
+		return "-"
+	}
+	return t.UTC().Format(time.RFC3339) + " (" + relative(t, now) + ")"
 }
 
 // relative renders t as "in 3d4h", "5m ago" or "now".

@@ -12,6 +12,11 @@ import (
 var version = ""
 
 func versionString() string {
+	return fmt.Sprintf("certd %s (%s, store schema %d)", buildVersion(), runtime.Version(), store.SchemaVersion())
+}
+
+// buildVersion is the release, or "devel".
+func buildVersion() string {
 	v := version
 	if v == "" {
 		v = "devel"
@@ -19,5 +24,5 @@ func versionString() string {
 			v = bi.Main.Version
 		}
 	}
-	return fmt.Sprintf("certd %s (%s, store schema %d)", v, runtime.Version(), store.SchemaVersion())
+	return v
 }

@@ -31,6 +31,7 @@ func Run(t *testing.T, open func(t *testing.T) store.Store) {
 		{"CAAccounts", caAccounts},
 		{"OrderSentAt", orderSentAt},
 		{"AccountHolds", accountHolds},
+		{"LastPass", lastPass},
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) { tc.fn(t, open(t)) })
@@ -366,5 +367,18 @@ func accountHolds(t *testing.T, s store.Store) {
 	if len(holds) != 2 || holds[0].Account != "acme" || holds[1].Account != "atlas" ||
 		!holds[1].Until.Equal(at.Add(5*time.Minute)) || holds[1].Reason != "429 again" {
 		t.Fatalf("holds: %+v", holds)
+	}
+}
+
+func lastPass(t *testing.T, s store.Store) {
+	if _, err := s.LastPass(ctx); !errors.Is(err, store.ErrNotFound) {
+		t.Fatalf("last pass of a new store: %v, want ErrNotFound", err)
+	}
+	must(t, s.RecordPass(ctx, store.Pass{FinishedAt: at, PID: 42, Worked: 3}))
+	must(t, s.RecordPass(ctx, store.Pass{FinishedAt: at.Add(time.Minute), PID: 43, Worked: 0}))
+	p, err := s.LastPass(ctx)
+	must(t, err)
+	if !p.FinishedAt.Equal(at.Add(time.Minute)) || p.PID != 43 || p.Worked != 0 {
+		t.Fatalf("last pass: %+v, want the second one", p)
 	}
 }
