@@ -90,9 +90,12 @@ type Options struct {
 	Resolvers []string
 	// AuthServers, per DNS provider, are the authoritative servers
 	// (host:port) that must all serve a record before the CA is asked.
-	// Default: the zone's NS records, on port 53. Set it for split
-	// horizon, and in tests.
+	// Default: the zone's NS records, each at every address its A and
+	// AAAA records give, on NSPort. Set it for split horizon.
 	AuthServers map[string][]string
+	// NSPort is the port the name servers found through NS records are
+	// asked on (default 53). Tests run their name servers on another.
+	NSPort int
 	// HTTPDial, when set, replaces the dialer of the HTTP self-check
 	// (tests, hosts whose web server is not on port 80 of the name).
 	HTTPDial func(ctx context.Context, network, addr string) (net.Conn, error)
@@ -159,6 +162,12 @@ func NewEngine(opts Options) (*Engine, error) {
 		for _, s := range conf.Servers {
 			opts.Resolvers = append(opts.Resolvers, net.JoinHostPort(s, conf.Port))
 		}
+	}
+	switch {
+	case opts.NSPort == 0:
+		opts.NSPort = 53
+	case opts.NSPort < 0 || opts.NSPort > 65535:
+		return nil, fmt.Errorf("dcv: name server port %d out of range", opts.NSPort)
 	}
 	if opts.Timeout == 0 {
 		opts.Timeout = 2 * time.Minute
@@ -286,9 +295,12 @@ func (e *Engine) presentCNAME(ctx context.Context, owner string, ch Challenge, t
 	if name == zone {
 		return nil, fmt.Errorf("dcv: refusing to publish a CNAME at the apex of zone %s", zone)
 	}
-	servers, err := e.authServers(ctx, t.DNS, zone)
+	servers, unresolved, err := e.authServers(ctx, t.DNS, zone)
 	if err != nil {
 		return nil, err
+	}
+	if len(servers) == 0 {
+		return nil, fmt.Errorf("dcv: CNAME %s: %w", name, unresolvedErr(zone, unresolved))
 	}
 	// Adding a CNAME where one exists replaces it (RFC 2136 3.4.2.2), so
 	// look first. Racy against other tools, as every read-then-write of
@@ -297,7 +309,13 @@ func (e *Engine) presentCNAME(ctx context.Context, owner string, ch Challenge, t
 	if err != nil {
 		return nil, err
 	}
-	agree := len(current) == len(servers)
+	// A name server without an address could not be asked: it does not
+	// count as agreeing (and Wait waits for it).
+	agree := len(current) == len(servers) && len(unresolved) == 0
+	if len(unresolved) > 0 {
+		e.log.Warn("CNAME conflicts checked on the name servers that have an address only", zap.String("name", name),
+			zap.Error(unresolvedErr(zone, unresolved)))
+	}
 	for _, cur := range current {
 		if cur != target {
 			return nil, fmt.Errorf("%w: %s CNAME %s exists; refusing to replace it with %s", ErrCNAMEConflict, name, cur, target)
@@ -505,6 +523,12 @@ func sameArtefact(a, b Record, blind bool) bool {
 // in place), a CNAME with its target on every authoritative server, an
 // HTTP file answering 2xx with the exact content and no redirect. All
 // challenges wait in parallel, with short first intervals.
+//
+// The authoritative servers are Options.AuthServers or, by default, every
+// address of every name server in the zone's NS records, on
+// Options.NSPort. A name server whose address cannot be found (no A or
+// AAAA record, or a failed lookup) does not serve the record yet: the wait
+// looks it up again on every round, and names it when it runs out.
 func (e *Engine) Wait(ctx context.Context, ps []*Published) error {
 	ctx, cancel := context.WithTimeout(ctx, e.opts.Timeout)
 	defer cancel()
@@ -530,17 +554,13 @@ func (e *Engine) wait(ctx context.Context, p *Published) error {
 				return err
 			}
 		}
-		servers, err := e.authServers(ctx, p.Target.DNS, p.rec.Zone)
-		if err != nil {
-			return err
-		}
-		check = func(ctx context.Context) error { return e.checkTXT(ctx, servers, p.rec.Name, p.rec.Value) }
+		check = e.onEveryServer(p.Target.DNS, p.rec.Zone, func(ctx context.Context, servers []string) error {
+			return e.checkTXT(ctx, servers, p.rec.Name, p.rec.Value)
+		})
 	case DNSCNAME:
-		servers, err := e.authServers(ctx, p.Target.DNS, p.rec.Zone)
-		if err != nil {
-			return err
-		}
-		check = func(ctx context.Context) error { return e.checkCNAME(ctx, servers, p.rec.Name, p.rec.Value) }
+		check = e.onEveryServer(p.Target.DNS, p.rec.Zone, func(ctx context.Context, servers []string) error {
+			return e.checkCNAME(ctx, servers, p.rec.Name, p.rec.Value)
+		})
 	case HTTPFile:
 		check = func(ctx context.Context) error {
 			return e.checkHTTP(ctx, p.Challenge.Domain, p.Challenge.Path, p.Challenge.Content)
@@ -944,40 +964,122 @@ func (e *Engine) findZone(ctx context.Context, name string) (string, error) {
 	return "", fmt.Errorf("dcv: no zone found for %s", name)
 }
 
-// authServers are the servers every record must be visible on.
-func (e *Engine) authServers(ctx context.Context, provider, zone string) ([]string, error) {
+// authServers are the servers (host:port) every record of zone must be
+// visible on, and the name servers of the zone that have no address: their
+// address lookup failed or found nothing. Those cannot be asked, so they
+// do not serve the record yet; they are never left out of "every".
+func (e *Engine) authServers(ctx context.Context, provider, zone string) (servers []string, unresolved []error, err error) {
 	if s := e.opts.AuthServers[provider]; len(s) > 0 {
-		return s, nil
+		return s, nil, nil
 	}
 	resp, err := e.query(ctx, e.opts.Resolvers, zone, dns.TypeNS)
 	if err != nil {
-		return nil, fmt.Errorf("dcv: %w", err)
+		return nil, nil, fmt.Errorf("dcv: finding the name servers of %s: %w", zone, err)
 	}
-	var servers []string
+	var names []string
 	for _, rr := range resp.Answer {
-		ns, ok := rr.(*dns.NS)
-		if !ok {
+		if ns, ok := rr.(*dns.NS); ok && strings.EqualFold(ns.Hdr.Name, dns.Fqdn(zone)) && !slices.Contains(names, normName(ns.Ns)) {
+			names = append(names, normName(ns.Ns))
+		}
+	}
+	if len(names) == 0 {
+		return nil, nil, fmt.Errorf("dcv: no NS records found for %s (%s)", zone, dns.RcodeToString[resp.Rcode])
+	}
+	slices.Sort(names)
+	for _, ns := range names {
+		addrs, err := e.nsAddrs(ctx, ns)
+		if err != nil {
+			unresolved = append(unresolved, fmt.Errorf("%s: %w", ns, err))
 			continue
 		}
-		for _, qt := range []uint16{dns.TypeA, dns.TypeAAAA} {
-			r, err := e.query(ctx, e.opts.Resolvers, ns.Ns, qt)
-			if err != nil {
-				continue
-			}
-			for _, a := range r.Answer {
-				switch a := a.(type) {
-				case *dns.A:
-					servers = append(servers, net.JoinHostPort(a.A.String(), "53"))
-				case *dns.AAAA:
-					servers = append(servers, net.JoinHostPort(a.AAAA.String(), "53"))
-				}
+		servers = append(servers, addrs...)
+	}
+	return servers, unresolved, nil
+}
+
+// nsAddrs are the addresses (host:NSPort) of the name server ns. A failed
+// lookup of one family is forgiven when the other gives an address (a
+// server reached over IPv4 answers as it does over IPv6); none at all is
+// an error.
+func (e *Engine) nsAddrs(ctx context.Context, ns string) ([]string, error) {
+	port := fmt.Sprint(e.opts.NSPort)
+	var addrs []string
+	var errs []error
+	for _, qt := range []uint16{dns.TypeA, dns.TypeAAAA} {
+		r, err := e.query(ctx, e.opts.Resolvers, ns, qt)
+		if err != nil {
+			errs = append(errs, err)
+			continue
+		}
+		if r.Rcode != dns.RcodeSuccess && r.Rcode != dns.RcodeNameError {
+			errs = append(errs, fmt.Errorf("%s %s: %s", dns.TypeToString[qt], ns, dns.RcodeToString[r.Rcode]))
+			continue
+		}
+		for _, a := range r.Answer {
+			switch a := a.(type) {
+			case *dns.A:
+				addrs = append(addrs, net.JoinHostPort(a.A.String(), port))
+			case *dns.AAAA:
+				addrs = append(addrs, net.JoinHostPort(a.AAAA.String(), port))
 			}
 		}
 	}
-	if len(servers) == 0 {
-		return nil, fmt.Errorf("dcv: no authoritative servers found for %s", zone)
+	if len(addrs) == 0 {
+		if err := errors.Join(errs...); err != nil {
+			return nil, err
+		}
+		return nil, errors.New("no A or AAAA record")
 	}
-	return servers, nil
+	return addrs, nil
+}
+
+// unresolvedError names the name servers of a zone that could not be
+// asked for want of an address, each with why.
+type unresolvedError struct {
+	zone string
+	errs []error
+}
+
+func (u *unresolvedError) Error() string {
+	msgs := make([]string, len(u.errs))
+	for i, err := range u.errs {
+		msgs[i] = err.Error()
+	}
+	return fmt.Sprintf("a name server of %s without an address cannot be asked, and does not serve the record until it has one: %s",
+		u.zone, strings.Join(msgs, "; "))
+}
+
+func (u *unresolvedError) Unwrap() []error { return u.errs }
+
+func unresolvedErr(zone string, unresolved []error) error {
+	return &unresolvedError{zone: zone, errs: unresolved}
+}
+
+// onEveryServer makes a Wait check that runs check against every
+// authoritative server of zone. The servers are looked up again on each
+// round until every name server has an address: one without counts as not
+// serving the record yet, and a Wait that runs out names it.
+func (e *Engine) onEveryServer(provider, zone string, check func(ctx context.Context, servers []string) error) func(context.Context) error {
+	var servers []string
+	warned := false
+	return func(ctx context.Context) error {
+		if servers == nil {
+			found, unresolved, err := e.authServers(ctx, provider, zone)
+			if err != nil {
+				return err
+			}
+			if len(unresolved) > 0 {
+				err := unresolvedErr(zone, unresolved)
+				if !warned {
+					e.log.Warn("waiting for a name server to have an address", zap.String("zone", zone), zap.Error(err))
+					warned = true
+				}
+				return fmt.Errorf("dcv: %w", err)
+			}
+			servers = found
+		}
+		return check(ctx, servers)
+	}
 }
 
 // checkTXT succeeds when every server answers TXT name with value.

@@ -14,7 +14,6 @@ import (
 	"os/user"
 	"path/filepath"
 	"slices"
-	"sort"
 	"strconv"
 	"strings"
 	"time"
@@ -125,6 +124,9 @@ func (d *Deployer) Deploy(ctx context.Context, s Spec, b Bundle) (Result, error)
 
 func (d *Deployer) deploy(ctx context.Context, s Spec, b Bundle) (Result, string, error) {
 	res := Result{Path: s.LivePath()}
+	if err := checkName(s.Name); err != nil {
+		return res, "write", fmt.Errorf("deploy %s: %w", s.Name, err)
+	}
 	if err := checkBundle(b); err != nil {
 		return res, "bundle", fmt.Errorf("deploy %s: refusing an inconsistent bundle: %w", s.Name, err)
 	}
@@ -132,29 +134,39 @@ func (d *Deployer) deploy(ctx context.Context, s Spec, b Bundle) (Result, string
 	if err != nil {
 		return res, "write", fmt.Errorf("deploy %s: %w", s.Name, err)
 	}
-	prev, err := current(s)
+	t, err := openTree(s, true)
 	if err != nil {
 		return res, "write", fmt.Errorf("deploy %s: %w", s.Name, err)
 	}
-	res.Previous = prev
-	version, err := d.writeVersion(s, b, uid, gid)
+	defer t.Close()
+	prev, err := t.current()
 	if err != nil {
 		return res, "write", fmt.Errorf("deploy %s: %w", s.Name, err)
 	}
-	res.Version = version
-	if err := swap(s, version); err != nil {
-		return res, "switch", fmt.Errorf("deploy %s: switching to %s: %w", s.Name, version, err)
+	// Any link among the versions stops the deploy before anything is
+	// written: certd made none, so someone else is at work in the tree.
+	if _, err := t.versions(); err != nil {
+		return res, "write", fmt.Errorf("deploy %s: %w", s.Name, err)
 	}
-	d.log().Info("deployed files switched", zap.String("cert", s.Name), zap.String("version", version), zap.String("serial", b.Serial))
+	res.Previous = t.target(prev)
+	version, err := d.writeVersion(t, b, uid, gid)
+	if err != nil {
+		return res, "write", fmt.Errorf("deploy %s: %w", s.Name, err)
+	}
+	res.Version = t.target(version)
+	if err := t.swap(version); err != nil {
+		return res, "switch", fmt.Errorf("deploy %s: switching to %s: %w", s.Name, res.Version, err)
+	}
+	d.log().Info("deployed files switched", zap.String("cert", s.Name), zap.String("version", res.Version), zap.String("serial", b.Serial))
 	env := hookEnv(s, b)
 	failed := func(step string, err error) (Result, string, error) {
 		if prev == "" {
 			return res, step, fmt.Errorf("deploy %s: %s: %w (no earlier version to roll back to)", s.Name, step, err)
 		}
-		if rerr := swap(s, prev); rerr != nil {
+		if rerr := t.swap(prev); rerr != nil {
 			return res, step, fmt.Errorf("deploy %s: %s: %w; and rolling back failed: %v", s.Name, step, err, rerr)
 		}
-		d.log().Warn("deploy failed; rolled back", zap.String("cert", s.Name), zap.String("step", step), zap.Error(err), zap.String("version", prev))
+		d.log().Warn("deploy failed; rolled back", zap.String("cert", s.Name), zap.String("step", step), zap.Error(err), zap.String("version", res.Previous))
 		for _, argv := range s.Reload {
 			res.Hooks = append(res.Hooks, RunHook(ctx, argv, env, s.Timeout))
 		}
@@ -179,7 +191,7 @@ func (d *Deployer) deploy(ctx context.Context, s Spec, b Bundle) (Result, string
 			return failed("live verification", err)
 		}
 	}
-	d.prune(s, version, prev)
+	d.prune(t, version, prev)
 	return res, "", nil
 }
 
@@ -187,20 +199,34 @@ func (d *Deployer) deploy(ctx context.Context, s Spec, b Bundle) (Result, string
 // and runs the reload hooks.
 func (d *Deployer) Rollback(ctx context.Context, s Spec) (Result, error) {
 	res := Result{Path: s.LivePath()}
-	cur, err := current(s)
-	if err != nil || cur == "" {
-		return res, fmt.Errorf("rollback %s: nothing deployed: %v", s.Name, err)
+	if err := checkName(s.Name); err != nil {
+		return res, fmt.Errorf("rollback %s: %w", s.Name, err)
 	}
-	versions, err := listVersions(s)
+	t, err := openTree(s, false)
+	if errors.Is(err, os.ErrNotExist) {
+		return res, fmt.Errorf("rollback %s: nothing deployed: %w", s.Name, err)
+	}
+	if err != nil {
+		return res, fmt.Errorf("rollback %s: %w", s.Name, err)
+	}
+	defer t.Close()
+	cur, err := t.current()
+	if err != nil {
+		return res, fmt.Errorf("rollback %s: %w", s.Name, err)
+	}
+	if cur == "" {
+		return res, fmt.Errorf("rollback %s: nothing deployed", s.Name)
+	}
+	versions, err := t.versions()
 	if err != nil {
 		return res, fmt.Errorf("rollback %s: %w", s.Name, err)
 	}
 	i := slices.Index(versions, cur)
 	if i <= 0 {
-		return res, fmt.Errorf("rollback %s: no version older than %s is kept", s.Name, cur)
+		return res, fmt.Errorf("rollback %s: no version older than %s is kept", s.Name, t.target(cur))
 	}
-	res.Previous, res.Version = cur, versions[i-1]
-	if err := swap(s, res.Version); err != nil {
+	res.Previous, res.Version = t.target(cur), t.target(versions[i-1])
+	if err := t.swap(versions[i-1]); err != nil {
 		return res, fmt.Errorf("rollback %s: %w", s.Name, err)
 	}
 	for _, argv := range s.Reload {
@@ -232,25 +258,21 @@ func checkBundle(b Bundle) error {
 	return nil
 }
 
-// writeVersion writes the PEM set into a fresh version directory, every
-// file with its exact mode and owner whatever the umask, synced.
-func (d *Deployer) writeVersion(s Spec, b Bundle, uid, gid int) (string, error) {
-	base := filepath.Join(s.Dir, versionsDir, s.Name)
-	if err := os.MkdirAll(base, 0o755); err != nil {
-		return "", err
-	}
+// writeVersion writes the PEM set into a fresh version directory of t,
+// every file with its exact mode and owner whatever the umask, synced, and
+// returns the version's name.
+func (d *Deployer) writeVersion(t *tree, b Bundle, uid, gid int) (string, error) {
+	s := t.s
 	suffix := make([]byte, 3)
 	_, _ = rand.Read(suffix)
 	// Nanoseconds, fixed width: names sort in deploy order, which rollback
 	// and pruning rely on (two deploys within a second happen).
 	name := fmt.Sprintf("%s-%s-%s", d.now().UTC().Format("20060102T150405.000000000Z"), shortSerial(b.Serial), hex.EncodeToString(suffix))
-	dir := filepath.Join(base, name)
-	if err := os.Mkdir(dir, 0o755); err != nil {
+	dir, err := t.certs.newDir(name)
+	if err != nil {
 		return "", err
 	}
-	if err := os.Chmod(dir, 0o755); err != nil {
-		return "", err
-	}
+	defer dir.Close()
 	cert := pemutil.EncodeCertificates(b.Leaf)
 	chain := pemutil.EncodeCertificates(b.Chain...)
 	full := append(append([]byte{}, cert...), chain...)
@@ -272,14 +294,14 @@ func (d *Deployer) writeVersion(s Spec, b Bundle, uid, gid int) (string, error) 
 		}{CombinedFile, append(append([]byte{}, b.KeyPEM...), full...), s.KeyMode})
 	}
 	for _, f := range files {
-		if err := writeFile(filepath.Join(dir, f.name), f.data, f.mode, uid, gid); err != nil {
+		if err := dir.writeFile(f.name, f.data, f.mode, uid, gid); err != nil {
 			return "", err
 		}
 	}
-	if err := syncDir(dir); err != nil {
+	if err := dir.sync(); err != nil {
 		return "", err
 	}
-	return filepath.Join(versionsDir, s.Name, name), nil
+	return name, nil
 }
 
 func shortSerial(s string) string {
@@ -292,107 +314,175 @@ func shortSerial(s string) string {
 	return s
 }
 
-func writeFile(path string, data []byte, mode os.FileMode, uid, gid int) error {
-	// Created 0600 first so no other user can open it before its final
-	// mode and owner are in place.
-	f, err := os.OpenFile(path, os.O_WRONLY|os.O_CREATE|os.O_EXCL, 0o600)
-	if err != nil {
-		return err
-	}
-	_, err = f.Write(data)
-	if err == nil && (uid >= 0 || gid >= 0) {
-		err = f.Chown(uid, gid)
-	}
-	if err == nil {
-		err = f.Chmod(mode)
-	}
-	if err == nil {
-		err = f.Sync()
-	}
-	if cerr := f.Close(); err == nil {
-		err = cerr
-	}
-	if err != nil {
-		return fmt.Errorf("writing %s: %w", path, err)
+// checkName: a certificate's name is one file name in the deploy
+// directory, and not certd's own.
+func checkName(name string) error {
+	if !oneName(name) || name == versionsDir {
+		return fmt.Errorf("the certificate name %q cannot be the name of its live path (one file name, not %s)", name, versionsDir)
 	}
 	return nil
 }
 
-func syncDir(dir string) error {
-	f, err := os.Open(dir)
-	if err != nil {
-		return err
-	}
-	defer f.Close()
-	return f.Sync()
+// oneName: name is a single path element.
+func oneName(name string) bool {
+	return name != "" && name != "." && name != ".." && !strings.ContainsAny(name, "/\x00")
 }
 
-// current is the version the live path points to ("" if none). A live
-// path that exists but is not certd's symlink is an error: certd does not
-// take over files it did not write.
-func current(s Spec) (string, error) {
-	fi, err := os.Lstat(s.LivePath())
-	if errors.Is(err, os.ErrNotExist) {
+// tree is one certificate's place in its deploy directory, opened: the
+// deploy directory (where the live link is) and the certificate's
+// directory of versions, both held as directory handles so that nothing
+// is looked up again by path (see dirHandle).
+type tree struct {
+	s     Spec
+	root  *dirHandle // s.Dir
+	certs *dirHandle // s.Dir/.certd-versions/s.Name
+}
+
+// openTree opens s's tree, made first when create is set. A live path
+// certd does not own stops it before anything is made.
+func openTree(s Spec, create bool) (*tree, error) {
+	root, err := openDirPath(s.Dir, create)
+	if err != nil {
+		return nil, err
+	}
+	t := &tree{s: s, root: root}
+	if _, err := t.liveVersion(); err != nil {
+		root.Close()
+		return nil, err
+	}
+	vers, err := root.subDir(versionsDir, create)
+	if err != nil {
+		root.Close()
+		return nil, err
+	}
+	defer vers.Close()
+	if t.certs, err = vers.subDir(s.Name, create); err != nil {
+		root.Close()
+		return nil, err
+	}
+	return t, nil
+}
+
+func (t *tree) Close() {
+	t.root.Close()
+	if t.certs != nil {
+		t.certs.Close()
+	}
+}
+
+// target is what the live link holds to point at version ("" for "").
+func (t *tree) target(version string) string {
+	if version == "" {
+		return ""
+	}
+	return filepath.Join(versionsDir, t.s.Name, version)
+}
+
+// liveVersion is the version the live link names ("" when there is no
+// live path). A live path that exists but is not certd's symlink is an
+// error: certd does not take over files it did not write. A link that
+// points anywhere but at one version of this certificate, by the one
+// relative path certd writes, is a planted link.
+func (t *tree) liveVersion() (string, error) {
+	k, err := t.root.kind(t.s.Name)
+	switch {
+	case err != nil:
+		return "", err
+	case k == kindMissing:
 		return "", nil
+	case k != kindLink:
+		return "", fmt.Errorf("%s exists and is not a symlink certd made; move it away to let certd manage it", t.s.LivePath())
 	}
+	target, err := t.root.readlink(t.s.Name)
 	if err != nil {
 		return "", err
 	}
-	if fi.Mode()&os.ModeSymlink == 0 {
-		return "", fmt.Errorf("%s exists and is not a symlink certd made; move it away to let certd manage it", s.LivePath())
+	v, ok := strings.CutPrefix(target, versionsDir+"/"+t.s.Name+"/")
+	if !ok || !oneName(v) {
+		return "", fmt.Errorf("%w: %s points to %s, not to one of the versions in %s; refusing to switch a link certd did not make: "+
+			"remove it to let certd manage the path", ErrPlantedLink, t.s.LivePath(), target, t.certsPath())
 	}
-	target, err := os.Readlink(s.LivePath())
-	if err != nil {
+	return v, nil
+}
+
+func (t *tree) certsPath() string { return filepath.Join(t.s.Dir, versionsDir, t.s.Name) }
+
+// current is the version the live path points to: "" if none, or if the
+// version it names is gone (there is nothing to roll back to). A version
+// that is not a directory (a symlink planted in its place) is an error.
+func (t *tree) current() (string, error) {
+	v, err := t.liveVersion()
+	if err != nil || v == "" {
 		return "", err
 	}
-	if !strings.HasPrefix(target, filepath.Join(versionsDir, s.Name)+string(filepath.Separator)) {
-		return "", fmt.Errorf("%s points to %s, outside certd's versions", s.LivePath(), target)
+	k, err := t.certs.kind(v)
+	switch {
+	case err != nil:
+		return "", err
+	case k == kindMissing:
+		return "", nil
+	case k == kindLink:
+		return "", t.certs.planted(v)
+	case k != kindDir:
+		return "", fmt.Errorf("%s, where %s points, is not a version directory certd made", t.certs.join(v), t.s.LivePath())
 	}
-	return target, nil
+	return v, nil
 }
 
-// swap points the live path at version with a single rename(2): a reader
-// resolves the link to the old version or the new one, never neither.
-func swap(s Spec, version string) error {
-	tmp := filepath.Join(s.Dir, fmt.Sprintf(".%s.certd-tmp-%d", s.Name, time.Now().UnixNano()))
-	if err := os.Symlink(version, tmp); err != nil {
-		return err
-	}
-	if err := os.Rename(tmp, s.LivePath()); err != nil {
-		os.Remove(tmp)
-		return err
-	}
-	return syncDir(s.Dir)
-}
-
-func listVersions(s Spec) ([]string, error) {
-	entries, err := os.ReadDir(filepath.Join(s.Dir, versionsDir, s.Name))
+// versions lists the certificate's version directories, oldest first
+// (names start with a UTC timestamp). A symlink among them is refused:
+// certd makes none there.
+func (t *tree) versions() ([]string, error) {
+	names, err := t.certs.names()
 	if err != nil {
 		return nil, err
 	}
 	var out []string
-	for _, e := range entries {
-		if e.IsDir() {
-			out = append(out, filepath.Join(versionsDir, s.Name, e.Name()))
+	for _, n := range names {
+		k, err := t.certs.kind(n)
+		if err != nil {
+			return nil, err
+		}
+		switch k {
+		case kindDir:
+			out = append(out, n)
+		case kindLink:
+			return nil, t.certs.planted(n)
 		}
 	}
-	sort.Strings(out) // names start with a UTC timestamp
 	return out, nil
 }
 
+// swap points the live path at version with a single rename(2): a reader
+// resolves the link to the old version or the new one, never neither.
+func (t *tree) swap(version string) error {
+	suffix := make([]byte, 6)
+	_, _ = rand.Read(suffix)
+	tmp := fmt.Sprintf(".%s.certd-tmp-%s", t.s.Name, hex.EncodeToString(suffix))
+	if err := t.root.symlink(t.target(version), tmp); err != nil {
+		return err
+	}
+	if err := t.root.rename(tmp, t.s.Name); err != nil {
+		_ = t.root.removeAll(tmp)
+		return err
+	}
+	return t.root.sync()
+}
+
 // prune keeps the current version, the previous one and the Keep newest.
-func (d *Deployer) prune(s Spec, cur, prev string) {
-	versions, err := listVersions(s)
+func (d *Deployer) prune(t *tree, cur, prev string) {
+	versions, err := t.versions()
 	if err != nil {
+		d.log().Warn("listing versions to prune failed", zap.String("cert", t.s.Name), zap.Error(err))
 		return
 	}
-	keep := max(s.Keep, 1)
+	keep := max(t.s.Keep, 1)
 	for i, v := range versions {
 		if v == cur || v == prev || i >= len(versions)-keep-1 {
 			continue
 		}
-		if err := os.RemoveAll(filepath.Join(s.Dir, v)); err != nil {
-			d.log().Warn("pruning an old version failed", zap.String("version", v), zap.Error(err))
+		if err := t.certs.removeAll(v); err != nil {
+			d.log().Warn("pruning an old version failed", zap.String("version", t.target(v)), zap.Error(err))
 		}
 	}
 }
@@ -515,18 +605,18 @@ type LiveState struct {
 	KeyMatches  bool   // the live key is the live certificate's
 }
 
-// Inspect reads the live set through one opened directory.
+// Inspect reads the live set through one opened directory, so that a
+// switch between two reads cannot mix versions.
 func Inspect(s Spec) LiveState {
 	var st LiveState
-	dir, err := os.Open(s.LivePath())
+	dir, err := openDirPath(s.LivePath(), false)
 	if err != nil {
 		return LiveState{Missing: true}
 	}
 	defer dir.Close()
-	read := func(name string) ([]byte, error) { return os.ReadFile(filepath.Join(s.LivePath(), name)) }
-	certPEM, err1 := read(CertFile)
-	keyPEM, err2 := read(KeyFile)
-	_, err3 := read(FullchainFile)
+	certPEM, err1 := dir.readFile(CertFile)
+	keyPEM, err2 := dir.readFile(KeyFile)
+	_, err3 := dir.readFile(FullchainFile)
 	if err1 != nil || err2 != nil || err3 != nil {
 		return LiveState{Missing: true}
 	}
