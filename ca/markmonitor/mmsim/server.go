@@ -183,6 +183,29 @@ type Server struct {
 
 // New creates a simulator with a fresh test PKI.
 func New(opts Options) (*Server, error) {
+	s, err := newServer(opts)
+	if err != nil {
+		return nil, err
+	}
+	now := s.opts.Now()
+	if s.root, err = newAuthority("certd Markmonitor Simulator Root G2", nil, now, 20*365*24*time.Hour, 1); err != nil {
+		return nil, err
+	}
+	if s.ica, err = newAuthority("certd Markmonitor Simulator TLS CA", s.root, now, 5*365*24*time.Hour, 0); err != nil {
+		return nil, err
+	}
+	if s.apiCA, err = newAuthority("certd Markmonitor Simulator API CA", nil, now, 20*365*24*time.Hour, 0); err != nil {
+		return nil, err
+	}
+	if err := s.newServerCert(); err != nil {
+		return nil, err
+	}
+	return s, nil
+}
+
+// newServer checks opts, fills in their defaults and makes a simulator
+// (with a fresh JWT key) without its PKI.
+func newServer(opts Options) (*Server, error) {
 	if opts.APIKey == "" || opts.Username == "" || opts.Password == "" {
 		return nil, errors.New("mmsim: APIKey, Username and Password are required")
 	}
@@ -212,25 +235,17 @@ func New(opts Options) (*Server, error) {
 	if _, err := rand.Read(s.jwtKey); err != nil {
 		return nil, err
 	}
-	now := opts.Now()
-	var err error
-	if s.root, err = newAuthority("certd Markmonitor Simulator Root G2", nil, now, 20*365*24*time.Hour, 1); err != nil {
-		return nil, err
-	}
-	if s.ica, err = newAuthority("certd Markmonitor Simulator TLS CA", s.root, now, 5*365*24*time.Hour, 0); err != nil {
-		return nil, err
-	}
-	if s.apiCA, err = newAuthority("certd Markmonitor Simulator API CA", nil, now, 20*365*24*time.Hour, 0); err != nil {
-		return nil, err
-	}
-	certPEM, keyPEM, err := s.apiCA.issueServer(now)
-	if err != nil {
-		return nil, err
-	}
-	if s.serverTLS, err = tls.X509KeyPair(certPEM, keyPEM); err != nil {
-		return nil, err
-	}
 	return s, nil
+}
+
+// newServerCert issues the API's own TLS certificate from the API CA.
+func (s *Server) newServerCert() error {
+	certPEM, keyPEM, err := s.apiCA.issueServer(s.opts.Now())
+	if err != nil {
+		return err
+	}
+	s.serverTLS, err = tls.X509KeyPair(certPEM, keyPEM)
+	return err
 }
 
 // RootPEM is the root every issued certificate chains to.

@@ -14,6 +14,7 @@ import (
 	"io"
 	"net"
 	"net/http"
+	"slices"
 	"strings"
 	"sync"
 	"testing"
@@ -63,6 +64,14 @@ func newRig(t *testing.T, mod func(*mmsim.Options)) *rig {
 	if err != nil {
 		t.Fatal(err)
 	}
+	pool := x509.NewCertPool()
+	pool.AppendCertsFromPEM(sim.APICAPEM())
+	return serveRig(t, sim, clk, &http.Client{Transport: &http.Transport{TLSClientConfig: &tls.Config{RootCAs: pool}}})
+}
+
+// serveRig serves sim on a loopback port for client.
+func serveRig(t *testing.T, sim *mmsim.Server, clk *clock, client *http.Client) *rig {
+	t.Helper()
 	ln, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
 		t.Fatal(err)
@@ -70,11 +79,8 @@ func newRig(t *testing.T, mod func(*mmsim.Options)) *rig {
 	ctx, cancel := context.WithCancel(context.Background())
 	done := make(chan struct{})
 	go func() { _ = sim.Serve(ctx, ln); close(done) }()
-	t.Cleanup(func() { cancel(); <-done })
-	pool := x509.NewCertPool()
-	pool.AppendCertsFromPEM(sim.APICAPEM())
-	return &rig{sim: sim, base: "https://" + ln.Addr().String(), clk: clk,
-		http: &http.Client{Transport: &http.Transport{TLSClientConfig: &tls.Config{RootCAs: pool}}}}
+	t.Cleanup(func() { cancel(); <-done; client.CloseIdleConnections() })
+	return &rig{sim: sim, base: "https://" + ln.Addr().String(), clk: clk, http: client}
 }
 
 // do sends a request; hdr adds headers ("" values are not sent).
@@ -252,4 +258,188 @@ func mustJSON(v any) string {
 	var b bytes.Buffer
 	_ = json.NewEncoder(&b).Encode(v)
 	return strings.TrimSpace(b.String())
+}
+
+// Save and Load keep the CAs (the old client's trust in the API CA holds
+// for the re-issued API certificate), the organisation and its contacts
+// (found by name and email), the orders with their DCV tokens and
+// certificates, and the ledger. JWTs are not kept: the client logs in
+// again. The loaded simulator issues, and reissues an order placed before
+// the save.
+func TestSaveLoad(t *testing.T) {
+	r := newRig(t, nil)
+	tok := r.login(t)
+	orgID, contact := r.org(t, tok)
+	place := func(r *rig, tok, method string, names ...string) string {
+		t.Helper()
+		body := strings.Replace(orderBody(orgID, contact, method, names...), `"csr":"CSR"`, `"csr":`+mustJSON(csrPEM(t, names...)), 1)
+		st, _, answer := r.do(t, "POST", "/cert/v1/order", body, r.authed(tok))
+		if st != 202 {
+			t.Fatalf("order: %d %s", st, answer)
+		}
+		var o struct{ ResourceID string }
+		if err := json.Unmarshal([]byte(answer), &o); err != nil || o.ResourceID == "" {
+			t.Fatalf("order answer %s", answer)
+		}
+		return o.ResourceID
+	}
+	download := func(r *rig, tok, id string) string {
+		t.Helper()
+		hdr := r.authed(tok)
+		hdr["Accept"] = "application/x-pkcs7-certificates"
+		st, _, body := r.do(t, "GET", "/cert/v1/order/"+id+"/downloadCert?format=pem_all", "", hdr)
+		if st != 200 {
+			t.Fatalf("download %s: %d %s", id, st, body)
+		}
+		return body
+	}
+	issued := place(r, tok, "EMAIL", "a.example.com")
+	if err := r.sim.ClickEmailLink(issued, "a.example.com"); err != nil {
+		t.Fatal(err)
+	}
+	pending := place(r, tok, "DNS_TXT_TOKEN", "b.example.com", "www.b.example.com")
+	_, _, pendingView := r.do(t, "GET", "/cert/v1/order/"+pending, "", r.authed(tok)) // checked once: no DNS server
+	if !strings.Contains(pendingView, `"dcvToken"`) || !strings.Contains(pendingView, "no DNS server") {
+		t.Fatalf("the pending order: %s", pendingView)
+	}
+	pemAll := download(r, tok, issued)
+	var buf bytes.Buffer
+	if err := r.sim.Save(&buf); err != nil {
+		t.Fatal(err)
+	}
+
+	opts := mmsim.Options{APIKey: key, Username: user, Password: pass, Now: r.clk.Now}
+	s2, err := mmsim.Load(bytes.NewReader(buf.Bytes()), opts)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !bytes.Equal(s2.RootPEM(), r.sim.RootPEM()) || !bytes.Equal(s2.APICAPEM(), r.sim.APICAPEM()) {
+		t.Fatal("the CAs changed")
+	}
+	if got := s2.Organizations("Acme"); !slices.Equal(got, []string{orgID}) || !s2.OrganizationValidated(orgID) {
+		t.Fatalf("organizations after Load: %v", got)
+	}
+	if led := s2.Ledger(); len(led) != 2 || led[0].OrderID != issued || led[1].OrderID != pending || s2.OrdersFor([]string{"a.example.com"}) != 1 {
+		t.Fatalf("ledger after Load: %+v", led)
+	}
+	if st, err := s2.OrderStatus(issued); err != nil || st.Status != mmsim.StatusIssued || s2.Certificates(issued) != 1 {
+		t.Fatalf("the issued order after Load: %+v %v", st, err)
+	}
+
+	// The old client (its trust store) against the loaded simulator.
+	r2 := serveRig(t, s2, r.clk, r.http)
+	if st, _, body := r2.do(t, "GET", "/cert/v1/organization", "", r2.authed(tok)); st != 401 {
+		t.Fatalf("a JWT survived the reload: %d %s", st, body)
+	}
+	tok2 := r2.login(t)
+	st, _, body := r2.do(t, "GET", "/cert/v1/organization?name=acme", "", r2.authed(tok2))
+	var orgs struct {
+		Content []struct {
+			ResourceID       string
+			ValidationStatus string
+			Contacts         []struct{ ResourceID string }
+		}
+	}
+	if err := json.Unmarshal([]byte(body), &orgs); st != 200 || err != nil || len(orgs.Content) != 1 || orgs.Content[0].ResourceID != orgID ||
+		orgs.Content[0].ValidationStatus != mmsim.OrgValidated || len(orgs.Content[0].Contacts) != 2 || orgs.Content[0].Contacts[0].ResourceID != contact {
+		t.Fatalf("the organisation by name after Load: %d %s", st, body)
+	}
+	st, _, body = r2.do(t, "GET", "/cert/v1/contact?email=j@acme.example", "", r2.authed(tok2))
+	if st != 200 || !strings.Contains(body, contact) || !strings.Contains(body, `"totalElements":1`) {
+		t.Fatalf("the contact by email after Load: %d %s", st, body)
+	}
+	if _, _, view := r2.do(t, "GET", "/cert/v1/order/"+pending, "", r2.authed(tok2)); view != pendingView {
+		t.Fatalf("the pending order after Load:\n%s\nwant\n%s", view, pendingView)
+	}
+	if st, _, body := r2.do(t, "GET", "/cert/v1/order?commonNames=b.example.com", "", r2.authed(tok2)); st != 200 || !strings.Contains(body, pending) {
+		t.Fatalf("search after Load: %d %s", st, body)
+	}
+	if got := download(r2, tok2, issued); got != pemAll {
+		t.Fatal("the certificate changed")
+	}
+
+	// A new order for the saved organisation and contact is issued under
+	// the saved root; the order from before the save is reissued.
+	verify := func(pemAll, name string) {
+		t.Helper()
+		roots, inter := x509.NewCertPool(), x509.NewCertPool()
+		roots.AppendCertsFromPEM(r.sim.RootPEM())
+		rest := []byte(pemAll)
+		var leaf *x509.Certificate
+		for {
+			var blk *pem.Block
+			if blk, rest = pem.Decode(rest); blk == nil {
+				break
+			}
+			c, err := x509.ParseCertificate(blk.Bytes)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if leaf == nil {
+				leaf = c
+			} else {
+				inter.AddCert(c)
+			}
+		}
+		if leaf == nil {
+			t.Fatalf("no certificate in %q", pemAll)
+		}
+		if _, err := leaf.Verify(x509.VerifyOptions{Roots: roots, Intermediates: inter, DNSName: name, CurrentTime: r.clk.Now()}); err != nil {
+			t.Fatalf("%s: %v", name, err)
+		}
+	}
+	fresh := place(r2, tok2, "EMAIL", "c.example.com")
+	if err := s2.ClickEmailLink(fresh, "c.example.com"); err != nil {
+		t.Fatal(err)
+	}
+	verify(download(r2, tok2, fresh), "c.example.com")
+	st, _, body = r2.do(t, "PATCH", "/cert/v1/order/"+issued+"/reissue", `{"cert":{"csr":`+mustJSON(csrPEM(t, "a.example.com"))+`}}`, r2.authed(tok2))
+	if st != 200 {
+		t.Fatalf("reissue after Load: %d %s", st, body)
+	}
+	if st, err := s2.OrderStatus(issued); err != nil || st.Status != mmsim.StatusIssued || s2.Certificates(issued) != 2 {
+		t.Fatalf("the reissued order: %+v %v", st, err)
+	}
+	reissued := download(r2, tok2, issued)
+	if reissued == pemAll {
+		t.Fatal("the reissue did not change the certificate")
+	}
+	verify(reissued, "a.example.com")
+	if led := s2.Ledger(); len(led) != 4 || led[2].OrderID != fresh || !led[3].Reissue || s2.OrdersFor([]string{"c.example.com"}) != 1 {
+		t.Fatalf("ledger: %+v", led)
+	}
+
+	// A second round trip is stable.
+	var buf2 bytes.Buffer
+	if err := s2.Save(&buf2); err != nil {
+		t.Fatal(err)
+	}
+	s3, err := mmsim.Load(&buf2, opts)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(s3.Ledger()) != 4 || s3.Certificates(issued) != 2 || !slices.Equal(s3.Organizations(""), []string{orgID}) {
+		t.Fatalf("second Load: %+v", s3.Ledger())
+	}
+
+	// Broken state is refused.
+	var doc map[string]any
+	if err := json.Unmarshal(buf.Bytes(), &doc); err != nil {
+		t.Fatal(err)
+	}
+	doc["root"].(map[string]any)["key"] = ""
+	keyless, _ := json.Marshal(doc)
+	for name, bad := range map[string]string{
+		"not JSON":      "{",
+		"wrong version": `{"version": 2}`,
+		"no keys":       `{"version": 1}`,
+		"unknown field": `{"version": 1, "surprise": true}`,
+		"keyless root":  string(keyless),
+	} {
+		if _, err := mmsim.Load(strings.NewReader(bad), opts); err == nil {
+			t.Errorf("%s: loaded", name)
+		} else {
+			t.Logf("%s: %v", name, err)
+		}
+	}
 }

@@ -157,14 +157,14 @@ type Fault struct {
 
 // LedgerEntry is one charge the simulator committed.
 type LedgerEntry struct {
-	ID              string // the SSL certificate object
-	Kind            string // "create" or "renew"
-	Plan            string
-	Amount          float64
-	DNSNames        []string
-	ClientReference string
-	At              time.Time
-	Refunded        bool
+	ID              string    `json:"id"`   // the SSL certificate object
+	Kind            string    `json:"kind"` // "create" or "renew"
+	Plan            string    `json:"plan"`
+	Amount          float64   `json:"amount"`
+	DNSNames        []string  `json:"dns_names"`
+	ClientReference string    `json:"client_reference"`
+	At              time.Time `json:"at"`
+	Refunded        bool      `json:"refunded,omitempty"`
 }
 
 // Email is a validation email the simulator "sent".
@@ -193,6 +193,29 @@ type Server struct {
 
 // New creates a simulator with a fresh test PKI.
 func New(opts Options) (*Server, error) {
+	s, err := newServer(opts)
+	if err != nil {
+		return nil, err
+	}
+	now := s.opts.Now()
+	if s.root, err = newAuthority("certd Reseller Simulator Root", nil, now, 20*365*24*time.Hour, 1); err != nil {
+		return nil, err
+	}
+	if s.ica, err = newAuthority("certd Reseller Simulator DV CA", s.root, now, 5*365*24*time.Hour, 0); err != nil {
+		return nil, err
+	}
+	if s.apiCA, err = newAuthority("certd Reseller Simulator API CA", nil, now, 20*365*24*time.Hour, 0); err != nil {
+		return nil, err
+	}
+	if err := s.newServerCert(); err != nil {
+		return nil, err
+	}
+	return s, nil
+}
+
+// newServer checks opts, fills in their defaults and makes a simulator
+// without its PKI.
+func newServer(opts Options) (*Server, error) {
 	if opts.Username == "" || opts.APIKey == "" {
 		return nil, errors.New("resellersim: Username and APIKey are required")
 	}
@@ -226,25 +249,17 @@ func New(opts Options) (*Server, error) {
 		}
 		s.plans[strings.ToLower(p.ID)] = p
 	}
-	now := opts.Now()
-	var err error
-	if s.root, err = newAuthority("certd Reseller Simulator Root", nil, now, 20*365*24*time.Hour, 1); err != nil {
-		return nil, err
-	}
-	if s.ica, err = newAuthority("certd Reseller Simulator DV CA", s.root, now, 5*365*24*time.Hour, 0); err != nil {
-		return nil, err
-	}
-	if s.apiCA, err = newAuthority("certd Reseller Simulator API CA", nil, now, 20*365*24*time.Hour, 0); err != nil {
-		return nil, err
-	}
-	certPEM, keyPEM, err := s.apiCA.issueServer(now)
-	if err != nil {
-		return nil, err
-	}
-	if s.serverTLS, err = tls.X509KeyPair(certPEM, keyPEM); err != nil {
-		return nil, err
-	}
 	return s, nil
+}
+
+// newServerCert issues the API's own TLS certificate from the API CA.
+func (s *Server) newServerCert() error {
+	certPEM, keyPEM, err := s.apiCA.issueServer(s.opts.Now())
+	if err != nil {
+		return err
+	}
+	s.serverTLS, err = tls.X509KeyPair(certPEM, keyPEM)
+	return err
 }
 
 // RootPEM is the root every issued certificate chains to.

@@ -3,18 +3,22 @@ package resellersim
 import (
 	"archive/zip"
 	"bytes"
+	"context"
 	"crypto/ecdsa"
 	"crypto/elliptic"
 	"crypto/rand"
 	"crypto/rsa"
+	"crypto/tls"
 	"crypto/x509"
 	"crypto/x509/pkix"
 	"encoding/asn1"
 	"encoding/json"
 	"encoding/pem"
 	"io"
+	"net"
 	"net/http"
 	"net/http/httptest"
+	"reflect"
 	"strings"
 	"sync"
 	"testing"
@@ -23,7 +27,8 @@ import (
 
 type tsim struct {
 	*Server
-	srv *httptest.Server
+	url    string
+	client *http.Client
 }
 
 func newSim(t *testing.T, mod func(*Options)) *tsim {
@@ -38,7 +43,7 @@ func newSim(t *testing.T, mod func(*Options)) *tsim {
 	}
 	srv := httptest.NewServer(s.Handler())
 	t.Cleanup(srv.Close)
-	return &tsim{s, srv}
+	return &tsim{s, srv.URL, http.DefaultClient}
 }
 
 // do sends one request; body, when a string, is sent as is with ct.
@@ -53,7 +58,7 @@ func (s *tsim) do(t *testing.T, method, path string, body any, ct string, auth b
 		j, _ := json.Marshal(b)
 		rd = bytes.NewReader(j)
 	}
-	req, err := http.NewRequest(method, s.srv.URL+path, rd)
+	req, err := http.NewRequest(method, s.url+path, rd)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -63,7 +68,7 @@ func (s *tsim) do(t *testing.T, method, path string, body any, ct string, auth b
 	if auth {
 		req.SetBasicAuth("u", "k")
 	}
-	resp, err := http.DefaultClient.Do(req)
+	resp, err := s.client.Do(req)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -185,7 +190,7 @@ func TestDropAfterCommit(t *testing.T) {
 	s := newSim(t, func(o *Options) { o.BareList = true })
 	s.InjectFault("POST /ssl-certificate", Fault{DropAfterCommit: true})
 	j, _ := json.Marshal(body(t, map[string]any{"client_reference": "lost"}, "drop.example.com"))
-	req, _ := http.NewRequest("POST", s.srv.URL+"/ssl-certificate", bytes.NewReader(j))
+	req, _ := http.NewRequest("POST", s.url+"/ssl-certificate", bytes.NewReader(j))
 	req.Header.Set("Content-Type", "application/json")
 	req.SetBasicAuth("u", "k")
 	if resp, err := http.DefaultClient.Do(req); err == nil {
@@ -337,4 +342,142 @@ func p7certs(t *testing.T, der []byte) []*x509.Certificate {
 		t.Fatal(err)
 	}
 	return certs
+}
+
+// Save and Load keep the CAs (the old trust in the API CA holds for the
+// re-issued API certificate), the objects with their proofs and
+// certificates, and the ledger: the loaded simulator renews an object
+// made before the save, and refunds that renewal when it is deleted.
+func TestSaveLoad(t *testing.T) {
+	s := newSim(t, nil)
+	st, m, raw := s.do(t, "POST", "/ssl-certificate", body(t, map[string]any{"dcv_type": "EMAIL", "approver_email_address": "admin@keep.example.com",
+		"client_reference": "keep"}, "keep.example.com"), "application/json", true)
+	if st != 201 {
+		t.Fatalf("HTTP %d %s", st, raw)
+	}
+	active := m["id"].(string)
+	if err := s.ApproveEmail(active, "keep.example.com"); err != nil {
+		t.Fatal(err)
+	}
+	st, m, raw = s.do(t, "POST", "/ssl-certificate", body(t, map[string]any{"plan": DigiCertDVPlan}, "wait.example.com"), "application/json", true)
+	if st != 201 {
+		t.Fatalf("HTTP %d %s", st, raw)
+	}
+	pending := m["id"].(string)
+	_, _, crt := s.do(t, "GET", "/ssl-certificate/"+active+"/download-crt", nil, "", true)
+	_, details, _ := s.do(t, "GET", "/ssl-certificate/"+pending+"/validation-details", nil, "", true)
+	if details["dcv_random_value"] == nil {
+		t.Fatalf("validation details: %v", details)
+	}
+	pool := x509.NewCertPool()
+	pool.AppendCertsFromPEM(s.APICAPEM())
+	tr := &http.Transport{TLSClientConfig: &tls.Config{RootCAs: pool}}
+	t.Cleanup(tr.CloseIdleConnections)
+	var buf bytes.Buffer
+	if err := s.Save(&buf); err != nil {
+		t.Fatal(err)
+	}
+
+	s2, err := Load(bytes.NewReader(buf.Bytes()), Options{Username: "u", APIKey: "k"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !bytes.Equal(s2.RootPEM(), s.RootPEM()) || !bytes.Equal(s2.APICAPEM(), s.APICAPEM()) {
+		t.Fatal("the CAs changed")
+	}
+	led := s2.Ledger()
+	if len(led) != 2 || led[0].ID != active || led[1].ID != pending || !led[0].At.Equal(s.Ledger()[0].At) || s2.OrdersFor([]string{"keep.example.com"}) != 1 {
+		t.Fatalf("ledger after Load: %+v", led)
+	}
+	if len(s2.Emails()) != 1 {
+		t.Fatalf("emails after Load: %+v", s2.Emails())
+	}
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan struct{})
+	go func() { _ = s2.Serve(ctx, ln); close(done) }()
+	t.Cleanup(func() { cancel(); <-done })
+	s2c := &tsim{s2, "https://" + ln.Addr().String(), &http.Client{Transport: tr}}
+
+	if st, m, raw := s2c.do(t, "GET", "/ssl-certificate/"+active, nil, "", true); st != 200 || m["status"] != "active" {
+		t.Fatalf("the active object after Load: HTTP %d %s", st, raw)
+	}
+	if _, _, got := s2c.do(t, "GET", "/ssl-certificate/"+active+"/download-crt", nil, "", true); !bytes.Equal(got, crt) {
+		t.Fatal("the certificate changed")
+	}
+	if _, got, _ := s2c.do(t, "GET", "/ssl-certificate/"+pending+"/validation-details", nil, "", true); !reflect.DeepEqual(got, details) {
+		t.Fatalf("validation details after Load:\n%v\nwant\n%v", got, details)
+	}
+	if st, m, raw := s2c.do(t, "GET", "/ssl-certificate?client_reference=keep", nil, "", true); st != 200 || m["count"].(float64) != 1 {
+		t.Fatalf("listing after Load: HTTP %d %s", st, raw)
+	}
+
+	// Renewing the object made before the save: charged, proved, issued
+	// under the saved root for the new key.
+	key := ecKey(t)
+	st, m, raw = s2c.do(t, "POST", "/ssl-certificate/"+active+"/renew", map[string]any{"csr": csrPEM(t, key, "keep.example.com"), "dcv_type": "EMAIL",
+		"approver_email_address": "admin@keep.example.com"}, "application/json", true)
+	if st != 200 || m["id"] != active || m["status"] != "pending" {
+		t.Fatalf("renew after Load: HTTP %d %s", st, raw)
+	}
+	if err := s2.ApproveEmail(active, "keep.example.com"); err != nil {
+		t.Fatal(err)
+	}
+	_, _, crt2 := s2c.do(t, "GET", "/ssl-certificate/"+active+"/download-crt", nil, "", true)
+	_, _, bundle := s2c.do(t, "GET", "/ssl-certificate/"+active+"/download-ca", nil, "", true)
+	certs := pemCerts(t, append(crt2, bundle...))
+	roots, inter := x509.NewCertPool(), x509.NewCertPool()
+	roots.AppendCertsFromPEM(s.RootPEM())
+	for _, c := range certs[1:] {
+		inter.AddCert(c)
+	}
+	if _, err := certs[0].Verify(x509.VerifyOptions{Roots: roots, Intermediates: inter, DNSName: "keep.example.com"}); err != nil || !key.PublicKey.Equal(certs[0].PublicKey) {
+		t.Fatalf("the renewed certificate: %v", err)
+	}
+	if led := s2.Ledger(); len(led) != 3 || led[2].ID != active || led[2].Kind != "renew" {
+		t.Fatalf("ledger after the renewal: %+v", led)
+	}
+	if st, m, raw := s2c.do(t, "DELETE", "/ssl-certificate/"+active, nil, "", true); st != 200 || m["refunded"] != true {
+		t.Fatalf("delete after Load: HTTP %d %s", st, raw)
+	}
+	if led := s2.Ledger(); led[0].Refunded || !led[2].Refunded {
+		t.Fatalf("the refund went to the wrong charge: %+v", led)
+	}
+
+	// A second round trip is stable.
+	var buf2 bytes.Buffer
+	if err := s2.Save(&buf2); err != nil {
+		t.Fatal(err)
+	}
+	s3, err := Load(&buf2, Options{Username: "u", APIKey: "k"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if status, _, ok := s3.Order(active); !ok || status != "cancelled" || len(s3.Ledger()) != 3 {
+		t.Fatalf("second Load: %s %v", status, s3.Ledger())
+	}
+
+	// Broken state is refused.
+	var doc map[string]any
+	if err := json.Unmarshal(buf.Bytes(), &doc); err != nil {
+		t.Fatal(err)
+	}
+	doc["ica"].(map[string]any)["key"] = ""
+	keyless, _ := json.Marshal(doc)
+	for name, bad := range map[string]string{
+		"not JSON":      "{",
+		"wrong version": `{"version": 2}`,
+		"no keys":       `{"version": 1}`,
+		"unknown field": `{"version": 1, "surprise": true}`,
+		"keyless ICA":   string(keyless),
+	} {
+		if _, err := Load(strings.NewReader(bad), Options{Username: "u", APIKey: "k"}); err == nil {
+			t.Errorf("%s: loaded", name)
+		} else {
+			t.Logf("%s: %v", name, err)
+		}
+	}
 }
