@@ -19,17 +19,32 @@ import (
 	"time"
 
 	"github.com/certd/certd/ca/atlas/atlassim"
+	"github.com/certd/certd/ca/markmonitor/mmsim"
+	"github.com/certd/certd/ca/reseller/resellersim"
+	"github.com/certd/certd/ca/sectigo/sectigosim"
 	"github.com/certd/certd/internal/authdns"
 	"github.com/certd/certd/internal/pemutil"
 	"github.com/certd/certd/store"
 )
 
 // demoNames are the demo's certificates.
-var demoNames = []string{"www", "shop", "blog"}
+var demoNames = []string{"www", "shop", "blog", "store", "api", "mail"}
 
-// demoStateFile keeps the simulator's trust material, claims and
-// certificates between runs, so that a second run is the same CA.
+// demoStateFile keeps the Atlas simulator's trust material, claims and
+// certificates between runs, so that a second run is the same CA; the
+// other simulators keep theirs in demoStateFiles.
 const demoStateFile = "atlas-sim.json"
+
+// demoStateFiles are the simulators' saved states, by CA.
+var demoStateFiles = map[string]string{"atlas": demoStateFile, "sectigo": "sectigo-sim.json", "reseller": "reseller-sim.json", "markmonitor": "markmonitor-sim.json"}
+
+// demoSim is what the demo needs of a simulator.
+type demoSim interface {
+	Save(w io.Writer) error
+	RootPEM() []byte
+	APICAPEM() []byte
+	Serve(ctx context.Context, ln net.Listener) error
+}
 
 // cmdDemo runs certd's whole lifecycle on loopback with nothing installed:
 // the bundled Atlas simulator, an in-process DNS server taking RFC 2136
@@ -126,7 +141,7 @@ func cmdDemo(args []string, stdout, stderr io.Writer) int {
 					continue
 				}
 				serials = live
-				fmt.Fprintf(stdout, "\ncertd demo: every certificate is deployed under %s/live/ and verifies against %s/sim-root.pem\n", d, d)
+				fmt.Fprintf(stdout, "\ncertd demo: every certificate is deployed under %s/live/ and verifies against its CA's root (%s/sim-root.pem for Atlas, %s/<ca>-root.pem for the others)\n", d, d, d)
 				printDemoState(stdout, w)
 				w.printNext(stdout, now)
 				if *once {
@@ -138,7 +153,7 @@ func cmdDemo(args []string, stdout, stderr io.Writer) int {
 			}
 			for _, name := range demoNames {
 				if s, ok := live[name]; ok && s != serials[name] {
-					fmt.Fprintf(stdout, "certd demo: %s renewed: serial %s -> %s, deployed and verified against sim-root.pem%s\n", name, serials[name], s, w.nextOf(name, now))
+					fmt.Fprintf(stdout, "certd demo: %s renewed: serial %s -> %s, deployed and verified against its CA's root%s\n", name, serials[name], s, w.nextOf(name, now))
 					serials[name] = s
 				}
 			}
@@ -151,6 +166,7 @@ type demoWorld struct {
 	dir        string
 	cfgPath    string
 	sim        *atlassim.Server
+	sims       map[string]demoSim // every simulator, by CA (atlas included)
 	roots      *x509.CertPool
 	lifetime   time.Duration
 	renewAfter time.Duration
@@ -198,10 +214,55 @@ func startDemoWorld(ctx context.Context, d string, lifetime, renewAfter time.Dur
 	if err != nil {
 		return nil, err
 	}
+	// The three per-order CAs: Sectigo checks a CSR-hash file on the
+	// responder, the reseller (DigiCert behind it) and Markmonitor a TXT
+	// token in the DNS server.
+	sims := map[string]demoSim{"atlas": sim}
+	addrs := map[string]string{}
+	loaders := map[string]func(r io.Reader) (demoSim, error){
+		"sectigo": func(r io.Reader) (demoSim, error) {
+			o := sectigosim.Options{LoginName: "demo", LoginPassword: apiSecret, HTTPAddr: webAddr, DNSServer: dnsSrv.Addr, IssueDelay: time.Second}
+			if r == nil {
+				return sectigosim.New(o)
+			}
+			return sectigosim.Load(r, o)
+		},
+		"reseller": func(r io.Reader) (demoSim, error) {
+			o := resellersim.Options{Username: "demo", APIKey: apiSecret, DNSServer: dnsSrv.Addr, HTTPAddr: webAddr, IssueDelay: time.Second}
+			if r == nil {
+				return resellersim.New(o)
+			}
+			return resellersim.Load(r, o)
+		},
+		"markmonitor": func(r io.Reader) (demoSim, error) {
+			o := mmsim.Options{APIKey: "demo-mm-key", Username: "demo", Password: apiSecret, DNSServer: dnsSrv.Addr, HTTPAddr: webAddr, IssueDelay: time.Second}
+			if r == nil {
+				return mmsim.New(o)
+			}
+			return mmsim.Load(r, o)
+		},
+	}
+	for _, name := range []string{"sectigo", "reseller", "markmonitor"} {
+		other, err := openDemoOther(d, name, loaders[name])
+		if err != nil {
+			return nil, err
+		}
+		oln, err := net.Listen("tcp", "127.0.0.1:0")
+		if err != nil {
+			return nil, err
+		}
+		go func() { _ = other.Serve(ctx, oln) }()
+		sims[name], addrs[name] = other, oln.Addr().String()
+		for file, data := range map[string][]byte{name + "-api-ca.pem": other.APICAPEM(), name + "-root.pem": other.RootPEM()} {
+			if err := writePrivate(filepath.Join(d, file), data); err != nil {
+				return nil, err
+			}
+		}
+	}
 	files := map[string][]byte{
 		"atlas-client.pem": certPEM, "atlas-client.key": keyPEM, "atlas-api-key": []byte("demo-api-key\n"),
 		"atlas-api-secret": []byte(apiSecret + "\n"), "atlas-api-ca.pem": sim.APICAPEM(), "tsig.key": []byte(tsig + "\n"),
-		"sim-root.pem": sim.RootPEM(),
+		"sim-root.pem": sim.RootPEM(), "ca-password": []byte(apiSecret + "\n"), "mm-api-key": []byte("demo-mm-key\n"),
 	}
 	for name, data := range files {
 		if err := writePrivate(filepath.Join(d, name), data); err != nil {
@@ -227,6 +288,41 @@ accounts:
     client_cert: %[1]s/atlas-client.pem
     client_key: file:atlas-client.key
     ca: %[1]s/atlas-api-ca.pem
+  sectigo:
+    type: sectigo
+    url: https://%[8]s
+    login_name: demo
+    login_password: file:ca-password
+    product: 488
+    days: 90
+    dcv_method: HTTP_CSR_HASH
+    ca: %[1]s/sectigo-api-ca.pem
+    roots: %[1]s/sectigo-root.pem
+    poll_interval: 1s
+    recheck_interval: 2s
+  reseller:
+    type: reseller
+    url: https://%[9]s
+    username: demo
+    api_key: file:ca-password
+    plan: %[11]s
+    ca: %[1]s/reseller-api-ca.pem
+    roots: %[1]s/reseller-root.pem
+    poll_interval: 1s
+  markmonitor:
+    type: markmonitor
+    url: https://%[10]s/cert/v1
+    auth_url: https://%[10]s/auth/v1
+    api_key: file:mm-api-key
+    username: demo
+    password: file:ca-password
+    certificate_type: SSL_DV_GEOTRUST
+    organization: {name: Demo Corp, address: 1 Main Street, city: Boise, state: ID, country: US, zip: "83702", phone: "+1.2085550100",
+      contacts: [{first_name: Jane, last_name: Doe, job_title: CTO, email: jane@example.com, phone: "+1.2085550101", types: [ORGANIZATION_CONTACT]}]}
+    ca: %[1]s/markmonitor-api-ca.pem
+    roots: %[1]s/markmonitor-root.pem
+    poll_interval: 1s
+    recheck_interval: 2s
 dns:
   demo-dns: {type: rfc2136, server: %[2]q, key_name: certd-demo, key: file:tsig.key}
 http:
@@ -253,14 +349,34 @@ certificates:
     domains: [blog.example.com]
     dcv: {method: http, target: demo-web}
     lifetime: %[5]s
-`, d, dnsSrv.Addr, webAddr, ln.Addr().String(), fmtDuration(lifetime), fmtDuration(before), fmtDuration(renewAfter))
+  # The per-order CAs: each order's proof is published for it, kept until
+  # it issues, then removed. Their certificates last for days.
+  - name: store    # Sectigo: the CSR-hash file /.well-known/pki-validation/<MD5>.txt, published before the order
+    account: sectigo
+    domains: [store.example.com]
+    dcv: {method: http, target: demo-web}
+  - name: api      # the reseller API (DigiCert behind it): a TXT token read from validation-details
+    account: reseller
+    domains: [api.example.com]
+    dcv: {method: dns, provider: demo-dns}
+  - name: mail     # Markmonitor (DigiCert): the order's TXT token
+    account: markmonitor
+    domains: [mail.example.com]
+    dcv: {method: dns, provider: demo-dns}
+`, d, dnsSrv.Addr, webAddr, ln.Addr().String(), fmtDuration(lifetime), fmtDuration(before), fmtDuration(renewAfter),
+		addrs["sectigo"], addrs["reseller"], addrs["markmonitor"], resellersim.DigiCertDVPlan)
 	path := filepath.Join(d, "certd.yaml")
 	if err := os.WriteFile(path, []byte(cfg), 0o644); err != nil {
 		return nil, err
 	}
 	roots := x509.NewCertPool()
-	roots.AppendCertsFromPEM(sim.RootPEM())
+	for _, s := range sims {
+		roots.AppendCertsFromPEM(s.RootPEM())
+	}
 	fmt.Fprintf(out, `certd demo
+  Sectigo simulator         https://%s
+  reseller API simulator    https://%s
+  Markmonitor simulator     https://%s
   Atlas simulator (mTLS)    https://%s/v2
   DNS server (RFC 2136)     %s  zones example.com, example.net
   HTTP responder            http://%s/.well-known/pki-validation/
@@ -269,8 +385,8 @@ certificates:
   simulator state           %s
   deployed certificates     %s/live/<name>/
 
-`, ln.Addr(), dnsSrv.Addr, webAddr, path, filepath.Join(d, "sim-root.pem"), filepath.Join(d, demoStateFile), d)
-	return &demoWorld{dir: d, cfgPath: path, sim: sim, roots: roots, lifetime: lifetime, renewAfter: renewAfter}, nil
+`, addrs["sectigo"], addrs["reseller"], addrs["markmonitor"], ln.Addr(), dnsSrv.Addr, webAddr, path, filepath.Join(d, "sim-root.pem"), filepath.Join(d, demoStateFile), d)
+	return &demoWorld{dir: d, cfgPath: path, sim: sim, sims: sims, roots: roots, lifetime: lifetime, renewAfter: renewAfter}, nil
 }
 
 // openDemoSim loads the simulator an earlier run saved in d. Without a
@@ -304,10 +420,32 @@ func openDemoSim(d string, opts atlassim.Options, out io.Writer) (*atlassim.Serv
 	return atlassim.New(opts)
 }
 
+// openDemoOther loads the named simulator an earlier run saved in d, or
+// starts a new one when there is none (openDemoSim, which runs first,
+// has cleared an earlier run that cannot be continued). A saved state that
+// cannot be read is an error naming it: the demo is run again with a clean
+// folder.
+func openDemoOther(d, name string, load func(io.Reader) (demoSim, error)) (demoSim, error) {
+	statePath := filepath.Join(d, demoStateFiles[name])
+	data, err := os.ReadFile(statePath)
+	switch {
+	case errors.Is(err, os.ErrNotExist):
+		return load(nil)
+	case err != nil:
+		return nil, err
+	}
+	sim, err := load(bytes.NewReader(data))
+	if err != nil {
+		return nil, fmt.Errorf("the %s simulator's state %s cannot be read (%w); remove the folder %s to start clean", name, statePath, err, d)
+	}
+	return sim, nil
+}
+
 // clearDemo removes what a demo run left: the store, the deployed files
-// and the simulator's state.
+// and the simulators' states.
 func clearDemo(d string) error {
-	for _, name := range []string{"certd.db", "certd.db-wal", "certd.db-shm", "certd.db.lock", demoStateFile, "live"} {
+	for _, name := range []string{"certd.db", "certd.db-wal", "certd.db-shm", "certd.db.lock", demoStateFile, "live",
+		demoStateFiles["sectigo"], demoStateFiles["reseller"], demoStateFiles["markmonitor"]} {
 		if err := os.RemoveAll(filepath.Join(d, name)); err != nil {
 			return err
 		}
@@ -318,15 +456,24 @@ func clearDemo(d string) error {
 // save writes the simulator's state (with its CA keys: 0600) beside the
 // demo's store, replacing the last one in one rename.
 func (w *demoWorld) save() error {
-	var b bytes.Buffer
-	if err := w.sim.Save(&b); err != nil {
-		return err
+	var errs []error
+	for name, sim := range w.sims {
+		var b bytes.Buffer
+		if err := sim.Save(&b); err != nil {
+			errs = append(errs, fmt.Errorf("%s: %w", name, err))
+			continue
+		}
+		file := demoStateFiles[name]
+		tmp := filepath.Join(w.dir, "."+file+".tmp")
+		if err := writePrivate(tmp, b.Bytes()); err != nil {
+			errs = append(errs, err)
+			continue
+		}
+		if err := os.Rename(tmp, filepath.Join(w.dir, file)); err != nil {
+			errs = append(errs, err)
+		}
 	}
-	tmp := filepath.Join(w.dir, "."+demoStateFile+".tmp")
-	if err := writePrivate(tmp, b.Bytes()); err != nil {
-		return err
-	}
-	return os.Rename(tmp, filepath.Join(w.dir, demoStateFile))
+	return errors.Join(errs...)
 }
 
 // verified reads each demo certificate's live set and returns the serials
@@ -364,9 +511,17 @@ func (w *demoWorld) printNext(out io.Writer, now time.Time) {
 			continue
 		}
 		at := c.NextActionAt
-		fmt.Fprintf(out, "  %-5s serial %s valid until %s: %s at %s (%s)\n", c.Name, c.Current.Serial, c.Current.NotAfter.UTC().Format(time.TimeOnly),
-			c.NextAction, at.UTC().Format(time.TimeOnly), relative(&at, now))
+		fmt.Fprintf(out, "  %-5s serial %s valid until %s: %s at %s (%s)\n", c.Name, c.Current.Serial, demoTime(c.Current.NotAfter, now),
+			c.NextAction, demoTime(at, now), relative(&at, now))
 	}
+}
+
+// demoTime is t's time of day, with its date when it is not within a day.
+func demoTime(t, now time.Time) string {
+	if d := t.Sub(now); d > -24*time.Hour && d < 24*time.Hour {
+		return t.UTC().Format(time.TimeOnly)
+	}
+	return t.UTC().Format(time.DateTime)
 }
 
 // nextOf is "; next renewal at ..." for one certificate.
