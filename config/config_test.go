@@ -16,6 +16,9 @@ import (
 
 	"github.com/certd/certd/ca/acme"
 	"github.com/certd/certd/ca/atlas"
+	"github.com/certd/certd/ca/markmonitor"
+	"github.com/certd/certd/ca/reseller"
+	"github.com/certd/certd/ca/sectigo"
 	"github.com/certd/certd/config"
 	"github.com/certd/certd/providers"
 )
@@ -24,7 +27,8 @@ import (
 // cmd/certd wires them.
 func opts() config.Options {
 	return config.Options{
-		Accounts: map[string]config.Decoder{"globalsign-atlas": atlas.DecodeConfig, "acme": acme.DecodeConfig},
+		Accounts: map[string]config.Decoder{"globalsign-atlas": atlas.DecodeConfig, "acme": acme.DecodeConfig,
+			"sectigo": sectigo.DecodeConfig, "reseller": reseller.DecodeConfig, "markmonitor": markmonitor.DecodeConfig},
 		DNS:      providers.Decoders(providers.DNSTypes()),
 		HTTP:     providers.Decoders(providers.HTTPTypes()),
 	}
