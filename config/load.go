@@ -259,6 +259,9 @@ func (l *loader) decodePlugins() {
 				limits = l.accountLimits(b)
 			}
 			typePos := b.typePos
+			if typePos.File == "" {
+				continue // the block did not decode; its error names its place
+			}
 			if b.Type == "" {
 				l.errs.add(typePos, "missing type (one of: %s)", strings.Join(sortedKeys(tables[i]), ", "))
 				continue
