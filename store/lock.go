@@ -7,6 +7,7 @@ import (
 	"strconv"
 	"strings"
 	"syscall"
+	"time"
 )
 
 // lockFile is an exclusive, non-blocking flock on PATH.lock. The kernel
@@ -19,11 +20,10 @@ func acquireLock(path string) (*lockFile, error) {
 		return nil, fmt.Errorf("store: opening lock %s: %w", path, err)
 	}
 	if err := syscall.Flock(int(f.Fd()), syscall.LOCK_EX|syscall.LOCK_NB); err != nil {
-		b, _ := os.ReadFile(path)
 		f.Close()
 		if errors.Is(err, syscall.EWOULDBLOCK) {
 			holder := "another process"
-			if pid, perr := strconv.Atoi(strings.TrimSpace(string(b))); perr == nil {
+			if pid := holderPID(path); pid > 0 {
 				holder = fmt.Sprintf("pid %d", pid)
 			}
 			return nil, fmt.Errorf("%w: %s holds %s; only one daemon may use a store", ErrLocked, holder, path)
@@ -56,7 +56,19 @@ func LockHolder(path string) (pid int, held bool) {
 		_ = syscall.Flock(int(f.Fd()), syscall.LOCK_UN)
 		return 0, false
 	}
-	b, _ := os.ReadFile(path + ".lock")
-	pid, _ = strconv.Atoi(strings.TrimSpace(string(b)))
-	return pid, true
+	return holderPID(path + ".lock"), true
+}
+
+// holderPID reads the pid the lock's holder wrote. A holder that has just
+// taken the lock writes its pid a moment later: an empty file is read
+// again for up to half a second before the holder is called unknown (0).
+func holderPID(lockPath string) int {
+	for range 50 {
+		b, _ := os.ReadFile(lockPath)
+		if pid, err := strconv.Atoi(strings.TrimSpace(string(b))); err == nil && pid > 0 {
+			return pid
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+	return 0
 }
