@@ -216,13 +216,13 @@ func (s Secret) Resolve() (SecretValue, error) {
 		if err != nil {
 			return fail("reading secret file: %v", err)
 		}
-		return SecretValue{v: strings.TrimRight(string(b), "\r\n")}, nil
+		return NewSecretValue(strings.TrimRight(string(b), "\r\n")), nil
 	case "env":
 		v, ok := os.LookupEnv(s.Ref)
 		if !ok {
 			return fail("environment variable %s is not set", s.Ref)
 		}
-		return SecretValue{v: v}, nil
+		return NewSecretValue(v), nil
 	case "credential":
 		dir := os.Getenv("CREDENTIALS_DIRECTORY")
 		if dir == "" {
@@ -235,7 +235,7 @@ func (s Secret) Resolve() (SecretValue, error) {
 		if err != nil {
 			return fail("reading credential %s: %v", s.Ref, err)
 		}
-		return SecretValue{v: strings.TrimRight(string(b), "\r\n")}, nil
+		return NewSecretValue(strings.TrimRight(string(b), "\r\n")), nil
 	case "":
 		return fail("no secret configured")
 	}
@@ -245,14 +245,24 @@ func (s Secret) Resolve() (SecretValue, error) {
 // SecretValue holds a resolved credential. Every printer sees "[REDACTED]":
 // fmt verbs, JSON, zap's reflection and Stringer encoders. Only Reveal
 // gives the value, for the one call that sends it to its CA or provider.
-type SecretValue struct{ v string }
+//
+// The value sits behind a function, not in a string field: a printer
+// that walks a struct by reflection and cannot call the methods above (an
+// unexported field holding a SecretValue, printed with %+v or %d) finds
+// only a function, which fmt prints as its address.
+type SecretValue struct{ v func() string }
 
 // NewSecretValue wraps a credential that came from elsewhere (tests, the
 // demo) so that it is redacted like one read from configuration.
-func NewSecretValue(v string) SecretValue { return SecretValue{v: v} }
+func NewSecretValue(v string) SecretValue { return SecretValue{v: func() string { return v }} }
 
-// Reveal returns the credential itself.
-func (s SecretValue) Reveal() string { return s.v }
+// Reveal returns the credential itself ("" for the zero value).
+func (s SecretValue) Reveal() string {
+	if s.v == nil {
+		return ""
+	}
+	return s.v()
+}
 
 // String implements fmt.Stringer.
 func (s SecretValue) String() string { return "[REDACTED]" }
