@@ -15,6 +15,8 @@ import (
 	"strconv"
 	"strings"
 	"time"
+
+	"github.com/certd/certd/internal/simpki"
 )
 
 // parsePublicKey reads the public_key field as the policy's key_format
@@ -245,23 +247,23 @@ func (s *Server) createCertificate(w http.ResponseWriter, r *http.Request) {
 func (s *Server) issue(r *http.Request, pub crypto.PublicKey, spki []byte, cn string, names []string, nb, na time.Time, rekeyOf string) (*certificate, error) {
 	if s.opts.RotateEvery > 0 && s.issued >= s.opts.RotateEvery {
 		n := len(s.order)/s.opts.RotateEvery + 1
-		ica, err := newAuthority("certd Atlas Simulator Issuing CA "+strconv.Itoa(n), s.root, s.opts.Now(), 5*365*24*time.Hour, 0)
+		ica, err := simpki.NewAuthority(caOrg, "certd Atlas Simulator Issuing CA "+strconv.Itoa(n), s.root, s.opts.Now(), 5*365*24*time.Hour, 0)
 		if err != nil {
 			return nil, err
 		}
 		s.ica, s.issued = ica, 0
 	}
-	serialInt, err := newSerial()
+	serialInt, err := simpki.NewSerial()
 	if err != nil {
 		return nil, err
 	}
 	serial := fmt.Sprintf("%X", serialInt)
-	der, err := s.ica.issueLeaf(serialInt, pub, cn, names, nb, na)
+	der, err := s.ica.IssueLeaf(serialInt, pub, cn, names, nb, na)
 	if err != nil {
 		return nil, err
 	}
 	now := s.opts.Now()
-	c := &certificate{serial: serial, pem: strings.TrimSpace(pemCert(der)), ready: now.Add(s.opts.IssueDelay), status: "ISSUED",
+	c := &certificate{serial: serial, pem: strings.TrimSpace(simpki.PEMCert(der)), ready: now.Add(s.opts.IssueDelay), status: "ISSUED",
 		updated: now, notBefore: nb, notAfter: na, names: slices.Clone(names), cn: cn, created: now}
 	s.certs[serial] = c
 	s.order = append(s.order, serial)
@@ -379,7 +381,7 @@ func (s *Server) rekeyCertificate(w http.ResponseWriter, r *http.Request) {
 
 func (s *Server) trustChain(w http.ResponseWriter, _ *http.Request) {
 	s.mu.Lock()
-	chain := []string{strings.TrimSpace(s.ica.pem), strings.TrimSpace(s.root.pem)}
+	chain := []string{strings.TrimSpace(s.ica.PEM), strings.TrimSpace(s.root.PEM)}
 	s.mu.Unlock()
 	writeJSON(w, http.StatusOK, chain)
 }

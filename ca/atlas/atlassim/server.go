@@ -17,6 +17,8 @@ import (
 	"strings"
 	"sync"
 	"time"
+
+	"github.com/certd/certd/internal/simpki"
 )
 
 // Options configure the simulator. The zero value of each field has a
@@ -119,15 +121,18 @@ type LedgerEntry struct {
 	ClientCert string // subject of the mTLS certificate that asked
 }
 
+// caOrg is the Organization of the simulator's CA certificates.
+const caOrg = "certd Atlas simulator"
+
 // Server is a strict GlobalSign Atlas HVCA v2 simulator.
 type Server struct {
 	opts Options
 
-	root, clientCA, apiCA *authority
+	root, clientCA, apiCA *simpki.Authority
 	serverTLS             tls.Certificate
 
 	mu        sync.Mutex
-	ica       *authority
+	ica       *simpki.Authority
 	issued    int // since the last rotation
 	tokens    map[string]time.Time
 	claims    map[string]*claim
@@ -176,16 +181,16 @@ func New(opts Options) (*Server, error) {
 		return nil, err
 	}
 	now := s.opts.Now()
-	if s.root, err = newAuthority("certd Atlas Simulator Root R1", nil, now, 20*365*24*time.Hour, 1); err != nil {
+	if s.root, err = simpki.NewAuthority(caOrg, "certd Atlas Simulator Root R1", nil, now, 20*365*24*time.Hour, 1); err != nil {
 		return nil, err
 	}
-	if s.ica, err = newAuthority("certd Atlas Simulator Issuing CA 1", s.root, now, 5*365*24*time.Hour, 0); err != nil {
+	if s.ica, err = simpki.NewAuthority(caOrg, "certd Atlas Simulator Issuing CA 1", s.root, now, 5*365*24*time.Hour, 0); err != nil {
 		return nil, err
 	}
-	if s.clientCA, err = newAuthority("certd Atlas Simulator Client CA", nil, now, 20*365*24*time.Hour, 0); err != nil {
+	if s.clientCA, err = simpki.NewAuthority(caOrg, "certd Atlas Simulator Client CA", nil, now, 20*365*24*time.Hour, 0); err != nil {
 		return nil, err
 	}
-	if s.apiCA, err = newAuthority("certd Atlas Simulator API CA", nil, now, 20*365*24*time.Hour, 0); err != nil {
+	if s.apiCA, err = simpki.NewAuthority(caOrg, "certd Atlas Simulator API CA", nil, now, 20*365*24*time.Hour, 0); err != nil {
 		return nil, err
 	}
 	if err := s.newServerCert(); err != nil {
@@ -229,32 +234,29 @@ func newServer(opts Options) (*Server, error) {
 
 // newServerCert issues the API's own TLS certificate from apiCA.
 func (s *Server) newServerCert() error {
-	certPEM, keyPEM, err := s.apiCA.issueServer(s.opts.Now())
-	if err != nil {
-		return err
-	}
-	s.serverTLS, err = tls.X509KeyPair(certPEM, keyPEM)
+	var err error
+	s.serverTLS, err = s.apiCA.ServerTLS(s.opts.Now())
 	return err
 }
 
 // RootPEM is the root every issued certificate chains to.
-func (s *Server) RootPEM() []byte { return []byte(s.root.pem) }
+func (s *Server) RootPEM() []byte { return []byte(s.root.PEM) }
 
 // APICAPEM is the CA of the API's own TLS certificate, for the client's
 // trust store.
-func (s *Server) APICAPEM() []byte { return []byte(s.apiCA.pem) }
+func (s *Server) APICAPEM() []byte { return []byte(s.apiCA.PEM) }
 
 // ClientCredentials issues an mTLS client certificate and key (PEM) the
 // simulator accepts, as GlobalSign does at onboarding.
 func (s *Server) ClientCredentials(cn string) (certPEM, keyPEM []byte, err error) {
-	return s.clientCA.issueClient(cn, s.opts.Now())
+	return s.clientCA.IssueClient(cn, s.opts.Now())
 }
 
 // TLSConfig is the server side of the API's TLS: a client certificate
 // from the simulator's client CA is required on every connection.
 func (s *Server) TLSConfig() *tls.Config {
 	pool := x509.NewCertPool()
-	pool.AddCert(s.clientCA.cert)
+	pool.AddCert(s.clientCA.Cert)
 	return &tls.Config{
 		Certificates: []tls.Certificate{s.serverTLS},
 		ClientAuth:   tls.RequireAndVerifyClientCert,

@@ -1,8 +1,6 @@
 package atlassim
 
 import (
-	"crypto"
-	"crypto/x509"
 	"encoding/json"
 	"encoding/pem"
 	"errors"
@@ -11,6 +9,8 @@ import (
 	"math"
 	"slices"
 	"time"
+
+	"github.com/certd/certd/internal/simpki"
 )
 
 // stateVersion is the format of Save's output.
@@ -23,10 +23,10 @@ type savedState struct {
 	Version int `json:"version"`
 	// Root, ICA (the current issuing CA), ClientCA and APICA with their
 	// private keys.
-	Root     savedAuthority `json:"root"`
-	ICA      savedAuthority `json:"ica"`
-	ClientCA savedAuthority `json:"client_ca"`
-	APICA    savedAuthority `json:"api_ca"`
+	Root     simpki.SavedAuthority `json:"root"`
+	ICA      simpki.SavedAuthority `json:"ica"`
+	ClientCA simpki.SavedAuthority `json:"client_ca"`
+	APICA    simpki.SavedAuthority `json:"api_ca"`
 	// IssuedSinceRotation drives RotateEvery.
 	IssuedSinceRotation int `json:"issued_since_rotation"`
 	// Quota is the issuances left; -1 is unlimited.
@@ -35,11 +35,6 @@ type savedState struct {
 	Certificates []savedCert       `json:"certificates"` // in request order
 	Ledger       []LedgerEntry     `json:"ledger"`
 	EmailSent    map[string]string `json:"email_sent,omitempty"`
-}
-
-type savedAuthority struct {
-	Cert string `json:"cert"` // PEM
-	Key  string `json:"key"`  // PEM PKCS#8
 }
 
 type savedClaim struct {
@@ -75,44 +70,6 @@ type savedCert struct {
 	RevokedAt time.Time `json:"revoked_at"`
 }
 
-func (a *authority) save() (savedAuthority, error) {
-	der, err := x509.MarshalPKCS8PrivateKey(a.key)
-	if err != nil {
-		return savedAuthority{}, err
-	}
-	return savedAuthority{Cert: a.pem, Key: string(pem.EncodeToMemory(&pem.Block{Type: "PRIVATE KEY", Bytes: der}))}, nil
-}
-
-func (sa savedAuthority) load(what string) (*authority, error) {
-	cb, _ := pem.Decode([]byte(sa.Cert))
-	if cb == nil || cb.Type != "CERTIFICATE" {
-		return nil, fmt.Errorf("atlassim: state: %s: no PEM certificate", what)
-	}
-	cert, err := x509.ParseCertificate(cb.Bytes)
-	if err != nil {
-		return nil, fmt.Errorf("atlassim: state: %s: %w", what, err)
-	}
-	kb, _ := pem.Decode([]byte(sa.Key))
-	if kb == nil || kb.Type != "PRIVATE KEY" {
-		return nil, fmt.Errorf("atlassim: state: %s: no PEM PKCS#8 key", what)
-	}
-	k, err := x509.ParsePKCS8PrivateKey(kb.Bytes)
-	if err != nil {
-		return nil, fmt.Errorf("atlassim: state: %s key: %w", what, err)
-	}
-	key, ok := k.(crypto.Signer)
-	if !ok {
-		return nil, fmt.Errorf("atlassim: state: %s key %T cannot sign", what, k)
-	}
-	if pub, ok := key.Public().(interface{ Equal(crypto.PublicKey) bool }); !ok || !pub.Equal(cert.PublicKey) {
-		return nil, fmt.Errorf("atlassim: state: %s key does not match its certificate", what)
-	}
-	if !cert.IsCA {
-		return nil, fmt.Errorf("atlassim: state: %s is not a CA certificate", what)
-	}
-	return &authority{cert: cert, key: key, pem: pemCert(cb.Bytes)}, nil
-}
-
 // Save writes the simulator's lasting state as JSON: the root, the current
 // issuing CA, the client CA and the API CA with their keys, the domain
 // claims (with any pending assertion job), the certificates and the
@@ -135,15 +92,13 @@ func (s *Server) snapshot() ([]byte, error) {
 	if s.quota == math.MaxInt {
 		st.Quota = -1
 	}
-	for _, p := range []struct {
-		dst *savedAuthority
-		a   *authority
-	}{{&st.Root, s.root}, {&st.ICA, s.ica}, {&st.ClientCA, s.clientCA}, {&st.APICA, s.apiCA}} {
-		sa, err := p.a.save()
-		if err != nil {
-			return nil, fmt.Errorf("atlassim: saving %s: %w", p.a.cert.Subject.CommonName, err)
-		}
-		*p.dst = sa
+	cas, err := simpki.SaveCAs(s.root, s.ica, s.apiCA)
+	if err != nil {
+		return nil, fmt.Errorf("atlassim: %w", err)
+	}
+	st.Root, st.ICA, st.APICA = cas.Root, cas.ICA, cas.APICA
+	if st.ClientCA, err = s.clientCA.Save(); err != nil {
+		return nil, fmt.Errorf("atlassim: saving %s: %w", s.clientCA.Cert.Subject.CommonName, err)
 	}
 	for _, c := range s.claims {
 		sc := savedClaim{ID: c.id, Domain: c.domain, Token: c.token, Status: c.status, Created: c.created,
@@ -198,20 +153,12 @@ func Load(r io.Reader, opts Options) (*Server, error) {
 	if err != nil {
 		return nil, err
 	}
-	if s.root, err = st.Root.load("root"); err != nil {
-		return nil, err
+	cas := simpki.SavedCAs{Root: st.Root, ICA: st.ICA, APICA: st.APICA}
+	if s.root, s.ica, s.apiCA, err = cas.Restore(); err != nil {
+		return nil, fmt.Errorf("atlassim: state: %w", err)
 	}
-	if s.ica, err = st.ICA.load("issuing CA"); err != nil {
-		return nil, err
-	}
-	if err := s.ica.cert.CheckSignatureFrom(s.root.cert); err != nil {
-		return nil, fmt.Errorf("atlassim: state: the issuing CA is not signed by the root: %w", err)
-	}
-	if s.clientCA, err = st.ClientCA.load("client CA"); err != nil {
-		return nil, err
-	}
-	if s.apiCA, err = st.APICA.load("API CA"); err != nil {
-		return nil, err
+	if s.clientCA, err = st.ClientCA.Restore("client CA"); err != nil {
+		return nil, fmt.Errorf("atlassim: state: %w", err)
 	}
 	if err := s.newServerCert(); err != nil {
 		return nil, err

@@ -14,6 +14,8 @@ import (
 	"strconv"
 	"strings"
 	"time"
+
+	"github.com/certd/certd/internal/simpki"
 )
 
 // Order statuses (guide §7.4.2).
@@ -767,14 +769,14 @@ func (s *Server) download(ctx context.Context, c *call) (int, any, *httpError) {
 	}
 	leaf := o.leaves[len(o.leaves)-1]
 	if format == "p7b" {
-		der, err := p7b(leaf, s.ica.cert.Raw, s.root.cert.Raw)
+		der, err := p7b(leaf, s.ica.Cert.Raw, s.root.Cert.Raw)
 		if err != nil {
 			return 0, nil, fail(500, "encoding PKCS #7")
 		}
 		c.raw, c.contentType = der, "application/x-pkcs7-certificates"
 		return 200, nil, nil
 	}
-	c.raw = []byte(pemCert(leaf) + s.ica.pem + s.root.pem)
+	c.raw = []byte(simpki.PEMCert(leaf) + s.ica.PEM + s.root.PEM)
 	c.contentType = "application/x-pem-file"
 	return 200, nil, nil
 }
@@ -994,10 +996,10 @@ func (s *Server) step(o *order, now time.Time) {
 		o.status, o.readyAt = StatusProcessing, now.Add(o.delay)
 	}
 	if o.status == StatusProcessing && !now.Before(o.readyAt) {
-		serial, err := newSerial()
+		serial, err := simpki.NewSerial()
 		var leaf []byte
 		if err == nil {
-			leaf, err = s.ica.issueLeaf(serial, o.pub, o.cn, o.names, now.Add(-time.Minute), now.Add(199*24*time.Hour))
+			leaf, err = s.ica.IssueLeaf(serial, o.pub, o.cn, o.names, now.Add(-time.Minute), now.Add(199*24*time.Hour))
 		}
 		if err != nil {
 			o.status = StatusRejected

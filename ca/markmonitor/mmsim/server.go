@@ -53,6 +53,8 @@ import (
 	"strings"
 	"sync"
 	"time"
+
+	"github.com/certd/certd/internal/simpki"
 )
 
 // Routes name the API's endpoints without ids, as faults and Requests
@@ -161,7 +163,7 @@ type LedgerEntry struct {
 type Server struct {
 	opts Options
 
-	root, ica, apiCA *authority
+	root, ica, apiCA *simpki.Authority
 	serverTLS        tls.Certificate
 	jwtKey           []byte
 
@@ -188,13 +190,13 @@ func New(opts Options) (*Server, error) {
 		return nil, err
 	}
 	now := s.opts.Now()
-	if s.root, err = newAuthority("certd Markmonitor Simulator Root G2", nil, now, 20*365*24*time.Hour, 1); err != nil {
+	if s.root, err = simpki.NewAuthority(caOrg, "certd Markmonitor Simulator Root G2", nil, now, 20*365*24*time.Hour, 1); err != nil {
 		return nil, err
 	}
-	if s.ica, err = newAuthority("certd Markmonitor Simulator TLS CA", s.root, now, 5*365*24*time.Hour, 0); err != nil {
+	if s.ica, err = simpki.NewAuthority(caOrg, "certd Markmonitor Simulator TLS CA", s.root, now, 5*365*24*time.Hour, 0); err != nil {
 		return nil, err
 	}
-	if s.apiCA, err = newAuthority("certd Markmonitor Simulator API CA", nil, now, 20*365*24*time.Hour, 0); err != nil {
+	if s.apiCA, err = simpki.NewAuthority(caOrg, "certd Markmonitor Simulator API CA", nil, now, 20*365*24*time.Hour, 0); err != nil {
 		return nil, err
 	}
 	if err := s.newServerCert(); err != nil {
@@ -240,20 +242,17 @@ func newServer(opts Options) (*Server, error) {
 
 // newServerCert issues the API's own TLS certificate from the API CA.
 func (s *Server) newServerCert() error {
-	certPEM, keyPEM, err := s.apiCA.issueServer(s.opts.Now())
-	if err != nil {
-		return err
-	}
-	s.serverTLS, err = tls.X509KeyPair(certPEM, keyPEM)
+	var err error
+	s.serverTLS, err = s.apiCA.ServerTLS(s.opts.Now())
 	return err
 }
 
 // RootPEM is the root every issued certificate chains to.
-func (s *Server) RootPEM() []byte { return []byte(s.root.pem) }
+func (s *Server) RootPEM() []byte { return []byte(s.root.PEM) }
 
 // APICAPEM is the CA of the API's own TLS certificate, for the client's
 // trust store.
-func (s *Server) APICAPEM() []byte { return []byte(s.apiCA.pem) }
+func (s *Server) APICAPEM() []byte { return []byte(s.apiCA.PEM) }
 
 // TLSConfig is the server side of the API's TLS.
 func (s *Server) TLSConfig() *tls.Config {

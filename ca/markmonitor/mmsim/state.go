@@ -1,14 +1,14 @@
 package mmsim
 
 import (
-	"crypto"
 	"crypto/x509"
 	"encoding/json"
-	"encoding/pem"
 	"fmt"
 	"io"
 	"slices"
 	"time"
+
+	"github.com/certd/certd/internal/simpki"
 )
 
 // stateVersion is the format of Save's output.
@@ -19,18 +19,13 @@ const stateVersion = 1
 // injected faults, request counts and the request limit's window are not
 // kept: clients log in again.
 type savedState struct {
-	Version       int            `json:"version"`
-	Root          savedAuthority `json:"root"`
-	ICA           savedAuthority `json:"ica"`
-	APICA         savedAuthority `json:"api_ca"`
-	Organizations []savedOrg     `json:"organizations"` // in creation order
-	Orders        []savedOrder   `json:"orders"`        // in creation order
-	Ledger        []LedgerEntry  `json:"ledger"`
-}
+	Version int `json:"version"`
+	// Root, ICA (the issuing CA) and APICA with their private keys.
+	simpki.SavedCAs
 
-type savedAuthority struct {
-	Cert string `json:"cert"` // PEM
-	Key  string `json:"key"`  // PEM PKCS#8
+	Organizations []savedOrg    `json:"organizations"` // in creation order
+	Orders        []savedOrder  `json:"orders"`        // in creation order
+	Ledger        []LedgerEntry `json:"ledger"`
 }
 
 type savedOrg struct {
@@ -92,44 +87,6 @@ type savedDCV struct {
 	Last  string    `json:"last,omitempty"`
 }
 
-func (a *authority) save() (savedAuthority, error) {
-	der, err := x509.MarshalPKCS8PrivateKey(a.key)
-	if err != nil {
-		return savedAuthority{}, err
-	}
-	return savedAuthority{Cert: a.pem, Key: string(pem.EncodeToMemory(&pem.Block{Type: "PRIVATE KEY", Bytes: der}))}, nil
-}
-
-func (sa savedAuthority) load(what string) (*authority, error) {
-	cb, _ := pem.Decode([]byte(sa.Cert))
-	if cb == nil || cb.Type != "CERTIFICATE" {
-		return nil, fmt.Errorf("mmsim: state: %s: no PEM certificate", what)
-	}
-	cert, err := x509.ParseCertificate(cb.Bytes)
-	if err != nil {
-		return nil, fmt.Errorf("mmsim: state: %s: %w", what, err)
-	}
-	kb, _ := pem.Decode([]byte(sa.Key))
-	if kb == nil || kb.Type != "PRIVATE KEY" {
-		return nil, fmt.Errorf("mmsim: state: %s: no PEM PKCS#8 key", what)
-	}
-	k, err := x509.ParsePKCS8PrivateKey(kb.Bytes)
-	if err != nil {
-		return nil, fmt.Errorf("mmsim: state: %s key: %w", what, err)
-	}
-	key, ok := k.(crypto.Signer)
-	if !ok {
-		return nil, fmt.Errorf("mmsim: state: %s key %T cannot sign", what, k)
-	}
-	if pub, ok := key.Public().(interface{ Equal(crypto.PublicKey) bool }); !ok || !pub.Equal(cert.PublicKey) {
-		return nil, fmt.Errorf("mmsim: state: %s key does not match its certificate", what)
-	}
-	if !cert.IsCA {
-		return nil, fmt.Errorf("mmsim: state: %s is not a CA certificate", what)
-	}
-	return &authority{cert: cert, key: key, pem: pemCert(cb.Bytes)}, nil
-}
-
 // Save writes the simulator's lasting state as JSON: its CAs with their
 // keys, the organisations with their contacts and validation, the orders
 // (with their status, names, CSR, certificates and DCV state and tokens)
@@ -166,13 +123,8 @@ func (s *Server) Save(w io.Writer) error {
 	}
 	s.mu.Unlock()
 	var err error
-	for _, p := range []struct {
-		dst *savedAuthority
-		a   *authority
-	}{{&st.Root, s.root}, {&st.ICA, s.ica}, {&st.APICA, s.apiCA}} {
-		if *p.dst, err = p.a.save(); err != nil {
-			return fmt.Errorf("mmsim: saving %s: %w", p.a.cert.Subject.CommonName, err)
-		}
+	if st.SavedCAs, err = simpki.SaveCAs(s.root, s.ica, s.apiCA); err != nil {
+		return fmt.Errorf("mmsim: %w", err)
 	}
 	b, err := json.MarshalIndent(st, "", "  ")
 	if err != nil {
@@ -203,17 +155,8 @@ func Load(r io.Reader, opts Options) (*Server, error) {
 	if err != nil {
 		return nil, err
 	}
-	if s.root, err = st.Root.load("root"); err != nil {
-		return nil, err
-	}
-	if s.ica, err = st.ICA.load("issuing CA"); err != nil {
-		return nil, err
-	}
-	if err := s.ica.cert.CheckSignatureFrom(s.root.cert); err != nil {
-		return nil, fmt.Errorf("mmsim: state: the issuing CA is not signed by the root: %w", err)
-	}
-	if s.apiCA, err = st.APICA.load("API CA"); err != nil {
-		return nil, err
+	if s.root, s.ica, s.apiCA, err = st.SavedCAs.Restore(); err != nil {
+		return nil, fmt.Errorf("mmsim: state: %w", err)
 	}
 	if err := s.newServerCert(); err != nil {
 		return nil, err

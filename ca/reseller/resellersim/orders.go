@@ -17,6 +17,8 @@ import (
 	"strconv"
 	"strings"
 	"time"
+
+	"github.com/certd/certd/internal/simpki"
 )
 
 // Order and domain states.
@@ -483,7 +485,7 @@ func (s *Server) reissue(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	now := s.opts.Now()
-	leaf, err := s.ica.issueLeaf(csr.PublicKey, names, now, now.Add(s.opts.Validity))
+	leaf, err := issueLeaf(s.ica, csr.PublicKey, names, now, now.Add(s.opts.Validity))
 	if err != nil {
 		writeDetail(w, http.StatusInternalServerError, "Issuing failed.")
 		return
@@ -516,8 +518,8 @@ func (s *Server) download(format string) func(w http.ResponseWriter, r *http.Req
 			writeDetail(w, http.StatusConflict, "The certificate is not issued (status "+status+").")
 			return
 		}
-		crt := []byte(pemCert(leaf))
-		bundle := []byte(s.ica.pem + s.root.pem)
+		crt := []byte(simpki.PEMCert(leaf))
+		bundle := []byte(s.ica.PEM + s.root.PEM)
 		var out []byte
 		name := strings.NewReplacer("*", "wildcard", ".", "_").Replace(cn)
 		switch format {
@@ -528,7 +530,7 @@ func (s *Server) download(format string) func(w http.ResponseWriter, r *http.Req
 		case "csr":
 			out, name = pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE REQUEST", Bytes: csrDER}), name+".csr"
 		case "pkcs7":
-			der, err := pkcs7(leaf, s.ica.cert.Raw, s.root.cert.Raw)
+			der, err := pkcs7(leaf, s.ica.Cert.Raw, s.root.Cert.Raw)
 			if err != nil {
 				writeDetail(w, http.StatusInternalServerError, "Encoding failed.")
 				return
@@ -582,7 +584,7 @@ func (s *Server) maybeIssue(o *order) {
 	if now.Before(o.validatedAt.Add(o.issueDelay)) {
 		return
 	}
-	leaf, err := s.ica.issueLeaf(o.pub, o.names, now, now.Add(s.opts.Validity))
+	leaf, err := issueLeaf(s.ica, o.pub, o.names, now, now.Add(s.opts.Validity))
 	if err != nil {
 		return // tried again at the next look
 	}

@@ -2,127 +2,23 @@ package resellersim
 
 import (
 	"crypto"
-	"crypto/ecdsa"
-	"crypto/elliptic"
-	"crypto/rand"
-	"crypto/x509"
-	"crypto/x509/pkix"
 	"encoding/asn1"
-	"encoding/pem"
-	"fmt"
-	"math/big"
-	"net"
 	"time"
+
+	"github.com/certd/certd/internal/simpki"
 )
 
-// authority is a CA certificate and its key.
-type authority struct {
-	cert *x509.Certificate
-	key  crypto.Signer
-	pem  string
-}
+// caOrg is the Organization of the simulator's CA certificates.
+const caOrg = "certd reseller simulator"
 
-func newSerial() (*big.Int, error) {
-	// 128 random bits, positive, never zero.
-	b := make([]byte, 16)
-	if _, err := rand.Read(b); err != nil {
-		return nil, err
-	}
-	b[0] |= 0x01
-	b[0] &= 0x7f
-	return new(big.Int).SetBytes(b), nil
-}
-
-func pemCert(der []byte) string {
-	return string(pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: der}))
-}
-
-// newAuthority makes a CA: self-signed when parent is nil.
-func newAuthority(cn string, parent *authority, now time.Time, life time.Duration, pathLen int) (*authority, error) {
-	key, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
+// issueLeaf signs a TLS server certificate for pub from ica, with a fresh
+// serial and the first name as its common name.
+func issueLeaf(ica *simpki.Authority, pub crypto.PublicKey, names []string, notBefore, notAfter time.Time) ([]byte, error) {
+	serial, err := simpki.NewSerial()
 	if err != nil {
 		return nil, err
 	}
-	serial, err := newSerial()
-	if err != nil {
-		return nil, err
-	}
-	tmpl := &x509.Certificate{
-		SerialNumber:          serial,
-		Subject:               pkix.Name{CommonName: cn, Organization: []string{"certd reseller simulator"}},
-		NotBefore:             now.Add(-time.Hour),
-		NotAfter:              now.Add(life),
-		KeyUsage:              x509.KeyUsageCertSign | x509.KeyUsageCRLSign | x509.KeyUsageDigitalSignature,
-		BasicConstraintsValid: true,
-		IsCA:                  true,
-		MaxPathLen:            pathLen,
-		MaxPathLenZero:        pathLen == 0,
-	}
-	signer, signerCert := crypto.Signer(key), tmpl
-	if parent != nil {
-		signer, signerCert = parent.key, parent.cert
-	}
-	der, err := x509.CreateCertificate(rand.Reader, tmpl, signerCert, key.Public(), signer)
-	if err != nil {
-		return nil, fmt.Errorf("creating %s: %w", cn, err)
-	}
-	cert, err := x509.ParseCertificate(der)
-	if err != nil {
-		return nil, err
-	}
-	return &authority{cert: cert, key: key, pem: pemCert(der)}, nil
-}
-
-// issueLeaf signs a TLS server certificate for pub.
-func (a *authority) issueLeaf(pub crypto.PublicKey, names []string, notBefore, notAfter time.Time) ([]byte, error) {
-	serial, err := newSerial()
-	if err != nil {
-		return nil, err
-	}
-	tmpl := &x509.Certificate{
-		SerialNumber: serial,
-		Subject:      pkix.Name{CommonName: names[0]},
-		DNSNames:     names,
-		NotBefore:    notBefore,
-		NotAfter:     notAfter,
-		KeyUsage:     x509.KeyUsageDigitalSignature,
-		ExtKeyUsage:  []x509.ExtKeyUsage{x509.ExtKeyUsageServerAuth},
-	}
-	if _, ok := pub.(interface{ Size() int }); ok { // RSA keys also encipher keys in TLS 1.2
-		tmpl.KeyUsage |= x509.KeyUsageKeyEncipherment
-	}
-	return x509.CreateCertificate(rand.Reader, tmpl, a.cert, pub, a.key)
-}
-
-// issueServer signs the API's own TLS certificate for loopback.
-func (a *authority) issueServer(now time.Time) (certPEM, keyPEM []byte, err error) {
-	key, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
-	if err != nil {
-		return nil, nil, err
-	}
-	serial, err := newSerial()
-	if err != nil {
-		return nil, nil, err
-	}
-	tmpl := &x509.Certificate{
-		SerialNumber: serial,
-		Subject:      pkix.Name{CommonName: "localhost"},
-		DNSNames:     []string{"localhost"},
-		IPAddresses:  []net.IP{net.IPv4(127, 0, 0, 1), net.IPv6loopback},
-		NotBefore:    now.Add(-time.Hour),
-		NotAfter:     now.Add(365 * 24 * time.Hour),
-		KeyUsage:     x509.KeyUsageDigitalSignature,
-		ExtKeyUsage:  []x509.ExtKeyUsage{x509.ExtKeyUsageServerAuth},
-	}
-	der, err := x509.CreateCertificate(rand.Reader, tmpl, a.cert, key.Public(), a.key)
-	if err != nil {
-		return nil, nil, err
-	}
-	kder, err := x509.MarshalPKCS8PrivateKey(key)
-	if err != nil {
-		return nil, nil, err
-	}
-	return []byte(pemCert(der)), pem.EncodeToMemory(&pem.Block{Type: "PRIVATE KEY", Bytes: kder}), nil
+	return ica.IssueLeaf(serial, pub, names[0], names, notBefore, notAfter)
 }
 
 var (

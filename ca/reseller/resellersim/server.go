@@ -50,6 +50,8 @@ import (
 	"strings"
 	"sync"
 	"time"
+
+	"github.com/certd/certd/internal/simpki"
 )
 
 // Upstream is the CA behind a plan, which decides what validation-details
@@ -178,7 +180,7 @@ type Server struct {
 	opts  Options
 	plans map[string]Plan
 
-	root, ica, apiCA *authority
+	root, ica, apiCA *simpki.Authority
 	serverTLS        tls.Certificate
 
 	mu         sync.Mutex
@@ -198,13 +200,13 @@ func New(opts Options) (*Server, error) {
 		return nil, err
 	}
 	now := s.opts.Now()
-	if s.root, err = newAuthority("certd Reseller Simulator Root", nil, now, 20*365*24*time.Hour, 1); err != nil {
+	if s.root, err = simpki.NewAuthority(caOrg, "certd Reseller Simulator Root", nil, now, 20*365*24*time.Hour, 1); err != nil {
 		return nil, err
 	}
-	if s.ica, err = newAuthority("certd Reseller Simulator DV CA", s.root, now, 5*365*24*time.Hour, 0); err != nil {
+	if s.ica, err = simpki.NewAuthority(caOrg, "certd Reseller Simulator DV CA", s.root, now, 5*365*24*time.Hour, 0); err != nil {
 		return nil, err
 	}
-	if s.apiCA, err = newAuthority("certd Reseller Simulator API CA", nil, now, 20*365*24*time.Hour, 0); err != nil {
+	if s.apiCA, err = simpki.NewAuthority(caOrg, "certd Reseller Simulator API CA", nil, now, 20*365*24*time.Hour, 0); err != nil {
 		return nil, err
 	}
 	if err := s.newServerCert(); err != nil {
@@ -254,20 +256,17 @@ func newServer(opts Options) (*Server, error) {
 
 // newServerCert issues the API's own TLS certificate from the API CA.
 func (s *Server) newServerCert() error {
-	certPEM, keyPEM, err := s.apiCA.issueServer(s.opts.Now())
-	if err != nil {
-		return err
-	}
-	s.serverTLS, err = tls.X509KeyPair(certPEM, keyPEM)
+	var err error
+	s.serverTLS, err = s.apiCA.ServerTLS(s.opts.Now())
 	return err
 }
 
 // RootPEM is the root every issued certificate chains to.
-func (s *Server) RootPEM() []byte { return []byte(s.root.pem) }
+func (s *Server) RootPEM() []byte { return []byte(s.root.PEM) }
 
 // APICAPEM is the CA of the API's own TLS certificate, for the client's
 // trust store.
-func (s *Server) APICAPEM() []byte { return []byte(s.apiCA.pem) }
+func (s *Server) APICAPEM() []byte { return []byte(s.apiCA.PEM) }
 
 // Serve serves the API over TLS on ln until ctx is done.
 func (s *Server) Serve(ctx context.Context, ln net.Listener) error {

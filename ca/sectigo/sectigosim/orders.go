@@ -15,6 +15,8 @@ import (
 	"strconv"
 	"strings"
 	"time"
+
+	"github.com/certd/certd/internal/simpki"
 )
 
 // Certificate states.
@@ -525,8 +527,8 @@ func (s *Server) collect(ctx context.Context, c *call) answer {
 		out.params = append(out.params, [2]string{"certificate", base64.StdEncoding.EncodeToString(ce.leafDER)})
 	}
 	if issued && (qt == 1 || qt == 3) {
-		out.params = append(out.params, [2]string{"caCertificate", base64.StdEncoding.EncodeToString(s.ica.cert.Raw)},
-			[2]string{"caCertificate", base64.StdEncoding.EncodeToString(s.root.cert.Raw)})
+		out.params = append(out.params, [2]string{"caCertificate", base64.StdEncoding.EncodeToString(s.ica.Cert.Raw)},
+			[2]string{"caCertificate", base64.StdEncoding.EncodeToString(s.root.Cert.Raw)})
 	}
 	return out
 }
@@ -597,9 +599,9 @@ func (s *Server) promote(ce *cert) {
 			}
 		}
 		ce.state, ce.readyAt = stateValidated, now.Add(ce.delay)
-		serial, err := newSerial()
+		serial, err := simpki.NewSerial()
 		if err == nil {
-			ce.leafDER, err = s.ica.issueLeaf(serial, ce.pub, ce.names[0], ce.names, now.Add(-time.Minute), now.Add(time.Duration(ce.order.days)*24*time.Hour))
+			ce.leafDER, err = s.ica.IssueLeaf(serial, ce.pub, ce.names[0], ce.names, now.Add(-time.Minute), now.Add(time.Duration(ce.order.days)*24*time.Hour))
 		}
 		if err != nil {
 			ce.state, ce.leafDER = stateRejected, nil

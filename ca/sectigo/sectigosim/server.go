@@ -50,6 +50,8 @@ import (
 	"strings"
 	"sync"
 	"time"
+
+	"github.com/certd/certd/internal/simpki"
 )
 
 // Options configure the simulator. The zero value of each field has a
@@ -152,11 +154,14 @@ type Email struct {
 	At                           time.Time
 }
 
+// caOrg is the Organization of the simulator's CA certificates.
+const caOrg = "certd Sectigo simulator"
+
 // Server is a strict Sectigo reseller API simulator.
 type Server struct {
 	opts Options
 
-	root, ica, apiCA *authority
+	root, ica, apiCA *simpki.Authority
 	serverTLS        tls.Certificate
 
 	mu         sync.Mutex
@@ -182,13 +187,13 @@ func New(opts Options) (*Server, error) {
 		return nil, err
 	}
 	now := s.opts.Now()
-	if s.root, err = newAuthority("certd Sectigo Simulator Root R46", nil, now, 20*365*24*time.Hour, 1); err != nil {
+	if s.root, err = simpki.NewAuthority(caOrg, "certd Sectigo Simulator Root R46", nil, now, 20*365*24*time.Hour, 1); err != nil {
 		return nil, err
 	}
-	if s.ica, err = newAuthority("certd Sectigo Simulator DV CA", s.root, now, 5*365*24*time.Hour, 0); err != nil {
+	if s.ica, err = simpki.NewAuthority(caOrg, "certd Sectigo Simulator DV CA", s.root, now, 5*365*24*time.Hour, 0); err != nil {
 		return nil, err
 	}
-	if s.apiCA, err = newAuthority("certd Sectigo Simulator API CA", nil, now, 20*365*24*time.Hour, 0); err != nil {
+	if s.apiCA, err = simpki.NewAuthority(caOrg, "certd Sectigo Simulator API CA", nil, now, 20*365*24*time.Hour, 0); err != nil {
 		return nil, err
 	}
 	if err := s.newServerCert(); err != nil {
@@ -218,20 +223,17 @@ func newServer(opts Options) (*Server, error) {
 }
 
 func (s *Server) newServerCert() error {
-	certPEM, keyPEM, err := s.apiCA.issueServer(s.opts.Now())
-	if err != nil {
-		return err
-	}
-	s.serverTLS, err = tls.X509KeyPair(certPEM, keyPEM)
+	var err error
+	s.serverTLS, err = s.apiCA.ServerTLS(s.opts.Now())
 	return err
 }
 
 // RootPEM is the root every issued certificate chains to.
-func (s *Server) RootPEM() []byte { return []byte(s.root.pem) }
+func (s *Server) RootPEM() []byte { return []byte(s.root.PEM) }
 
 // APICAPEM is the CA of the API's own TLS certificate, for the client's
 // trust store.
-func (s *Server) APICAPEM() []byte { return []byte(s.apiCA.pem) }
+func (s *Server) APICAPEM() []byte { return []byte(s.apiCA.PEM) }
 
 // TLSConfig is the server side of the API's TLS.
 func (s *Server) TLSConfig() *tls.Config {

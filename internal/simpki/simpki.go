@@ -1,10 +1,14 @@
-package atlassim
+// Package simpki is the test PKI the CA simulators share: CA certificates
+// with their keys, the leaf, server and client certificates they sign,
+// and the saving and restoring of the CAs across a simulator's restart.
+package simpki
 
 import (
 	"crypto"
 	"crypto/ecdsa"
 	"crypto/elliptic"
 	"crypto/rand"
+	"crypto/tls"
 	"crypto/x509"
 	"crypto/x509/pkix"
 	"encoding/pem"
@@ -14,15 +18,16 @@ import (
 	"time"
 )
 
-// authority is a CA certificate and its key.
-type authority struct {
-	cert *x509.Certificate
-	key  crypto.Signer
-	pem  string
+// Authority is a CA certificate and its key.
+type Authority struct {
+	Cert *x509.Certificate
+	Key  crypto.Signer
+	PEM  string // Cert, PEM encoded
 }
 
-func newSerial() (*big.Int, error) {
-	// 128 random bits, positive, never zero: RFC 5280 allows 20 octets.
+// NewSerial is a certificate serial number: 128 random bits, positive,
+// never zero (RFC 5280 allows 20 octets).
+func NewSerial() (*big.Int, error) {
 	b := make([]byte, 16)
 	if _, err := rand.Read(b); err != nil {
 		return nil, err
@@ -32,23 +37,26 @@ func newSerial() (*big.Int, error) {
 	return new(big.Int).SetBytes(b), nil
 }
 
-func pemCert(der []byte) string {
+// PEMCert is der as a PEM CERTIFICATE block.
+func PEMCert(der []byte) string {
 	return string(pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: der}))
 }
 
-// newAuthority makes a CA: self-signed when parent is nil.
-func newAuthority(cn string, parent *authority, notBefore time.Time, life time.Duration, pathLen int) (*authority, error) {
+// NewAuthority makes a CA with a fresh P-256 key, subject cn in
+// organisation org, valid from an hour before notBefore until
+// notBefore+life: self-signed when parent is nil.
+func NewAuthority(org, cn string, parent *Authority, notBefore time.Time, life time.Duration, pathLen int) (*Authority, error) {
 	key, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
 	if err != nil {
 		return nil, err
 	}
-	serial, err := newSerial()
+	serial, err := NewSerial()
 	if err != nil {
 		return nil, err
 	}
 	tmpl := &x509.Certificate{
 		SerialNumber:          serial,
-		Subject:               pkix.Name{CommonName: cn, Organization: []string{"certd Atlas simulator"}},
+		Subject:               pkix.Name{CommonName: cn, Organization: []string{org}},
 		NotBefore:             notBefore.Add(-time.Hour),
 		NotAfter:              notBefore.Add(life),
 		KeyUsage:              x509.KeyUsageCertSign | x509.KeyUsageCRLSign | x509.KeyUsageDigitalSignature,
@@ -59,7 +67,7 @@ func newAuthority(cn string, parent *authority, notBefore time.Time, life time.D
 	}
 	signer, signerCert := crypto.Signer(key), tmpl
 	if parent != nil {
-		signer, signerCert = parent.key, parent.cert
+		signer, signerCert = parent.Key, parent.Cert
 	}
 	der, err := x509.CreateCertificate(rand.Reader, tmpl, signerCert, key.Public(), signer)
 	if err != nil {
@@ -69,11 +77,11 @@ func newAuthority(cn string, parent *authority, notBefore time.Time, life time.D
 	if err != nil {
 		return nil, err
 	}
-	return &authority{cert: cert, key: key, pem: pemCert(der)}, nil
+	return &Authority{Cert: cert, Key: key, PEM: PEMCert(der)}, nil
 }
 
-// issueLeaf signs a TLS server certificate for pub.
-func (a *authority) issueLeaf(serial *big.Int, pub crypto.PublicKey, cn string, names []string, notBefore, notAfter time.Time) ([]byte, error) {
+// IssueLeaf signs a TLS server certificate for pub and returns its DER.
+func (a *Authority) IssueLeaf(serial *big.Int, pub crypto.PublicKey, cn string, names []string, notBefore, notAfter time.Time) ([]byte, error) {
 	tmpl := &x509.Certificate{
 		SerialNumber: serial,
 		Subject:      pkix.Name{CommonName: cn},
@@ -86,19 +94,22 @@ func (a *authority) issueLeaf(serial *big.Int, pub crypto.PublicKey, cn string, 
 	if _, ok := pub.(interface{ Size() int }); ok { // RSA keys also encipher keys in TLS 1.2
 		tmpl.KeyUsage |= x509.KeyUsageKeyEncipherment
 	}
-	return x509.CreateCertificate(rand.Reader, tmpl, a.cert, pub, a.key)
+	return x509.CreateCertificate(rand.Reader, tmpl, a.Cert, pub, a.Key)
 }
 
-// issueClient signs an mTLS client certificate.
-func (a *authority) issueClient(cn string, now time.Time) (certPEM, keyPEM []byte, err error) {
+// IssueClient signs an mTLS client certificate for cn and a fresh key,
+// both returned PEM encoded.
+func (a *Authority) IssueClient(cn string, now time.Time) (certPEM, keyPEM []byte, err error) {
 	return a.issueEndEntity(&x509.Certificate{
 		Subject:     pkix.Name{CommonName: cn},
 		ExtKeyUsage: []x509.ExtKeyUsage{x509.ExtKeyUsageClientAuth},
 	}, now)
 }
 
-// issueServer signs the API's own TLS certificate for loopback.
-func (a *authority) issueServer(now time.Time) (certPEM, keyPEM []byte, err error) {
+// IssueServer signs a simulator API's own TLS certificate for loopback
+// (localhost, 127.0.0.1 and ::1) and a fresh key, both returned PEM
+// encoded.
+func (a *Authority) IssueServer(now time.Time) (certPEM, keyPEM []byte, err error) {
 	return a.issueEndEntity(&x509.Certificate{
 		Subject:     pkix.Name{CommonName: "localhost"},
 		DNSNames:    []string{"localhost"},
@@ -107,18 +118,27 @@ func (a *authority) issueServer(now time.Time) (certPEM, keyPEM []byte, err erro
 	}, now)
 }
 
+// ServerTLS is IssueServer's certificate and key as a tls.Certificate.
+func (a *Authority) ServerTLS(now time.Time) (tls.Certificate, error) {
+	certPEM, keyPEM, err := a.IssueServer(now)
+	if err != nil {
+		return tls.Certificate{}, err
+	}
+	return tls.X509KeyPair(certPEM, keyPEM)
+}
+
 // issueEndEntity signs tmpl for a fresh P-256 key, valid for a year.
-func (a *authority) issueEndEntity(tmpl *x509.Certificate, now time.Time) (certPEM, keyPEM []byte, err error) {
+func (a *Authority) issueEndEntity(tmpl *x509.Certificate, now time.Time) (certPEM, keyPEM []byte, err error) {
 	key, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
 	if err != nil {
 		return nil, nil, err
 	}
-	if tmpl.SerialNumber, err = newSerial(); err != nil {
+	if tmpl.SerialNumber, err = NewSerial(); err != nil {
 		return nil, nil, err
 	}
 	tmpl.NotBefore, tmpl.NotAfter = now.Add(-time.Hour), now.Add(365*24*time.Hour)
 	tmpl.KeyUsage = x509.KeyUsageDigitalSignature
-	der, err := x509.CreateCertificate(rand.Reader, tmpl, a.cert, key.Public(), a.key)
+	der, err := x509.CreateCertificate(rand.Reader, tmpl, a.Cert, key.Public(), a.Key)
 	if err != nil {
 		return nil, nil, err
 	}
@@ -126,5 +146,5 @@ func (a *authority) issueEndEntity(tmpl *x509.Certificate, now time.Time) (certP
 	if err != nil {
 		return nil, nil, err
 	}
-	return []byte(pemCert(der)), pem.EncodeToMemory(&pem.Block{Type: "PRIVATE KEY", Bytes: kder}), nil
+	return []byte(PEMCert(der)), pem.EncodeToMemory(&pem.Block{Type: "PRIVATE KEY", Bytes: kder}), nil
 }
