@@ -4,6 +4,7 @@ import (
 	"errors"
 	"fmt"
 	"net"
+	"net/netip"
 	"strings"
 
 	"golang.org/x/net/idna"
@@ -58,6 +59,28 @@ func NormalizeDomain(s string) (string, error) {
 		ascii = "*." + ascii
 	}
 	return ascii, nil
+}
+
+// NormalizeIdentifier is NormalizeDomain that also takes an IP address
+// (IPv4 or IPv6, RFC 8738), returned in its canonical text form ("::1",
+// "192.0.2.1"; an IPv4-mapped IPv6 address becomes IPv4); ip reports it.
+// An IP address with a zone ("fe80::1%eth0") or a prefix is refused.
+func NormalizeIdentifier(s string) (name string, ip bool, err error) {
+	t := strings.TrimSpace(s)
+	if a, perr := netip.ParseAddr(t); perr == nil {
+		if a.Zone() != "" {
+			return "", true, fmt.Errorf("%q: an IP address with a zone cannot be certified", s)
+		}
+		return a.Unmap().String(), true, nil
+	}
+	name, err = NormalizeDomain(s)
+	return name, false, err
+}
+
+// IsIPAddress reports whether a normalised identifier is an IP address.
+func IsIPAddress(id string) bool {
+	_, err := netip.ParseAddr(id)
+	return err == nil
 }
 
 // NormalizeDNSName is NormalizeDomain for DNS record names: underscores are

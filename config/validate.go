@@ -198,7 +198,7 @@ func (l *loader) checkCertificates() {
 		seen := map[string]int{}
 		for i, d := range c.Domains {
 			p := at(fmt.Sprintf(".domains[%d]", i))
-			n, err := NormalizeDomain(d)
+			n, _, err := NormalizeIdentifier(d)
 			if err != nil {
 				l.errAt(file, p, "%v", err)
 				continue
@@ -237,7 +237,7 @@ func (l *loader) checkCertificates() {
 		normDCV := map[string]*DCV{}
 		for key, d := range c.DomainDCV {
 			p := joinPath(at(".domain_dcv"), key)
-			n, err := NormalizeDomain(key)
+			n, _, err := NormalizeIdentifier(key)
 			if err != nil {
 				l.errAt(file, p, "%v", err)
 				continue
@@ -266,6 +266,9 @@ func (l *loader) checkCertificates() {
 			}
 			if b, ok := l.blocks[0][c.Account]; ok && b.Type == "acme" && m.Method == MethodEmail {
 				l.errAt(file, p, "%s: ACME proves domains by dns, dns-delegated or http, not email (account %s)", d, c.Account)
+			}
+			if IsIPAddress(d) {
+				l.checkIPIdentifier(file, p, d, m, c.Account)
 			}
 		}
 
@@ -299,6 +302,20 @@ func (l *loader) checkCertificates() {
 			}
 			c.Deploy.Verify = &v
 		}
+	}
+}
+
+// checkIPIdentifier: an IP address (RFC 8738) is certified only through an
+// ACME account (the CA must also offer it: Let's Encrypt asks for the
+// shortlived profile) and proved only over http, fetched from the address
+// itself; there is no DNS name to publish a record under.
+func (l *loader) checkIPIdentifier(file, path, ip string, m *DCV, account string) {
+	if b, ok := l.blocks[0][account]; ok && b.Type != "acme" {
+		l.errAt(file, path, "%q is an IP address; only ACME accounts can certify IP addresses (account %s is %s)", ip, account, b.Type)
+		return
+	}
+	if m.Method != MethodHTTP {
+		l.errAt(file, path, "%q is an IP address: it can be proved only by method http (RFC 8738), not %s", ip, m.Method)
 	}
 }
 

@@ -1211,7 +1211,11 @@ func (e *Engine) checkHTTP(ctx context.Context, domain, path, content string) er
 	}
 	defer tr.CloseIdleConnections()
 	client := &http.Client{Transport: tr, Timeout: 5 * time.Second, CheckRedirect: func(*http.Request, []*http.Request) error { return http.ErrUseLastResponse }}
-	req, err := http.NewRequestWithContext(ctx, http.MethodGet, "http://"+domain+path, nil)
+	host := domain
+	if strings.Contains(host, ":") {
+		host = "[" + host + "]" // an IPv6 identifier (RFC 8738)
+	}
+	req, err := http.NewRequestWithContext(ctx, http.MethodGet, "http://"+host+path, nil)
 	if err != nil {
 		return err
 	}

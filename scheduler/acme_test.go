@@ -51,6 +51,7 @@ type acmeWorld struct {
 	dir     string
 	domains []string
 	proofs  map[string]scheduler.Proof
+	tune    func(*acme.Options) // issuer options a test sets (a profile)
 }
 
 type acmeOpts struct {
@@ -58,6 +59,10 @@ type acmeOpts struct {
 	env      []string // Pebble settings; none: Pebble's defaults
 	proxy    bool     // put acmetest's proxy (ARI) in front
 	nginx    bool     // http-01 through a webroot served by nginx, not the responder
+	// pebble210: Pebble v2.10.3 (profiles, IP identifiers, renewalInfo)
+	// instead of Debian's 2.4, with these profiles (default: Pebble's own).
+	pebble210 bool
+	profiles  map[string]testenv.PebbleProfile
 }
 
 func newACMEWorld(t testing.TB, o acmeOpts) *acmeWorld {
@@ -67,7 +72,12 @@ func newACMEWorld(t testing.TB, o acmeOpts) *acmeWorld {
 		"example.com": testenv.Zone("example.com", "www A 127.0.0.1", "app A 127.0.0.1", "_acme-challenge.app CNAME app.acme-dns.example.com."),
 		"example.net": testenv.Zone("example.net"),
 	})
-	w.pebble = testenv.StartPebble(t, testenv.PebbleOptions{DNSServer: w.knot.Addr, EAB: pebbleEAB, Validity: o.validity, Env: o.env})
+	po := testenv.PebbleOptions{DNSServer: w.knot.Addr, EAB: pebbleEAB, Validity: o.validity, Env: o.env, Profiles: o.profiles}
+	if o.pebble210 {
+		w.pebble = testenv.StartPebble210(t, po)
+	} else {
+		w.pebble = testenv.StartPebble(t, po)
+	}
 	if o.proxy {
 		caPEM, err := os.ReadFile(w.pebble.TLSCA)
 		if err != nil {
@@ -159,9 +169,13 @@ func (w *acmeWorld) issuer(t testing.TB) *acme.Issuer {
 	if err != nil {
 		t.Fatal(err)
 	}
-	iss, err := acme.New(acme.Options{Name: "pebble", Directory: dirURL, Accounts: accounts{w.st}, Roots: roots,
+	opts := acme.Options{Name: "pebble", Directory: dirURL, Accounts: accounts{w.st}, Roots: roots,
 		EAB:        &acme.EABKey{KeyID: "kid-1", MACKey: macKey},
-		HTTPClient: &http.Client{Transport: &http.Transport{TLSClientConfig: &tls.Config{RootCAs: pool}}}})
+		HTTPClient: &http.Client{Transport: &http.Transport{TLSClientConfig: &tls.Config{RootCAs: pool}}}}
+	if w.tune != nil {
+		w.tune(&opts)
+	}
+	iss, err := acme.New(opts)
 	if err != nil {
 		t.Fatal(err)
 	}

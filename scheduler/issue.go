@@ -13,6 +13,7 @@ import (
 	"errors"
 	"fmt"
 	mrand "math/rand/v2"
+	"net"
 	"net/http"
 	"slices"
 	"strconv"
@@ -466,7 +467,7 @@ func (x *Issuing) baseOrder(ctx context.Context, c store.Certificate, plan Plan,
 	if err != nil {
 		return ca.Order{}, ""
 	}
-	got, want := slices.Clone(leaf.DNSNames), slices.Clone(plan.Spec.Domains)
+	got, want := leafNames(leaf), slices.Clone(plan.Spec.Domains)
 	slices.Sort(got)
 	slices.Sort(want)
 	if !slices.Equal(got, want) {
@@ -783,9 +784,7 @@ func (x *Issuing) order(ctx context.Context, log *zap.Logger, c store.Certificat
 	if err != nil {
 		return store.Order{}, ca.Request{}, false, err
 	}
-	csr, err := x509.CreateCertificateRequest(rand.Reader, &x509.CertificateRequest{
-		Subject: pkix.Name{CommonName: plan.Spec.Domains[0]}, DNSNames: plan.Spec.Domains,
-	}, key)
+	csr, err := x509.CreateCertificateRequest(rand.Reader, csrTemplate(plan.Spec.Domains), key)
 	if err != nil {
 		return store.Order{}, ca.Request{}, false, fmt.Errorf("creating the CSR: %w", err)
 	}
@@ -860,7 +859,7 @@ func verifyResult(res *ca.Result, req ca.Request, now time.Time) error {
 	if _, err := res.Leaf.Verify(x509.VerifyOptions{Roots: roots, Intermediates: inter, CurrentTime: now}); err != nil {
 		return fmt.Errorf("the chain does not verify to the CA's root: %w", err)
 	}
-	got, want := slices.Clone(res.Leaf.DNSNames), slices.Clone(req.Domains)
+	got, want := leafNames(res.Leaf), slices.Clone(req.Domains)
 	slices.Sort(got)
 	slices.Sort(want)
 	if !slices.Equal(got, want) {
@@ -870,6 +869,34 @@ func verifyResult(res *ca.Result, req ca.Request, now time.Time) error {
 		return &badCertificate{fmt.Sprintf("not valid now (%s to %s)", res.Leaf.NotBefore, res.Leaf.NotAfter)}
 	}
 	return nil
+}
+
+// csrTemplate puts DNS names in DNSNames and IP addresses (RFC 8738) in
+// IPAddresses; the common name is the first DNS name (none for a
+// certificate of addresses only).
+func csrTemplate(names []string) *x509.CertificateRequest {
+	tmpl := &x509.CertificateRequest{}
+	for _, n := range names {
+		if ip := net.ParseIP(n); ip != nil {
+			tmpl.IPAddresses = append(tmpl.IPAddresses, ip)
+			continue
+		}
+		tmpl.DNSNames = append(tmpl.DNSNames, n)
+	}
+	if len(tmpl.DNSNames) > 0 {
+		tmpl.Subject = pkix.Name{CommonName: tmpl.DNSNames[0]}
+	}
+	return tmpl
+}
+
+// leafNames are a leaf's DNS names and IP addresses (RFC 8738), in the
+// form configuration normalises identifiers to.
+func leafNames(leaf *x509.Certificate) []string {
+	names := slices.Clone(leaf.DNSNames)
+	for _, ip := range leaf.IPAddresses {
+		names = append(names, ip.String())
+	}
+	return names
 }
 
 // deploy puts version v in place and schedules the renewal.

@@ -221,8 +221,11 @@ func (x *Issuing) adviseRenewal(ctx context.Context, log *zap.Logger, cur store.
 		t := w.Start.Add(time.Duration(r * float64(w.End.Sub(w.Start))))
 		// Never later than the emergency window: that is an outage risk
 		// whatever the CA suggests.
-		if e := EmergencyTime(v.NotBefore, v.NotAfter); t.After(e) {
-			t = e
+		// Never inside the emergency window: a window that reaches it
+		// (a short lifetime, a late suggestion) is cut to halfway between
+		// the local renewal time and the emergency time.
+		if e := EmergencyTime(v.NotBefore, v.NotAfter); !t.Before(e) {
+			t = fallback.Add(e.Sub(fallback) / 2)
 		}
 		recheck := ariDefaultRecheck
 		if w.RetryAfter > 0 {

@@ -490,6 +490,14 @@ func (s *Scheduler) run(ctx context.Context, c store.Certificate) error {
 		cur.State = store.StateNeedsOperator
 		delay = max(delay, s.needsOperatorRecheck())
 	}
+	// A retry never lands past the emergency time of the deployed
+	// certificate (short lifetimes, a long backoff), unless the CA itself
+	// said to wait longer.
+	if cur.Current != nil && cur.State != store.StateNeedsOperator {
+		if e := EmergencyTime(cur.Current.NotBefore, cur.Current.NotAfter); e.After(now) && now.Add(delay).After(e) {
+			delay = max(e.Sub(now), retryAfter)
+		}
+	}
 	cur.NextActionAt = now.Add(delay)
 	if retryAfter > 0 {
 		cur.RetryAfter = now.Add(retryAfter)

@@ -2,6 +2,7 @@ package acme
 
 import (
 	"net/mail"
+	"regexp"
 	"sort"
 	"strings"
 
@@ -34,7 +35,24 @@ type Config struct {
 	// FinalizeWait bounds one wait for an order the CA is processing
 	// (default 30s); a longer one is polled again later.
 	FinalizeWait config.Duration `yaml:"finalize_wait"`
+	// Profile names a certificate profile the directory advertises in
+	// meta.profiles (draft-aaron-acme-profiles: Let's Encrypt's classic,
+	// tlsserver, shortlived); it is sent with every newOrder. Empty: the
+	// CA's default. For another profile at the same CA, define a second
+	// account with the same directory.
+	Profile string `yaml:"profile"`
+	// ProfileRequired (default true): a CA that does not offer Profile
+	// fails the order, naming the certificate. false: the CA's default
+	// profile is used instead, with a warning.
+	ProfileRequired *bool `yaml:"profile_required"`
 }
+
+// profileName is what a profile name may look like: the draft leaves it
+// free, CAs use short tokens.
+var profileName = regexp.MustCompile(`^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$`)
+
+// Required reports whether the profile must be offered (default true).
+func (c *Config) Required() bool { return c.ProfileRequired == nil || *c.ProfileRequired }
 
 // EAB is External Account Binding: the key id and the HMAC key exactly as
 // the CA hands them out (base64url text).
@@ -66,6 +84,12 @@ func DecodeConfig(b *config.Block) (any, error) {
 			if a, err := mail.ParseAddress(c.Email); err != nil || a.Address != c.Email {
 				ck.Errorf("email", "invalid address %q", c.Email)
 			}
+		}
+		switch {
+		case c.Profile != "" && !profileName.MatchString(c.Profile):
+			ck.Errorf("profile", "invalid profile name %q (letters, digits, '.', '_', '-')", c.Profile)
+		case c.Profile == "" && c.ProfileRequired != nil:
+			ck.Errorf("profile_required", "profile_required needs a profile")
 		}
 		if c.EAB != nil {
 			ck.Required("eab.kid", c.EAB.KID != "")

@@ -40,7 +40,7 @@ func (s keyStore) SaveAccount(ctx context.Context, r AccountRecord) error {
 // trust files and resolves the EAB key (a secret reference).
 func NewFromConfig(name string, c *Config, accounts AccountStore, log *zap.Logger, observe func(route string, status int, d time.Duration)) (*Issuer, error) {
 	opts := Options{Name: name, Directory: c.DirectoryURL(), Email: c.Email, Accounts: accounts, Logger: log, Observe: observe,
-		FinalizeWait: c.FinalizeWait.D()}
+		FinalizeWait: c.FinalizeWait.D(), Profile: c.Profile, ProfileRequired: c.Required()}
 	tr := http.DefaultTransport.(*http.Transport).Clone()
 	// Many certificates are worked at once against one server: keep
 	// their connections instead of a TLS handshake per request.

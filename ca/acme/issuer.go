@@ -12,7 +12,10 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"maps"
+	"net"
 	"net/http"
+	"net/netip"
 	"regexp"
 	"slices"
 	"strings"
@@ -77,6 +80,13 @@ type Options struct {
 	AuthWait time.Duration
 	// Now is the clock (default time.Now).
 	Now func() time.Time
+	// Profile, when set, is sent on every newOrder
+	// (draft-aaron-acme-profiles) if the directory's meta.profiles offers
+	// it. ProfileRequired: a CA that does not offer it fails the order
+	// (permanently, naming the certificate); otherwise the CA's default
+	// profile is used, with a warning.
+	Profile         string
+	ProfileRequired bool
 }
 
 // Issuer is an ACME account as a ca.Issuer, ca.OrderAuthorizer and
@@ -241,6 +251,9 @@ func (i *Issuer) Submit(ctx context.Context, req ca.Request) (ca.Order, error) {
 		return ca.Order{}, fmt.Errorf("acme: reading the directory: %w", err)
 	}
 	o := acme.Order{Identifiers: identifiers(req.Domains)}
+	if o.Profile, err = i.profile(dir, "certificate "+req.CertName); err != nil {
+		return ca.Order{}, err
+	}
 	if req.Replaces != nil && dir.RenewalInfo != "" {
 		if id, err := acme.ARIUniqueIdentifier(req.Replaces); err == nil {
 			o.Replaces = id
@@ -273,6 +286,42 @@ func (i *Issuer) newOrder(ctx context.Context, dir acme.Directory, acct acme.Acc
 	return placed, nil
 }
 
+// profileInvalid is the draft's problem type for a profile the CA does
+// not know (draft-aaron-acme-profiles §4).
+const profileInvalid = acme.ProblemTypeNamespace + "invalidProfile"
+
+// profile is the profile to send on a newOrder for who (certificate X): the
+// configured one when the directory offers it; none when none is
+// configured, or when it is only preferred and not offered (a warning);
+// a permanent error naming the certificate when it is required and not
+// offered.
+func (i *Issuer) profile(dir acme.Directory, who string) (string, error) {
+	want := i.opts.Profile
+	if want == "" {
+		return "", nil
+	}
+	var offered map[string]string
+	if dir.Meta != nil {
+		offered = dir.Meta.Profiles
+	}
+	if _, ok := offered[want]; ok {
+		return want, nil
+	}
+	names := slices.Sorted(maps.Keys(offered))
+	what := "the CA advertises no profiles"
+	if len(names) > 0 {
+		what = "it offers " + strings.Join(names, ", ")
+	}
+	if !i.opts.ProfileRequired {
+		i.log.Warn("the CA does not offer the preferred profile; ordering with the CA's default",
+			zap.String("for", who), zap.String("profile", want), zap.Strings("offered", names))
+		return "", nil
+	}
+	return "", &Error{CA: "acme", Op: "placing the order", Code: profileInvalid, Permanent: true,
+		Detail: fmt.Sprintf("%s: profile %q is not offered by %s (%s); fix the account's profile or set profile_required: false",
+			who, want, i.opts.Directory, what)}
+}
+
 func replacesRefused(err error) bool {
 	var p acme.Problem
 	if !errors.As(err, &p) {
@@ -282,12 +331,53 @@ func replacesRefused(err error) bool {
 		(p.Type == acme.ProblemTypeMalformed && strings.Contains(strings.ToLower(p.Detail), "replaces"))
 }
 
+// identifiers are the order's identifiers: "ip" for an IP address (RFC
+// 8738), "dns" for every other name.
 func identifiers(domains []string) []acme.Identifier {
 	ids := make([]acme.Identifier, len(domains))
 	for k, d := range domains {
 		ids[k] = acme.Identifier{Type: "dns", Value: d}
+		if a, err := netip.ParseAddr(d); err == nil {
+			ids[k] = acme.Identifier{Type: "ip", Value: a.Unmap().String()}
+		}
 	}
 	return ids
+}
+
+// csrFor returns the CSR to finalize with: req.CSR, unless it lists an IP
+// address as a DNS name (certd's scheduler writes every identifier into
+// DNSNames), in which case the same request is made again with the
+// addresses as IP SANs, signed by the order's key, as RFC 8738 §3 and the
+// CA's finalize check ask.
+func csrFor(req ca.Request) ([]byte, error) {
+	csr, err := x509.ParseCertificateRequest(req.CSR)
+	if err != nil {
+		return nil, fmt.Errorf("acme: the order's CSR: %w", err)
+	}
+	var names []string
+	var ips []net.IP
+	for _, n := range csr.DNSNames {
+		if a, err := netip.ParseAddr(n); err == nil {
+			ips = append(ips, net.IP(a.Unmap().AsSlice()))
+			continue
+		}
+		names = append(names, n)
+	}
+	if len(ips) == 0 {
+		return req.CSR, nil
+	}
+	if req.Key == nil {
+		return nil, errors.New("acme: the CSR lists IP addresses as DNS names and the order's key is not at hand to write it again")
+	}
+	tmpl := &x509.CertificateRequest{DNSNames: names, IPAddresses: append(ips, csr.IPAddresses...)}
+	if len(names) > 0 {
+		tmpl.Subject.CommonName = names[0]
+	}
+	der, err := x509.CreateCertificateRequest(rand.Reader, tmpl, req.Key)
+	if err != nil {
+		return nil, fmt.Errorf("acme: writing the CSR with IP addresses: %w", err)
+	}
+	return der, nil
 }
 
 // Reconcile implements ca.Issuer. It walks the account's order list (RFC
@@ -384,8 +474,12 @@ func (i *Issuer) Fetch(ctx context.Context, order ca.Order, req ca.Request) (*ca
 	}
 	x := &exchange{route: "order"} // no Retry-After seen yet
 	if o.Status == acme.StatusReady {
+		csr, err := csrFor(req)
+		if err != nil {
+			return nil, err
+		}
 		x = &exchange{route: "finalize"}
-		fin, err := i.client.FinalizeOrder(withExchange(ctx, x), acct, o, req.CSR)
+		fin, err := i.client.FinalizeOrder(withExchange(ctx, x), acct, o, csr)
 		if err != nil && fin.Status != acme.StatusProcessing && fin.Status != acme.StatusValid {
 			// An earlier run's finalize may be under way: the order as it
 			// stands now decides.
@@ -594,8 +688,12 @@ func (i *Issuer) Respond(ctx context.Context, auth ca.OrderAuthorization, ch dcv
 func (i *Issuer) Locate(domain string, how ca.Proof, value string) (dcv.Challenge, bool) {
 	domain = strings.TrimPrefix(domain, "*.")
 	ch := dcv.Challenge{Domain: domain, Method: how.Method}
+	_, ipErr := netip.ParseAddr(domain)
 	switch how.Method {
 	case dcv.DNSTXT:
+		if ipErr == nil {
+			return dcv.Challenge{}, false // RFC 8738: no dns-01 for an IP address
+		}
 		ch.RecordName, ch.Value = "_acme-challenge."+domain, value
 	case dcv.HTTPFile:
 		ch.Path, ch.Content = "/.well-known/acme-challenge/"+value, value
@@ -675,6 +773,7 @@ var permanentProblems = map[string]bool{
 	acme.ProblemTypeNamespace + "userActionRequired":      true,
 	acme.ProblemTypeNamespace + "unsupportedContact":      true,
 	acme.ProblemTypeNamespace + "invalidContact":          true,
+	profileInvalid: true,
 }
 
 // wrap turns an acmez error into an *Error with the exchange's Retry-After.

@@ -31,6 +31,15 @@ func (i *Issuer) Probe(ctx context.Context, req ca.ProbeRequest, report func(ca.
 		return err
 	}
 	step("directory", ca.ProbeOK, "read %s", i.opts.Directory)
+	profile, perr := i.profile(dir, "the order for "+strings.Join(req.Domains, ", "))
+	switch {
+	case perr != nil:
+		step("profile", ca.ProbeFailed, "%v", perr)
+	case i.opts.Profile != "" && profile == "":
+		step("profile", ca.ProbeFailed, "profile %q is not offered; the CA's default is used instead (profile_required: false)", i.opts.Profile)
+	case profile != "":
+		step("profile", ca.ProbeOK, "the CA offers profile %q (%s)", profile, dir.Meta.Profiles[profile])
+	}
 	if dir.Meta != nil && dir.Meta.ExternalAccountRequired && i.opts.EAB == nil {
 		step("account", ca.ProbeFailed, "the CA requires External Account Binding and the account has no eab (kid, hmac_key)")
 		return nil
@@ -65,7 +74,7 @@ func (i *Issuer) Probe(ctx context.Context, req ca.ProbeRequest, report func(ca.
 
 	acct := acme.Account{PrivateKey: key, Location: rec.URL}
 	x = &exchange{route: "newOrder", once: dir.NewOrder}
-	o, err := i.client.NewOrder(withExchange(ctx, x), acct, acme.Order{Identifiers: identifiers(req.Domains)})
+	o, err := i.client.NewOrder(withExchange(ctx, x), acct, acme.Order{Identifiers: identifiers(req.Domains), Profile: profile})
 	if err != nil {
 		step("order", ca.ProbeFailed, "%v", i.describe(x, "placing an order to read its authorizations", err))
 		return nil

@@ -37,6 +37,11 @@ type PebbleOptions struct {
 	// set by default: Pebble's nonce rejection, authorization reuse and
 	// validation sleeps stay on.
 	Env []string
+	// Profiles is the profiles block (Pebble 2.10+: StartPebble210);
+	// Debian's Pebble 2.4 ignores it.
+	Profiles map[string]PebbleProfile
+
+	bin string // default: Debian's pebble
 }
 
 // Pebble is a running Pebble ACME test server.
@@ -57,7 +62,10 @@ type Pebble struct {
 // PID) when the test ends.
 func StartPebble(t testing.TB, o PebbleOptions) *Pebble {
 	t.Helper()
-	bin := Need(t, "pebble")
+	bin := o.bin
+	if bin == "" {
+		bin = Need(t, "pebble")
+	}
 	dir := t.TempDir()
 	certFile, keyFile, pool := selfSigned(t, dir)
 	if o.HTTPPort == 0 {
@@ -79,6 +87,9 @@ func StartPebble(t testing.TB, o PebbleOptions) *Pebble {
 	}
 	if o.Validity > 0 {
 		cfg["certificateValidityPeriod"] = int(o.Validity / time.Second)
+	}
+	if len(o.Profiles) > 0 {
+		cfg["profiles"] = o.Profiles
 	}
 	body, _ := json.Marshal(map[string]any{"pebble": cfg})
 	confPath := filepath.Join(dir, "pebble.json")
