@@ -29,8 +29,8 @@ func opts() config.Options {
 	return config.Options{
 		Accounts: map[string]config.Decoder{"globalsign-atlas": atlas.DecodeConfig, "acme": acme.DecodeConfig,
 			"sectigo": sectigo.DecodeConfig, "reseller": reseller.DecodeConfig, "markmonitor": markmonitor.DecodeConfig},
-		DNS:      providers.Decoders(providers.DNSTypes()),
-		HTTP:     providers.Decoders(providers.HTTPTypes()),
+		DNS:  providers.Decoders(providers.DNSTypes()),
+		HTTP: providers.Decoders(providers.HTTPTypes()),
 	}
 }
 
