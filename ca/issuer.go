@@ -41,6 +41,11 @@ type Request struct {
 	// Proofs says how each of Domains is to be proved, as configuration
 	// says (keyed by domain); CAs that fix the method per order read it.
 	Proofs map[string]Proof
+	// Profile, when set, is the certificate's own profile (ACME profiles),
+	// over the account's; ProfileRequired: a CA that does not offer it
+	// fails the order, else its default is used.
+	Profile         string
+	ProfileRequired bool
 }
 
 // Order is a CA's handle on a submitted request.

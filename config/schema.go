@@ -197,9 +197,18 @@ type Certificate struct {
 	Deploy    *Deploy         `yaml:"deploy"`
 	// Lifetime asks for a shorter validity than the CA's maximum.
 	Lifetime Duration `yaml:"lifetime"`
+	// Profile names the certificate's ACME profile (draft-aaron-acme-
+	// profiles), over its account's; ProfileRequired (default true): a CA
+	// that does not offer it fails the order, else its default is used.
+	Profile         string `yaml:"profile"`
+	ProfileRequired *bool  `yaml:"profile_required"`
 
 	Pos Pos `yaml:"-"`
 }
+
+// ProfileIsRequired reports whether the certificate's profile must be
+// offered by the CA (profile_required, default true).
+func (c *Certificate) ProfileIsRequired() bool { return c.ProfileRequired == nil || *c.ProfileRequired }
 
 // DCVFor returns the method that proves domain (normalised).
 func (c *Certificate) DCVFor(domain string) *DCV {

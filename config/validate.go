@@ -272,6 +272,15 @@ func (l *loader) checkCertificates() {
 			}
 		}
 
+		switch b, ok := l.blocks[0][c.Account]; {
+		case c.Profile != "" && ok && b.Type != "acme":
+			l.errAt(file, at(".profile"), "profiles are an ACME feature; account %s is %s", c.Account, b.Type)
+		case c.Profile != "" && !profileNameRE.MatchString(c.Profile):
+			l.errAt(file, at(".profile"), "invalid profile name %q (letters, digits, '.', '_', '-')", c.Profile)
+		case c.Profile == "" && c.ProfileRequired != nil:
+			l.errAt(file, at(".profile_required"), "profile_required without a profile")
+		}
+
 		if c.Renew != nil {
 			l.checkRenew(file, at(".renew"), c.Renew)
 		} else if defaults.Renew != nil {
@@ -318,6 +327,9 @@ func (l *loader) checkIPIdentifier(file, path, ip string, m *DCV, account string
 		l.errAt(file, path, "%q is an IP address: it can be proved only by method http (RFC 8738), not %s", ip, m.Method)
 	}
 }
+
+// profileNameRE is what an ACME profile name may be.
+var profileNameRE = regexp.MustCompile(`^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$`)
 
 func (l *loader) checkDCV(file, path string, d *DCV) {
 	unused := func(key, val string) {

@@ -277,3 +277,28 @@ func TestBackoffFitsASixDayLifetime(t *testing.T) {
 		t.Fatalf("only %d attempts fit before the emergency window of a six-day certificate", attempts)
 	}
 }
+
+// A certificate's own profile is sent over its account's (here the
+// account names none): its certificate has the profile's lifetime.
+func TestACMECertificateProfileOverTheAccount(t *testing.T) {
+	t.Parallel()
+	w := newACMEWorld(t, acmeOpts{env: quietPebble, pebble210: true, profiles: map[string]testenv.PebbleProfile{
+		"default":    testenv.Profile("ninety days, compressed", time.Hour),
+		"shortlived": testenv.Profile("six days, compressed", 30*time.Second),
+	}})
+	w.httpProofs()
+	iss := w.issuer(t)
+	x := w.issuing(w.st, iss)
+	x.Plans = func(string) (scheduler.Plan, error) {
+		p := w.plan(iss)
+		p.Profile, p.ProfileRequired = "shortlived", true
+		return p, nil
+	}
+	if err := x.Work(ctx, w.due(t)); err != nil {
+		t.Fatal(err)
+	}
+	leaf := w.currentLeaf(t)
+	if life := leaf.NotAfter.Sub(leaf.NotBefore); life > time.Minute {
+		t.Fatalf("the certificate lives %s: the certificate's profile was not sent", life)
+	}
+}

@@ -54,6 +54,10 @@ type Plan struct {
 	// OrderWait bounds how long one pass waits for an order the CA is
 	// still working on before leaving it to a later pass (0: no wait).
 	OrderWait time.Duration
+	// Profile, when set, is the certificate's own CA profile (ACME), with
+	// whether the CA must offer it.
+	Profile         string
+	ProfileRequired bool
 }
 
 // claimDomain is the domain claimed for name.
@@ -816,7 +820,8 @@ func (x *Issuing) order(ctx context.Context, log *zap.Logger, c store.Certificat
 
 func (x *Issuing) request(ctx context.Context, c store.Certificate, plan Plan, o store.Order, key crypto.Signer) ca.Request {
 	req := ca.Request{CertName: c.Name, Domains: plan.Spec.Domains, Key: key, CSR: o.CSR, ClientRef: o.IdempotencyKey,
-		Since: o.CreatedAt, SentAt: o.SentAt, Lifetime: plan.Lifetime, Proofs: map[string]ca.Proof{}}
+		Since: o.CreatedAt, SentAt: o.SentAt, Lifetime: plan.Lifetime, Proofs: map[string]ca.Proof{},
+		Profile: plan.Profile, ProfileRequired: plan.ProfileRequired}
 	for d, p := range plan.Proofs {
 		req.Proofs[d] = p.CA
 	}

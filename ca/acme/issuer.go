@@ -251,7 +251,7 @@ func (i *Issuer) Submit(ctx context.Context, req ca.Request) (ca.Order, error) {
 		return ca.Order{}, fmt.Errorf("acme: reading the directory: %w", err)
 	}
 	o := acme.Order{Identifiers: identifiers(req.Domains)}
-	if o.Profile, err = i.profile(dir, "certificate "+req.CertName); err != nil {
+	if o.Profile, err = i.profileFor(dir, req); err != nil {
 		return ca.Order{}, err
 	}
 	if req.Replaces != nil && dir.RenewalInfo != "" {
@@ -296,7 +296,19 @@ const profileInvalid = acme.ProblemTypeNamespace + "invalidProfile"
 // a permanent error naming the certificate when it is required and not
 // offered.
 func (i *Issuer) profile(dir acme.Directory, who string) (string, error) {
-	want := i.opts.Profile
+	return i.chooseProfile(dir, who, i.opts.Profile, i.opts.ProfileRequired)
+}
+
+// profileFor is the profile for req: the certificate's own when it names
+// one, else the account's.
+func (i *Issuer) profileFor(dir acme.Directory, req ca.Request) (string, error) {
+	if req.Profile != "" {
+		return i.chooseProfile(dir, "certificate "+req.CertName, req.Profile, req.ProfileRequired)
+	}
+	return i.profile(dir, "certificate "+req.CertName)
+}
+
+func (i *Issuer) chooseProfile(dir acme.Directory, who, want string, required bool) (string, error) {
 	if want == "" {
 		return "", nil
 	}
@@ -312,13 +324,13 @@ func (i *Issuer) profile(dir acme.Directory, who string) (string, error) {
 	if len(names) > 0 {
 		what = "it offers " + strings.Join(names, ", ")
 	}
-	if !i.opts.ProfileRequired {
+	if !required {
 		i.log.Warn("the CA does not offer the preferred profile; ordering with the CA's default",
 			zap.String("for", who), zap.String("profile", want), zap.Strings("offered", names))
 		return "", nil
 	}
 	return "", &Error{CA: "acme", Op: "placing the order", Code: profileInvalid, Permanent: true,
-		Detail: fmt.Sprintf("%s: profile %q is not offered by %s (%s); fix the account's profile or set profile_required: false",
+		Detail: fmt.Sprintf("%s: profile %q is not offered by %s (%s); fix the profile or set profile_required: false",
 			who, want, i.opts.Directory, what)}
 }
 

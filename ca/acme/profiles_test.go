@@ -57,6 +57,28 @@ func TestProfileChoice(t *testing.T) {
 	}
 }
 
+// The certificate's own profile wins over the account's, with its own
+// required-or-preferred choice.
+func TestProfileOfTheCertificate(t *testing.T) {
+	offered := acme.Directory{Meta: &acme.DirectoryMeta{Profiles: map[string]string{"classic": "", "shortlived": "6 days"}}}
+	i, err := New(Options{Name: "le", Directory: "https://ca.example/dir", Accounts: nopAccounts{}, Profile: "classic", ProfileRequired: true})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got, err := i.profileFor(offered, ca.Request{CertName: "www", Profile: "shortlived", ProfileRequired: true}); err != nil || got != "shortlived" {
+		t.Fatalf("the certificate's profile: %q %v", got, err)
+	}
+	if got, err := i.profileFor(offered, ca.Request{CertName: "www"}); err != nil || got != "classic" {
+		t.Fatalf("the account's profile: %q %v", got, err)
+	}
+	if got, err := i.profileFor(offered, ca.Request{CertName: "www", Profile: "tlsserver"}); err != nil || got != "" {
+		t.Fatalf("a preferred certificate profile the CA lacks: %q %v", got, err)
+	}
+	if _, err := i.profileFor(offered, ca.Request{CertName: "api", Profile: "tlsserver", ProfileRequired: true}); !ca.IsPermanent(err) || !strings.Contains(err.Error(), "certificate api") {
+		t.Fatalf("a required certificate profile the CA lacks: %v", err)
+	}
+}
+
 type nopAccounts struct{}
 
 func (nopAccounts) LoadAccount(context.Context, string, string) (AccountRecord, bool, error) {

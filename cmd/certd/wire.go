@@ -122,6 +122,7 @@ func (p *parts) plan(name string) (scheduler.Plan, error) {
 		Proofs:    proofs,
 		Lifetime:  c.Lifetime.D(),
 		OrderWait: p.cfg.Accounts[c.Account].Limits.OrderWait.D(),
+		Profile:   c.Profile, ProfileRequired: c.ProfileIsRequired(),
 	}, nil
 }
 
