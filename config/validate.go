@@ -319,12 +319,12 @@ func (l *loader) checkCertificates() {
 // shortlived profile) and proved only over http, fetched from the address
 // itself; there is no DNS name to publish a record under.
 func (l *loader) checkIPIdentifier(file, path, ip string, m *DCV, account string) {
-	if b, ok := l.blocks[0][account]; ok && b.Type != "acme" {
-		l.errAt(file, path, "%q is an IP address; only ACME accounts can certify IP addresses (account %s is %s)", ip, account, b.Type)
+	if b, ok := l.blocks[0][account]; ok && b.Type != "acme" && b.Type != "sectigo" {
+		l.errAt(file, path, "%q is an IP address; only ACME and Sectigo accounts can certify IP addresses (account %s is %s)", ip, account, b.Type)
 		return
 	}
 	if m.Method != MethodHTTP {
-		l.errAt(file, path, "%q is an IP address: it can be proved only by method http (RFC 8738), not %s", ip, m.Method)
+		l.errAt(file, path, "%q is an IP address: it can be proved only by method http (ACME http-01, RFC 8738; Sectigo's HTTP CSR-hash file), not %s", ip, m.Method)
 	}
 }
 

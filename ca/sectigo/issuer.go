@@ -6,6 +6,7 @@ import (
 	"crypto/x509"
 	"errors"
 	"fmt"
+	"net"
 	"slices"
 	"strings"
 	"sync"
@@ -232,6 +233,9 @@ func (is *Issuer) resolve(req ca.Request, how map[string]ca.Proof) ([]domainPlan
 			default:
 				return nil, fmt.Errorf("sectigo: %s: Sectigo's CSR-hash DCV has no %s method (use an HTTP file, a CNAME or email)", d, proof.Method)
 			}
+		}
+		if net.ParseIP(d) != nil && p.method != MethodHTTP && p.method != MethodHTTPS {
+			return nil, fmt.Errorf("sectigo: %s is an IP address: only the HTTP(S) CSR-hash file can prove it (certd's http method), not %s", d, p.method)
 		}
 		if p.method == MethodEmail && p.email == "" && is.opts.Approver != "" {
 			p.email = is.opts.Approver + "@" + strings.TrimPrefix(d, "*.")

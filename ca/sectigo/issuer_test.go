@@ -1,7 +1,12 @@
 package sectigo_test
 
 import (
+	"crypto/ecdsa"
+	"crypto/elliptic"
+	"crypto/rand"
+	"crypto/x509"
 	"errors"
+	"net"
 	"net/http"
 	"strings"
 	"sync"
@@ -571,4 +576,37 @@ func TestMethodSetLaterWhenUpdateFails(t *testing.T) {
 		t.Fatalf("methods %v, resend calls %d: want the CNAME set by AutoUpdateDCV", st.Methods, e.sim.Requests("ResendDCVEmail"))
 	}
 	e.verify(t, fetchUntil(t, is, o, req), req)
+}
+
+// An IP address (Sectigo validates it only by the HTTP CSR-hash file):
+// ordered with its IP SAN, the file checked at the address, issued with
+// the address as an IP SAN; any other method is refused before anything
+// is sent.
+func TestIPAddressOverTheHTTPFile(t *testing.T) {
+	e := newEnv(t, nil)
+	is := e.issuer(t, 488, nil)
+	key, _ := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
+	csr, err := x509.CreateCertificateRequest(rand.Reader, &x509.CertificateRequest{IPAddresses: []net.IP{net.ParseIP("127.0.0.1")}}, key)
+	if err != nil {
+		t.Fatal(err)
+	}
+	req := ca.Request{CertName: "ip", Domains: []string{"127.0.0.1"}, Key: key, CSR: csr, ClientRef: "ip-order-1", Since: time.Now()}
+	if _, err := is.ChallengesBefore(req, map[string]ca.Proof{"127.0.0.1": {Method: dcv.DNSTXT}}); !ca.IsPermanent(err) {
+		t.Fatalf("an IP address by a CNAME: %v, want a permanent refusal", err)
+	}
+	how := map[string]ca.Proof{"127.0.0.1": {Method: dcv.HTTPFile}}
+	chs, err := is.ChallengesBefore(req, how)
+	if err != nil || len(chs) != 1 || chs[0].Method != dcv.HTTPFile {
+		t.Fatalf("challenges %+v %v", chs, err)
+	}
+	e.publish(t, chs)
+	req.SentAt = time.Now()
+	o, err := is.Submit(ctx, req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	res := fetchUntil(t, is, o, req)
+	if len(res.Leaf.IPAddresses) != 1 || !res.Leaf.IPAddresses[0].Equal(net.ParseIP("127.0.0.1")) || len(res.Leaf.DNSNames) != 0 {
+		t.Fatalf("the leaf names %v and %v, want the IP SAN 127.0.0.1 only", res.Leaf.DNSNames, res.Leaf.IPAddresses)
+	}
 }

@@ -82,10 +82,20 @@ func NewAuthority(org, cn string, parent *Authority, notBefore time.Time, life t
 
 // IssueLeaf signs a TLS server certificate for pub and returns its DER.
 func (a *Authority) IssueLeaf(serial *big.Int, pub crypto.PublicKey, cn string, names []string, notBefore, notAfter time.Time) ([]byte, error) {
+	var dnsNames []string
+	var ips []net.IP
+	for _, n := range names {
+		if ip := net.ParseIP(n); ip != nil {
+			ips = append(ips, ip) // an IP-address identifier: an IP SAN
+			continue
+		}
+		dnsNames = append(dnsNames, n)
+	}
 	tmpl := &x509.Certificate{
 		SerialNumber: serial,
 		Subject:      pkix.Name{CommonName: cn},
-		DNSNames:     names,
+		DNSNames:     dnsNames,
+		IPAddresses:  ips,
 		NotBefore:    notBefore,
 		NotAfter:     notAfter,
 		KeyUsage:     x509.KeyUsageDigitalSignature,

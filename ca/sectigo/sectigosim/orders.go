@@ -11,6 +11,7 @@ import (
 	"encoding/pem"
 	"fmt"
 	"math/big"
+	"net"
 	"slices"
 	"strconv"
 	"strings"
@@ -187,6 +188,9 @@ type orderSpec struct {
 // readSpec reads the CSR, names, DCV method and uniqueValue of an order
 // for product p. prev, when set, is the order being replaced (its names
 // are the default).
+// csrMethodNotHTTP: the order's dcvMethod is not an HTTP CSR hash.
+func (sp orderSpec) csrMethodNotHTTP(c *call) bool { return !isHTTP(c.get("dcvMethod")) }
+
 func (s *Server) readSpec(c *call, p Product, prev *cert) (orderSpec, answer, bool) {
 	var sp orderSpec
 	if !c.has("serverSoftware") {
@@ -237,7 +241,11 @@ func (s *Server) readSpec(c *call, p Product, prev *cert) (orderSpec, answer, bo
 			set[strings.ToLower(cn)] = true
 			sp.names = append(sp.names, strings.ToLower(cn))
 		}
-		for _, n := range sp.csr.DNSNames {
+		names := slices.Clone(sp.csr.DNSNames)
+		for _, ip := range sp.csr.IPAddresses {
+			names = append(names, ip.String()) // IP SANs: HTTP(S)_CSR_HASH only
+		}
+		for _, n := range names {
 			if !set[strings.ToLower(n)] {
 				set[strings.ToLower(n)] = true
 				sp.names = append(sp.names, strings.ToLower(n))
@@ -252,7 +260,9 @@ func (s *Server) readSpec(c *call, p Product, prev *cert) (orderSpec, answer, bo
 		switch {
 		case seen[n]:
 			return sp, invalid("domainNames", "%s is named twice", n), false
-		case !validName(n):
+		case net.ParseIP(n) != nil && sp.csrMethodNotHTTP(c):
+			return sp, invalid("dcvMethod", "%s is an IP address: only HTTP_CSR_HASH or HTTPS_CSR_HASH can validate it", n), false
+		case net.ParseIP(n) == nil && !validName(n):
 			return sp, invalid("domainNames", "%q is not a lower-case FQDN", n), false
 		case strings.HasPrefix(n, "*.") && !p.Wildcard:
 			return sp, invalid("csr", "product %s does not cover the wildcard %s", p.Name, n), false
