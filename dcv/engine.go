@@ -16,6 +16,8 @@ import (
 	"github.com/libdns/libdns"
 	"github.com/miekg/dns"
 	"go.uber.org/zap"
+
+	"github.com/certd/certd/internal/failpoint"
 )
 
 // Record is one artefact the engine creates, as journaled: it is written
@@ -443,9 +445,11 @@ func (e *Engine) publish(ctx context.Context, p *Published, put func() error) (*
 	if err := e.opts.Journal.Record(ctx, &p.rec); err != nil {
 		return nil, fmt.Errorf("dcv: journaling %s %s: %w", p.rec.Kind, p.rec.Name, err)
 	}
+	failpoint.Hit(failpoint.DCVAfterJournal)
 	if err := put(); err != nil {
 		return p, err
 	}
+	failpoint.Hit(failpoint.DCVAfterPublish)
 	p.rec.State = statePublished
 	if err := e.opts.Journal.Update(ctx, p.rec); err != nil {
 		return p, fmt.Errorf("dcv: journaling %s %s as published: %w", p.rec.Kind, p.rec.Name, err)

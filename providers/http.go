@@ -88,7 +88,10 @@ func (w *Webroot) Put(_ context.Context, _, path string, content []byte) error {
 	if err := mkdirAll(w.Root, dir); err != nil {
 		return fmt.Errorf("webroot: %w", err)
 	}
-	tmp, err := os.CreateTemp(dir, ".certd-*")
+	// The temporary file is named after the token: a crash between
+	// writing and renaming leaves one that the next Put or the Remove of
+	// this path (the journal's cleanup after a restart) takes away.
+	tmp, err := os.OpenFile(tempName(full), os.O_WRONLY|os.O_CREATE|os.O_TRUNC, 0o644)
 	if err != nil {
 		return fmt.Errorf("webroot: %w", err)
 	}
@@ -141,11 +144,18 @@ func (w *Webroot) Remove(_ context.Context, _, path string) error {
 	if err := checkTokenPath(path); err != nil {
 		return fmt.Errorf("webroot: %w", err)
 	}
-	err := os.Remove(filepath.Join(w.Root, filepath.FromSlash(path)))
+	full := filepath.Join(w.Root, filepath.FromSlash(path))
+	_ = os.Remove(tempName(full)) // left by a crash in Put, if any
+	err := os.Remove(full)
 	if err != nil && !errors.Is(err, os.ErrNotExist) {
 		return fmt.Errorf("webroot: removing %s: %w", path, err)
 	}
 	return nil
+}
+
+// tempName is where Put writes path's file before renaming it in place.
+func tempName(full string) string {
+	return filepath.Join(filepath.Dir(full), ".certd-tmp-"+filepath.Base(full))
 }
 
 // ResponderConfig is a responder HTTP target block: certd itself serves

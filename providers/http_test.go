@@ -242,3 +242,25 @@ func parseDNSBlock(t *testing.T, typ, body string) (any, error) {
 	}
 	return cfg.DNS["p"].Settings, nil
 }
+
+// A crash between Put's write and its rename leaves the temporary file:
+// the journal's cleanup (Remove of the path) takes it away with the token.
+func TestWebrootRemoveTakesTheTempLeftByACrash(t *testing.T) {
+	root := t.TempDir()
+	w := &Webroot{Root: root}
+	path := "/.well-known/pki-validation/fileauth.txt"
+	dir := filepath.Join(root, ".well-known", "pki-validation")
+	if err := os.MkdirAll(dir, 0o755); err != nil {
+		t.Fatal(err)
+	}
+	stale := filepath.Join(dir, ".certd-tmp-fileauth.txt")
+	if err := os.WriteFile(stale, []byte("half"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	if err := w.Remove(context.Background(), "www.example.com", path); err != nil {
+		t.Fatal(err)
+	}
+	if left, _ := os.ReadDir(dir); len(left) != 0 {
+		t.Fatalf("left in the token directory: %v", left)
+	}
+}

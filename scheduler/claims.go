@@ -15,6 +15,8 @@ import (
 	"github.com/certd/certd/store"
 
 	"github.com/certd/certd/internal/ctxtime"
+
+	"github.com/certd/certd/internal/failpoint"
 )
 
 // Proof is how one domain is proved: what the CA is told, and where the
@@ -219,6 +221,7 @@ func (m *Claims) prove(ctx context.Context, log *zap.Logger, engine *dcv.Engine,
 		return err
 	}
 	m.event(ctx, "info", "claim_token", *st, fmt.Sprintf("claim %s on %s: token to publish by %s", auth.ID, st.Domain, p.CA.Method))
+	failpoint.Hit(failpoint.ClaimBeforePublish)
 
 	var published []*dcv.Published
 	defer func() {

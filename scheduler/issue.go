@@ -31,6 +31,8 @@ import (
 	"github.com/certd/certd/internal/logkey"
 	"github.com/certd/certd/internal/pemutil"
 	"github.com/certd/certd/store"
+
+	"github.com/certd/certd/internal/failpoint"
 )
 
 // Plan is everything configuration says about one certificate, resolved
@@ -390,6 +392,7 @@ func (x *Issuing) send(ctx context.Context, log *zap.Logger, c store.Certificate
 	if err := x.Store.SaveOrder(ctx, *o); err != nil {
 		return 0, 0, err
 	}
+	failpoint.Hit(failpoint.OrderBeforeSubmit)
 	req.SentAt = o.SentAt
 	var placed ca.Order
 	var err error
@@ -404,6 +407,7 @@ func (x *Issuing) send(ctx context.Context, log *zap.Logger, c store.Certificate
 		placed, err = plan.Issuer.Submit(ctx, req)
 	}
 	if err == nil {
+		failpoint.Hit(failpoint.OrderAfterSubmit)
 		o.State, o.CARef, o.LastError = store.OrderPending, placed.Ref, ""
 		if err := x.Store.SaveOrder(ctx, *o); err != nil {
 			return 0, 0, err
@@ -608,6 +612,7 @@ func (x *Issuing) fetch(ctx context.Context, log *zap.Logger, c store.Certificat
 	if v.ID, err = x.Store.AddVersion(ctx, v); err != nil {
 		return 0, 0, err
 	}
+	failpoint.Hit(failpoint.OrderAfterVersion)
 	if err := x.endOrder(ctx, plan, o, store.OrderIssued, ""); err != nil {
 		return 0, 0, err
 	}
@@ -930,6 +935,9 @@ func (x *Issuing) deploy(ctx context.Context, log *zap.Logger, c store.Certifica
 		x.event(ctx, level, "hook", c, msg+outputNote(h.Output))
 	}
 	dep.FinishedAt = x.now()
+	if err == nil {
+		failpoint.Hit(failpoint.DeployAfterSwitch)
+	}
 	if x.OnDeploy != nil {
 		x.OnDeploy(c, plan, err)
 	}
