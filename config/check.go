@@ -22,8 +22,12 @@ type Checker struct {
 // Check starts validating the block's decoded values.
 func (b *Block) Check() *Checker { return &Checker{b: b} }
 
-// Errorf records a problem with key.
+// Errorf records a problem with key, unless key was not written because
+// a misspelling of it was: the unknown key's error names it.
 func (c *Checker) Errorf(key, format string, args ...any) {
+	if misspelt(c.b.keys, c.b.unknown, key) {
+		return
+	}
 	c.errs = append(c.errs, c.b.Errorf(key, format, args...))
 }
 

@@ -1,11 +1,13 @@
 package config
 
 import (
+	"bytes"
 	"fmt"
 	"reflect"
 	"sort"
 	"strconv"
 	"strings"
+	"unicode/utf8"
 
 	"gopkg.in/yaml.v3"
 )
@@ -22,6 +24,9 @@ type decoder struct {
 	// skip lists top-level keys of the node being decoded that belong to
 	// someone else (the "type" key of a plug-in block).
 	skip map[string]bool
+	// unknown maps a key path to the unknown keys written under it, so
+	// that a check of a key that was not written can tell it was misspelt.
+	unknown map[string][]string
 }
 
 // postDecoder is implemented by config's own value types that need to know
@@ -194,7 +199,17 @@ func (d *decoder) decodeStruct(n *yaml.Node, v reflect.Value, path string) {
 		}
 		idx, ok := fields[k.Value]
 		if !ok {
-			d.errs.add(d.at(k, kp), "unknown key %q (expected one of: %s)", k.Value, strings.Join(names, ", "))
+			if d.unknown != nil {
+				d.unknown[path] = append(d.unknown[path], k.Value)
+			}
+			hint := ""
+			for _, name := range names {
+				if misspelling(k.Value, name) {
+					hint = "did you mean " + name + "? "
+					break
+				}
+			}
+			d.errs.add(d.at(k, kp), "unknown key %q (%sexpected one of: %s)", k.Value, hint, strings.Join(names, ", "))
 			continue
 		}
 		d.decode(val, v.Field(idx), kp, k)
@@ -202,6 +217,75 @@ func (d *decoder) decodeStruct(n *yaml.Node, v reflect.Value, path string) {
 	if pd, ok := v.Addr().Interface().(postDecoder); ok {
 		pd.afterDecode(d.pos[path], d.errs)
 	}
+}
+
+// misspelt reports whether key at path was not written because an
+// unknown key written beside it is a misspelling of it. A check that key
+// is missing then adds nothing to the unknown key's own error ("did you
+// mean"), and would be read first, since it is reported where the parent
+// starts.
+func misspelt(written map[string]Pos, unknown map[string][]string, path string) bool {
+	if _, ok := written[path]; ok {
+		return false
+	}
+	parent, key := "", path
+	if i := strings.LastIndexByte(path, '.'); i >= 0 {
+		parent, key = path[:i], path[i+1:]
+	}
+	for _, u := range unknown[parent] {
+		if misspelling(u, key) {
+			return true
+		}
+	}
+	return false
+}
+
+// misspelling reports whether the written key is a likely slip for the
+// expected one: the same but for case, '_' or '-', or one edit away (two
+// for keys of five characters or more), a swap of neighbours counting as
+// one.
+func misspelling(written, expected string) bool {
+	if written == expected {
+		return false
+	}
+	fold := func(s string) string { return strings.NewReplacer("_", "", "-", "").Replace(strings.ToLower(s)) }
+	if fold(written) == fold(expected) {
+		return true
+	}
+	limit := 1
+	if min(len(written), len(expected)) >= 5 {
+		limit = 2
+	}
+	return editDistance(written, expected) <= limit
+}
+
+// editDistance is the optimal string alignment distance between a and b
+// (insertions, deletions, substitutions and swaps of adjacent bytes).
+func editDistance(a, b string) int {
+	if len(a) > 64 || len(b) > 64 {
+		return max(len(a), len(b)) // not a key worth comparing
+	}
+	prev2 := make([]int, len(b)+1)
+	prev := make([]int, len(b)+1)
+	cur := make([]int, len(b)+1)
+	for j := range prev {
+		prev[j] = j
+	}
+	for i := 1; i <= len(a); i++ {
+		cur[0] = i
+		for j := 1; j <= len(b); j++ {
+			cost := 1
+			if a[i-1] == b[j-1] {
+				cost = 0
+			}
+			cur[j] = min(prev[j]+1, cur[j-1]+1, prev[j-1]+cost)
+			if i > 1 && j > 1 && a[i-1] == b[j-2] && a[i-2] == b[j-1] {
+				cur[j] = min(cur[j], prev2[j-2]+1)
+			}
+		}
+		prev2, prev, cur = prev, cur, prev2
+	}
+	return prev[len(b)]
 }
 
 func (d *decoder) decodeMap(n *yaml.Node, v reflect.Value, path string) {
@@ -241,6 +325,9 @@ func parseYAML(file string, data []byte) (*yaml.Node, error) {
 	var root yaml.Node
 	if err := yaml.Unmarshal(data, &root); err != nil {
 		e := syntaxError(file, err)
+		if l, c := problemAt(data, e.Msg); l > 0 {
+			e.Pos.Line, e.Pos.Col = l, c
+		}
 		if l := tabLine(data); l > 0 && strings.Contains(e.Msg, "tab") {
 			e.Pos.Line, e.Msg = l, "invalid YAML: a tab is used for indentation; YAML indents with spaces"
 		}
@@ -261,6 +348,63 @@ func syntaxError(file string, err error) *Error {
 		}
 	}
 	return &Error{Pos: Pos{File: file, Line: line, Col: 1}, Msg: "invalid YAML: " + msg}
+}
+
+// maxProblemScan bounds the parses problemAt spends on one file.
+const maxProblemScan = 2000
+
+// problemAt finds the line (and, for bytes that are not text, the column)
+// of a syntax error, since yaml.v3's own line cannot be trusted: a parser
+// error names the line before the one it concerns, a scanner error whose
+// construct began on line 1 names where the input ended, and a reader
+// error (control characters, invalid UTF-8: binary garbage) names none.
+// The place is the first line from which every longer prefix of the input
+// fails with the same message; a prefix that ends inside a construct later
+// closed fails only up to the line that closes it. msg is the message
+// syntaxError made of the whole input's error.
+func problemAt(data []byte, msg string) (line, col int) {
+	var ends []int // ends[n-1] is the end of line n, newline included
+	for i := 0; i < len(data); {
+		j := bytes.IndexByte(data[i:], '\n')
+		if j < 0 {
+			i = len(data)
+		} else {
+			i += j + 1
+		}
+		ends = append(ends, i)
+	}
+	if len(ends) > maxProblemScan {
+		return 0, 0
+	}
+	fails := func(n int) bool {
+		var root yaml.Node
+		err := yaml.Unmarshal(data[:ends[n-1]], &root)
+		return err != nil && syntaxError("", err).Msg == msg
+	}
+	for n := len(ends); n >= 1 && fails(n); n-- {
+		line = n
+	}
+	if line == 0 {
+		return 0, 0
+	}
+	start := 0
+	if line > 1 {
+		start = ends[line-2]
+	}
+	return line, badByteCol(data[start:ends[line-1]])
+}
+
+// badByteCol is the 1-based column of the first byte in line that YAML
+// does not take as text (invalid UTF-8, a control character), or 1.
+func badByteCol(line []byte) int {
+	for i := 0; i < len(line); {
+		r, size := utf8.DecodeRune(line[i:])
+		if r == utf8.RuneError && size <= 1 || r < 0x20 && r != '\t' && r != '\n' && r != '\r' || r == 0x7f {
+			return utf8.RuneCount(line[:i]) + 1
+		}
+		i += size
+	}
+	return 1
 }
 
 // tabLine returns the first line indented with a tab (1-based), or 0.

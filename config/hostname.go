@@ -49,6 +49,9 @@ func NormalizeDomain(s string) (string, error) {
 		return "", fmt.Errorf("%q: a wildcard is allowed only as the whole leftmost label (*.example.com)", s)
 	}
 	ascii, err := hostProfile.ToASCII(name)
+	if err == nil {
+		err = checkIDNA2008(ascii)
+	}
 	if err != nil {
 		return "", fmt.Errorf("%q is not a valid host name: %v", s, trimIDNA(err))
 	}
@@ -94,6 +97,9 @@ func NormalizeDNSName(s string) (string, error) {
 		return "", fmt.Errorf("%q is not a valid DNS name", s)
 	}
 	ascii, err := dnsProfile.ToASCII(name)
+	if err == nil {
+		err = checkIDNA2008(ascii)
+	}
 	if err != nil {
 		return "", fmt.Errorf("%q is not a valid DNS name: %v", s, trimIDNA(err))
 	}

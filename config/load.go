@@ -41,6 +41,11 @@ const ConfDir = "conf.d"
 // configuration does not list, so an empty or truncated file, or a conf.d
 // folder that lost its files, must not pass for an intended one.
 func Load(path string, opts Options) (*Config, error) {
+	if fi, err := os.Stat(path); err == nil && fi.IsDir() {
+		// Named as a place, like every other problem, rather than as
+		// read(2)'s EISDIR.
+		return nil, Errors{{Pos: Pos{File: path}, Msg: "is a directory, not a configuration file; name the main file (certd.yaml) in it"}}
+	}
 	data, err := os.ReadFile(path)
 	if err != nil {
 		return nil, fmt.Errorf("reading configuration: %w", err)
@@ -86,7 +91,8 @@ type loader struct {
 	// allows it (Load).
 	requireCerts bool
 	errs         errorList
-	pos          map[string]map[string]Pos // file -> key path -> position
+	pos          map[string]map[string]Pos      // file -> key path -> position
+	unknown      map[string]map[string][]string // file -> key path -> unknown keys under it
 	defaults     *Defaults
 	mainFile     string
 	cfg          *Config
@@ -95,8 +101,9 @@ type loader struct {
 
 func newLoader(opts Options) *loader {
 	return &loader{
-		opts: opts,
-		pos:  map[string]map[string]Pos{},
+		opts:    opts,
+		pos:     map[string]map[string]Pos{},
+		unknown: map[string]map[string][]string{},
 		cfg: &Config{
 			Accounts: map[string]*Plugin{},
 			DNS:      map[string]*Plugin{},
@@ -113,8 +120,9 @@ func (l *loader) decodeFile(file string, data []byte, into any, skip map[string]
 		l.errs.errs = append(l.errs.errs, err.(Errors)...)
 		return false
 	}
-	d := &decoder{file: file, errs: &l.errs, pos: map[string]Pos{}, skip: skip}
+	d := &decoder{file: file, errs: &l.errs, pos: map[string]Pos{}, skip: skip, unknown: map[string][]string{}}
 	l.pos[file] = d.pos
+	l.unknown[file] = d.unknown
 	if len(root.Content) == 0 {
 		return true // an empty file is an empty configuration
 	}
@@ -210,7 +218,12 @@ func (l *loader) at(file, path string) Pos {
 	}
 }
 
+// errAt reports a problem with path in file, unless path was not written
+// because a misspelling of it was (the unknown key's error says so).
 func (l *loader) errAt(file, path, format string, args ...any) {
+	if misspelt(l.pos[file], l.unknown[file], path) {
+		return
+	}
 	l.errs.add(l.at(file, path), format, args...)
 }
 

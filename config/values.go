@@ -293,6 +293,8 @@ type Block struct {
 	common map[string]bool
 	// positions of keys inside the block, filled by Decode.
 	keys map[string]Pos
+	// unknown keys written in the block, by the path they sit under.
+	unknown map[string][]string
 }
 
 // UnmarshalYAML implements yaml.Unmarshaler.
@@ -338,24 +340,17 @@ func (b *Block) Decode(v any) error {
 	for k := range b.common {
 		skip[k] = true
 	}
-	d := &decoder{file: b.pos.File, errs: errs, pos: map[string]Pos{}, skip: skip}
+	d := &decoder{file: b.pos.File, errs: errs, pos: map[string]Pos{}, skip: skip, unknown: map[string][]string{}}
 	if b.node != nil {
 		d.decode(b.node, rv.Elem(), "", nil)
 	}
+	b.unknown = d.unknown
 	for k, p := range d.pos {
-		full := b.pos.Path
-		if k != "" {
-			full = joinPath(b.pos.Path, k)
-		}
-		p.Path = full
+		p.Path = subPath(b.pos.Path, k)
 		b.keys[k] = p
 	}
 	for _, e := range errs.errs {
-		if e.Pos.Path == "" {
-			e.Pos.Path = b.pos.Path
-		} else {
-			e.Pos.Path = joinPath(b.pos.Path, e.Pos.Path)
-		}
+		e.Pos.Path = subPath(b.pos.Path, e.Pos.Path)
 	}
 	// Secrets name their full key path too (accounts.atlas.api_key), in
 	// the errors Resolve returns and wherever they are listed.
@@ -369,6 +364,18 @@ func (b *Block) Decode(v any) error {
 	return errs.err()
 }
 
+// subPath places rel, a key path inside a block ("eab.kid", `["a b"]`),
+// under the block's own path. (joinPath would quote "eab.kid" as one key.)
+func subPath(base, rel string) string {
+	switch {
+	case rel == "":
+		return base
+	case strings.HasPrefix(rel, "["):
+		return base + rel
+	}
+	return base + "." + rel
+}
+
 // Errorf returns a positioned error about key (a path inside the block such
 // as "url" or "eab.kid"; "" for the block itself). A key that was not
 // written is reported at the block's own position.
@@ -376,9 +383,7 @@ func (b *Block) Errorf(key, format string, args ...any) *Error {
 	p, ok := b.keys[key]
 	if !ok {
 		p = b.pos
-		if key != "" {
-			p.Path = joinPath(b.pos.Path, key)
-		}
+		p.Path = subPath(b.pos.Path, key)
 	}
 	return &Error{Pos: p, Msg: fmt.Sprintf(format, args...)}
 }

@@ -754,6 +754,12 @@ func (i *Issuer) RenewalWindow(ctx context.Context, leaf *x509.Certificate) (ca.
 	if resp.StatusCode != http.StatusOK {
 		return ca.RenewalWindow{}, &Error{CA: "acme", Op: "renewalInfo", Status: resp.StatusCode, Detail: "renewalInfo answered " + resp.Status, Retry: ra}
 	}
+	return decodeRenewalInfo(resp.Body, resp.StatusCode, ra)
+}
+
+// decodeRenewalInfo reads a 200 answer of renewalInfo (RFC 9773). The
+// window is returned as sent; callers check Valid.
+func decodeRenewalInfo(r io.Reader, status int, ra time.Duration) (ca.RenewalWindow, error) {
 	var body struct {
 		SuggestedWindow struct {
 			Start time.Time `json:"start"`
@@ -761,8 +767,8 @@ func (i *Issuer) RenewalWindow(ctx context.Context, leaf *x509.Certificate) (ca.
 		} `json:"suggestedWindow"`
 		ExplanationURL string `json:"explanationURL"`
 	}
-	if err := json.NewDecoder(io.LimitReader(resp.Body, 1<<20)).Decode(&body); err != nil {
-		return ca.RenewalWindow{}, &Error{CA: "acme", Op: "renewalInfo", Status: resp.StatusCode, Detail: "renewalInfo is not JSON: " + err.Error(), Retry: ra}
+	if err := json.NewDecoder(io.LimitReader(r, 1<<20)).Decode(&body); err != nil {
+		return ca.RenewalWindow{}, &Error{CA: "acme", Op: "renewalInfo", Status: status, Detail: "renewalInfo is not JSON: " + err.Error(), Retry: ra}
 	}
 	return ca.RenewalWindow{Start: body.SuggestedWindow.Start, End: body.SuggestedWindow.End, RetryAfter: ra,
 		ExplanationURL: body.ExplanationURL}, nil

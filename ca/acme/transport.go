@@ -7,9 +7,10 @@ import (
 	"io"
 	"net"
 	"net/http"
-	"strconv"
 	"sync"
 	"time"
+
+	"github.com/certd/certd/ca"
 )
 
 // exchange is what one call into acmez records about the HTTP requests it
@@ -189,17 +190,5 @@ func notSent(err error) bool {
 
 // parseRetryAfter reads a Retry-After value: seconds or an HTTP date.
 func parseRetryAfter(v string, now time.Time) time.Duration {
-	if v == "" {
-		return 0
-	}
-	if s, err := strconv.Atoi(v); err == nil {
-		if s < 0 {
-			return 0
-		}
-		return time.Duration(s) * time.Second
-	}
-	if t, err := http.ParseTime(v); err == nil && t.After(now) {
-		return t.Sub(now)
-	}
-	return 0
+	return ca.ParseRetryAfter(v, now)
 }

@@ -112,7 +112,9 @@ func (c *Client) CreateCertificate(ctx context.Context, req *CertRequest) (strin
 	}
 	if resp.StatusCode != http.StatusCreated {
 		err := c.apiError(resp, http.MethodPost, "/certificates")
-		if resp.StatusCode >= 500 {
+		// A success other than 201 is no refusal either: Atlas may
+		// have committed the request (found by FuzzAnswers).
+		if resp.StatusCode >= 500 || resp.StatusCode < 300 {
 			return "", fmt.Errorf("%w: %w", ErrAmbiguous, err)
 		}
 		return "", err

@@ -22,6 +22,7 @@ import (
 
 	"go.uber.org/zap"
 
+	"github.com/certd/certd/ca"
 	"github.com/certd/certd/internal/ratelimit"
 
 	"github.com/certd/certd/internal/ctxtime"
@@ -374,13 +375,7 @@ func (c *Client) apiError(resp *http.Response, method, p string) error {
 	if err := json.NewDecoder(io.LimitReader(resp.Body, 1<<20)).Decode(&body); err == nil {
 		e.Description, e.ID, e.Errors = body.Description, body.ID, body.Errors
 	}
-	if ra := resp.Header.Get("Retry-After"); ra != "" {
-		if secs, err := strconv.Atoi(ra); err == nil && secs >= 0 {
-			e.Retry = time.Duration(secs) * time.Second
-		} else if t, err := http.ParseTime(ra); err == nil {
-			e.Retry = max(0, t.Sub(c.opts.Now()))
-		}
-	}
+	e.Retry = ca.ParseRetryAfter(resp.Header.Get("Retry-After"), c.opts.Now())
 	if e.Status == http.StatusPaymentRequired {
 		return fmt.Errorf("%w: %w", ErrQuota, e)
 	}

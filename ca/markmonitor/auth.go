@@ -151,6 +151,9 @@ func (c *Client) readToken(r request, resp *response) (string, time.Time, error)
 	return tok, exp, nil
 }
 
+// maxJWTExp is the largest exp claim read (Unix seconds, the year 33658).
+const maxJWTExp = 1e12
+
 // jwtExpiry reads a JWT's exp claim, without verifying the token (the API
 // does that; the client only schedules its refresh).
 func jwtExpiry(tok string) (time.Time, bool) {
@@ -169,7 +172,10 @@ func jwtExpiry(tok string) (time.Time, bool) {
 		return time.Time{}, false
 	}
 	f, err := claims.Exp.Float64()
-	if err != nil || f <= 0 {
+	// An exp beyond any real instant (1e300) would overflow int64 into
+	// the distant past, and the token would be refreshed before every
+	// call (found by FuzzTokenAnswer): it is read as no exp at all.
+	if err != nil || f < 1 || f > maxJWTExp {
 		return time.Time{}, false
 	}
 	return time.Unix(int64(f), 0), true

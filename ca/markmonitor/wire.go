@@ -325,7 +325,10 @@ func pageOf(data []byte, page, first, size int) ([]json.RawMessage, bool, error)
 	if raw, ok := obj["totalPages"]; ok {
 		var total int
 		if json.Unmarshal(raw, &total) == nil {
-			return items, page-first+1 < total, nil
+			// An empty page ends the listing whatever the count says,
+			// rather than walking empty pages to the cap (found by
+			// FuzzAnswers).
+			return items, page-first+1 < total && len(items) > 0, nil
 		}
 	}
 	return items, len(items) >= size, nil

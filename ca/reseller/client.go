@@ -14,7 +14,6 @@ import (
 	"net/http"
 	"net/http/httptrace"
 	"net/url"
-	"strconv"
 	"strings"
 	"sync/atomic"
 	"time"
@@ -317,13 +316,7 @@ func (c *Client) apiError(op, route, method string, ans *answer) *ca.Error {
 		parts = append(parts, http.StatusText(ans.status))
 	}
 	e.Detail = c.redact(truncate(strings.Join(parts, "; "), 600))
-	if ra := ans.header.Get("Retry-After"); ra != "" {
-		if secs, err := strconv.Atoi(strings.TrimSpace(ra)); err == nil && secs >= 0 {
-			e.Retry = time.Duration(secs) * time.Second
-		} else if t, err := http.ParseTime(ra); err == nil {
-			e.Retry = max(0, t.Sub(c.opts.Now()))
-		}
-	}
+	e.Retry = ca.ParseRetryAfter(ans.header.Get("Retry-After"), c.opts.Now())
 	switch {
 	case ans.status == http.StatusUnauthorized || ans.status == http.StatusForbidden:
 		e.Permanent = true

@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"fmt"
 	"net/url"
+	pathpkg "path"
 	"slices"
 	"strings"
 	"time"
@@ -400,6 +401,10 @@ func (p *vparser) fileChallenge(d, pathish, fname, content, hint string) (dcv.Ch
 		}
 		path = u.Path
 		if h := normName(u.Hostname()); h != "" && h != d {
+			if !looksLikeHost(h) {
+				p.note(fmt.Sprintf("%s: the file URL at %q names no host name", d, where))
+				return dcv.Challenge{}, false
+			}
 			p.note(fmt.Sprintf("%s: the file is to be served on %s, as the answer says", d, h))
 			host = h
 		}
@@ -412,7 +417,10 @@ func (p *vparser) fileChallenge(d, pathish, fname, content, hint string) (dcv.Ch
 		p.note(fmt.Sprintf("%s: unreadable file location at %q", d, where))
 		return dcv.Challenge{}, false
 	}
-	if !strings.HasPrefix(path, "/.well-known/") {
+	// A path that only starts under /.well-known/ ("/.well-known/../x",
+	// "//x", "/.well-known/a/./b") is not under it once a web root is
+	// joined to it (found by FuzzValidationDetails).
+	if !strings.HasPrefix(path, "/.well-known/") || pathpkg.Clean(path) != path {
 		p.note(fmt.Sprintf("%s: the file path at %q is not under /.well-known/; ignored", d, where))
 		return dcv.Challenge{}, false
 	}
