@@ -78,17 +78,29 @@ race:
 demo: build
 	./bin/certd demo -dir certd-demo $(DEMO_FLAGS)
 
+# The units name $(BINDIR), $(CONFDIR) and $(DOCDIR) as installed; the
+# directory the unit's ReadWritePaths= names ($(CONFDIR)/live, the
+# example's deploy.dir) is created, since systemd refuses to start a unit
+# whose ReadWritePaths= does not exist (it is marked optional as well).
+UNITS := certd.service certd-once.service certd-once.timer
 install: build
 	install -D -m 0755 bin/certd $(DESTDIR)$(BINDIR)/certd
-	install -D -m 0644 systemd/certd.service $(DESTDIR)$(UNITDIR)/certd.service
-	sed -i 's#/usr/local/bin/certd#$(BINDIR)/certd#g' $(DESTDIR)$(UNITDIR)/certd.service
+	for u in $(UNITS); do \
+	  install -D -m 0644 systemd/$$u $(DESTDIR)$(UNITDIR)/$$u && \
+	  sed -i -e 's#/usr/local/bin/certd#$(BINDIR)/certd#g' \
+	    -e 's#/usr/local/share/doc/certd#$(DOCDIR)#g' \
+	    -e 's#/etc/certd#$(CONFDIR)#g' $(DESTDIR)$(UNITDIR)/$$u || exit 1; \
+	done
 	install -d -m 0755 $(DESTDIR)$(CONFDIR)
+	install -d -m 0755 $(DESTDIR)$(CONFDIR)/live
 	install -D -m 0644 config.example.yaml $(DESTDIR)$(CONFDIR)/certd.yaml.example
 	install -D -m 0644 README.md $(DESTDIR)$(DOCDIR)/README.md
 
 uninstall:
-	rm -f $(DESTDIR)$(BINDIR)/certd $(DESTDIR)$(UNITDIR)/certd.service $(DESTDIR)$(CONFDIR)/certd.yaml.example
+	rm -f $(DESTDIR)$(BINDIR)/certd $(DESTDIR)$(CONFDIR)/certd.yaml.example
+	for u in $(UNITS); do rm -f $(DESTDIR)$(UNITDIR)/$$u; done
 	rm -rf $(DESTDIR)$(DOCDIR)
+	-rmdir $(DESTDIR)$(CONFDIR)/live 2>/dev/null
 
 clean:
 	rm -rf bin certd-demo

@@ -77,6 +77,10 @@ type Config struct {
 	DNS          map[string]*Plugin
 	HTTP         map[string]*Plugin
 	Certificates []*Certificate
+
+	// PostHook (defaults.post_hook) runs once after a pass that deployed
+	// at least one certificate (one nginx reload after twenty renewals).
+	PostHook []Argv
 }
 
 // AccountLimits bound how hard certd works one CA account.
@@ -277,6 +281,8 @@ type Defaults struct {
 	DCV     *DCV    `yaml:"dcv"`
 	Renew   *Renew  `yaml:"renew"`
 	Deploy  *Deploy `yaml:"deploy"`
+	// PostHook: commands run once after a pass that deployed anything.
+	PostHook []Argv `yaml:"post_hook"`
 }
 
 // mainFile is the shape of the main configuration file.

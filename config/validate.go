@@ -85,6 +85,12 @@ func (l *loader) checkDefaults() {
 		if d.Deploy != nil {
 			l.checkDeploy(d.Deploy, under(file, "defaults.deploy"))
 		}
+		for i, r := range d.PostHook {
+			if len(r) == 0 {
+				l.errAt(file, fmt.Sprintf("defaults.post_hook[%d]", i), "a command needs at least the program to run")
+			}
+		}
+		l.cfg.PostHook = d.PostHook
 	}
 }
 

@@ -84,6 +84,9 @@ func (f *Failure) Unwrap() error { return f.Err }
 type Deployer struct {
 	Log *zap.Logger
 	Now func() time.Time
+	// Redact, when set, returns the secret values (the configuration's
+	// resolved secrets) to replace in hooks' captured output.
+	Redact func() []string
 }
 
 // Result says what a deploy did.
@@ -151,6 +154,10 @@ func (d *Deployer) deploy(ctx context.Context, s Spec, b Bundle) (Result, string
 		return res, "write", fmt.Errorf("deploy %s: %w", s.Name, err)
 	}
 	res.Previous = t.target(prev)
+	var prevLeaf *x509.Certificate
+	if prev != "" {
+		prevLeaf, _ = t.versionLeaf(prev)
+	}
 	version, err := d.writeVersion(t, b, uid, gid)
 	if err != nil {
 		return res, "write", fmt.Errorf("deploy %s: %w", s.Name, err)
@@ -160,7 +167,7 @@ func (d *Deployer) deploy(ctx context.Context, s Spec, b Bundle) (Result, string
 		return res, "switch", fmt.Errorf("deploy %s: switching to %s: %w", s.Name, res.Version, err)
 	}
 	d.log().Info("deployed files switched", zap.String("cert", s.Name), zap.String("version", res.Version), zap.String("serial", b.Serial))
-	env := hookEnv(s, b)
+	env := hookEnvFor(s, ActionDeploy, b.Domains, b.Leaf, res.Version, prevLeaf)
 	failed := func(step string, err error) (Result, string, error) {
 		if prev == "" {
 			return res, step, fmt.Errorf("deploy %s: %s: %w (no earlier version to roll back to)", s.Name, step, err)
@@ -169,20 +176,23 @@ func (d *Deployer) deploy(ctx context.Context, s Spec, b Bundle) (Result, string
 			return res, step, fmt.Errorf("deploy %s: %s: %w; and rolling back failed: %v", s.Name, step, err, rerr)
 		}
 		d.log().Warn("deploy failed; rolled back", zap.String("cert", s.Name), zap.String("step", step), zap.Error(err), zap.String("version", res.Previous))
+		// The reload after a rollback sees the version live again, and
+		// the one that failed as the previous.
+		renv := hookEnvFor(s, ActionRollback, nil, prevLeaf, res.Previous, b.Leaf)
 		for _, argv := range s.Reload {
-			res.Hooks = append(res.Hooks, RunHook(ctx, argv, env, s.Timeout))
+			res.Hooks = append(res.Hooks, d.runHook(ctx, argv, renv, s.Timeout))
 		}
 		return res, step, fmt.Errorf("deploy %s: %s: %w (rolled back to the previous version)", s.Name, step, err)
 	}
 	if len(s.Check) > 0 {
-		run := RunHook(ctx, s.Check, env, s.Timeout)
+		run := d.runHook(ctx, s.Check, env, s.Timeout)
 		res.Hooks = append(res.Hooks, run)
 		if run.Err != nil {
 			return failed("check", run.Err)
 		}
 	}
 	for _, argv := range s.Reload {
-		run := RunHook(ctx, argv, env, s.Timeout)
+		run := d.runHook(ctx, argv, env, s.Timeout)
 		res.Hooks = append(res.Hooks, run)
 		if run.Err != nil {
 			return failed("reload", run.Err)
@@ -231,8 +241,11 @@ func (d *Deployer) Rollback(ctx context.Context, s Spec) (Result, error) {
 	if err := t.swap(versions[i-1]); err != nil {
 		return res, fmt.Errorf("rollback %s: %w", s.Name, err)
 	}
+	to, _ := t.versionLeaf(versions[i-1])
+	from, _ := t.versionLeaf(cur)
+	env := hookEnvFor(s, ActionRollback, nil, to, res.Version, from)
 	for _, argv := range s.Reload {
-		run := RunHook(ctx, argv, map[string]string{"CERTD_NAME": s.Name}, s.Timeout)
+		run := d.runHook(ctx, argv, env, s.Timeout)
 		res.Hooks = append(res.Hooks, run)
 		if run.Err != nil {
 			return res, fmt.Errorf("rollback %s: reload: %w", s.Name, run.Err)
@@ -518,22 +531,6 @@ func owner(s Spec) (int, int, error) {
 func Fingerprint(c *x509.Certificate) string {
 	sum := sha256.Sum256(c.Raw)
 	return hex.EncodeToString(sum[:])
-}
-
-// hookEnv is the CERTD_* environment of hooks.
-func hookEnv(s Spec, b Bundle) map[string]string {
-	live := s.LivePath()
-	return map[string]string{
-		"CERTD_NAME":        s.Name,
-		"CERTD_DOMAINS":     strings.Join(b.Domains, " "),
-		"CERTD_CERT":        filepath.Join(live, CertFile),
-		"CERTD_CHAIN":       filepath.Join(live, ChainFile),
-		"CERTD_FULLCHAIN":   filepath.Join(live, FullchainFile),
-		"CERTD_KEY":         filepath.Join(live, KeyFile),
-		"CERTD_SERIAL":      b.Serial,
-		"CERTD_NOT_AFTER":   b.Leaf.NotAfter.UTC().Format(time.RFC3339),
-		"CERTD_FINGERPRINT": Fingerprint(b.Leaf),
-	}
 }
 
 // verifyStreak is how many handshakes in a row must serve the new leaf:

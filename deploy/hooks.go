@@ -8,7 +8,9 @@ import (
 	"os"
 	"os/exec"
 	"regexp"
+	"slices"
 	"sort"
+	"strings"
 	"syscall"
 	"time"
 )
@@ -51,6 +53,13 @@ var privateKeyPEM = regexp.MustCompile(`(?s)-----BEGIN [A-Z ]*PRIVATE KEY-----.*
 // environment (which may hold env: secrets) is never passed on. When
 // timeout passes the whole group is killed.
 func RunHook(ctx context.Context, argv []string, env map[string]string, timeout time.Duration) HookRun {
+	return RunHookRedacted(ctx, argv, env, timeout, nil)
+}
+
+// RunHookRedacted is RunHook that also replaces every value in secrets
+// (the configuration's resolved secrets) found in the output with
+// [REDACTED], and drops a truncated tail that begins one.
+func RunHookRedacted(ctx context.Context, argv []string, env map[string]string, timeout time.Duration, secrets []string) HookRun {
 	run := HookRun{Argv: argv}
 	if len(argv) == 0 {
 		run.Err = errors.New("empty command")
@@ -84,7 +93,7 @@ func RunHook(ctx context.Context, argv []string, env map[string]string, timeout 
 	start := time.Now()
 	err := cmd.Run()
 	run.Duration = time.Since(start)
-	run.Output = privateKeyPEM.ReplaceAllString(out.buf.String(), "[private key redacted]")
+	run.Output = redact(privateKeyPEM.ReplaceAllString(out.buf.String(), "[private key redacted]"), secrets, out.truncated)
 	if out.truncated {
 		run.Output += "\n[output truncated]"
 	}
@@ -95,4 +104,32 @@ func RunHook(ctx context.Context, argv []string, env map[string]string, timeout 
 		run.Err = fmt.Errorf("%s: %w", argv[0], err)
 	}
 	return run
+}
+
+// minSecret is the shortest secret redacted: a shorter one would blank
+// ordinary words of the output and reveals little anyway.
+const minSecret = 4
+
+// redact replaces every secret in out with [REDACTED]. When out was cut
+// short, a tail that is the start of a secret is dropped too.
+func redact(out string, secrets []string, truncated bool) string {
+	// Longest first, so that a secret containing another is replaced whole.
+	sorted := slices.Clone(secrets)
+	sort.Slice(sorted, func(i, j int) bool { return len(sorted[i]) > len(sorted[j]) })
+	for _, s := range sorted {
+		if len(s) >= minSecret {
+			out = strings.ReplaceAll(out, s, "[REDACTED]")
+		}
+	}
+	if truncated {
+		for _, s := range sorted {
+			for n := min(len(s)-1, len(out)); n >= minSecret; n-- {
+				if strings.HasSuffix(out, s[:n]) {
+					out = out[:len(out)-n] + "[REDACTED]"
+					break
+				}
+			}
+		}
+	}
+	return out
 }

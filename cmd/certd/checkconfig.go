@@ -20,11 +20,12 @@ import (
 // configuration that passes starts.
 func cmdCheckConfig(args []string, stdout, stderr io.Writer) int {
 	fs := newFlags("check-config", stderr)
+	cfgPath := fs.String("config", DefaultConfig, "configuration file (FILE, when given, wins)")
 	skipCreds := fs.Bool("skip-credentials", false, "do not read credential: secrets (systemd credentials exist only inside the unit); everything else is checked")
 	if code, ok := parseFlags(fs, args); !ok {
 		return code
 	}
-	path := DefaultConfig
+	path := *cfgPath
 	switch fs.NArg() {
 	case 0:
 	case 1:

@@ -26,18 +26,24 @@ const usage = `certd keeps TLS certificates valid with no person in the loop.
 Usage:
   certd run          [-config FILE] [-once]   run the daemon (systemd: Type=notify); -once works
                                               what is due, then exits (0: every certificate valid)
-  certd check-config [-skip-credentials] [FILE]
+  certd check-config [-config FILE] [-skip-credentials] [FILE]
                                               validate a configuration as a start reads it: every
                                               error, every secret and file it names
   certd status       [-config FILE] [-json] [-no-daemon] [NAME]
                                               every configured certificate, the claims and the
                                               daemon; exit 1 when anything needs attention
-  certd events       [-config FILE] [-since D] [-n N] [-json] [NAME]   the event log
+  certd events       [-config FILE] [-since D] [-n N] [-json] [-f] [NAME]
+                                              the event log; -f: follow it as it grows
   certd renew        [-config FILE] [-force] [-dry-run] NAME
                                               renew one certificate now (-force: a new order);
                                               -dry-run: everything short of the order
   certd rollback     [-config FILE] NAME      switch back to the previous deployed version (held
                                               until the next issuance)
+  certd hooks test   [-config FILE] NAME      run NAME's check, reload and verify against the
+                                              version deployed now; nothing is renewed
+  certd import       certbot|lego [-config FILE] [-dry-run] [DIR]
+                                              adopt certificates certbot (/etc/letsencrypt) or
+                                              lego (./.lego) issued, for configured certificates
   certd claims       list|verify|reassert|delete [-config FILE] [-account A] [-json] [DOMAIN]
                                               account-level domain claims (Atlas)
   certd revoke       [-config FILE] [-reason R] NAME   revoke the deployed certificate at its CA;
@@ -49,9 +55,12 @@ Usage:
                                               DNS server, HTTP responder; nothing to install;
                                               run it again in the same folder: its state is kept
   certd sim atlas    [-listen ADDR] [-dir D]  run the Atlas simulator standalone
+  certd completion   bash|zsh|fish            a shell completion script
   certd version                               print the version
 
-FILE defaults to ` + DefaultConfig + `.
+Flags may follow the arguments (certd renew www -dry-run); -h on any command
+prints its flags without reading the configuration. FILE defaults to
+$` + configEnv + `, or else ` + DefaultConfig + `.
 
 Exit codes:
   0  success (status: every certificate is healthy and a daemon works the store)
@@ -73,6 +82,18 @@ func run(args []string, stdout, stderr io.Writer) int {
 		return exitUsage
 	}
 	cmd, rest := args[0], args[1:]
+	// Commands with subcommands print their own usage for -h, without a
+	// configuration.
+	if len(rest) > 0 && isHelp(rest[0]) {
+		if u, ok := map[string]string{"claims": claimsUsage, "orders": ordersUsage, "hooks": hooksUsage, "import": importUsage, "completion": completionUsage}[cmd]; ok {
+			fmt.Fprint(stdout, u)
+			return exitOK
+		}
+		if cmd == "sim" {
+			cmdSim(nil, stdout, stdout)
+			return exitOK
+		}
+	}
 	switch cmd {
 	case "run":
 		return cmdRun(rest, stderr)
@@ -96,6 +117,12 @@ func run(args []string, stdout, stderr io.Writer) int {
 		return cmdEvents(rest, stdout, stderr)
 	case "rollback":
 		return cmdRollback(rest, stdout, stderr)
+	case "hooks":
+		return cmdHooks(rest, stdout, stderr)
+	case "import":
+		return cmdImport(rest, stdout, stderr)
+	case "completion":
+		return cmdCompletion(rest, stdout, stderr)
 	case "version", "--version", "-version":
 		fmt.Fprintln(stdout, versionString())
 		return exitOK
@@ -107,6 +134,10 @@ func run(args []string, stdout, stderr io.Writer) int {
 	return exitUsage
 }
 
+func isHelp(arg string) bool {
+	return arg == "-h" || arg == "-help" || arg == "--help"
+}
+
 // newFlags returns a flag set that reports errors to stderr and does not
 // exit the process.
 func newFlags(name string, stderr io.Writer) *flag.FlagSet {
@@ -115,13 +146,51 @@ func newFlags(name string, stderr io.Writer) *flag.FlagSet {
 	return fs
 }
 
+// configEnv names the variable that replaces DefaultConfig as the default
+// of every command's -config (and check-config's FILE).
+const configEnv = "CERTD_CONFIG"
+
+// defaultConfig is DefaultConfig, or $CERTD_CONFIG when it is set.
+func defaultConfig() string {
+	if p := os.Getenv(configEnv); p != "" {
+		return p
+	}
+	return DefaultConfig
+}
+
 // parseFlags parses args and maps flag errors to an exit code (0 for -h).
+// Flags may come before or after the positional arguments
+// (`certd renew www -dry-run`); everything after "--" is positional. A
+// -config flag left unset takes $CERTD_CONFIG when that is set. Nothing
+// here reads the configuration, so -h works without one.
 func parseFlags(fs *flag.FlagSet, args []string) (int, bool) {
-	if err := fs.Parse(args); err != nil {
-		if errors.Is(err, flag.ErrHelp) {
-			return exitOK, false
+	var pos []string
+	for {
+		if err := fs.Parse(args); err != nil {
+			if errors.Is(err, flag.ErrHelp) {
+				return exitOK, false
+			}
+			return exitUsage, false
 		}
-		return exitUsage, false
+		rest := fs.Args()
+		if len(rest) == 0 {
+			break
+		}
+		if consumed := len(args) - len(rest); consumed > 0 && args[consumed-1] == "--" {
+			pos = append(pos, rest...)
+			break
+		}
+		pos = append(pos, rest[0])
+		args = rest[1:]
+	}
+	// Leave exactly the positional arguments in fs.Args().
+	_ = fs.Parse(append([]string{"--"}, pos...))
+	if fs.Lookup("config") != nil && os.Getenv(configEnv) != "" {
+		set := false
+		fs.Visit(func(f *flag.Flag) { set = set || f.Name == "config" })
+		if !set {
+			_ = fs.Set("config", os.Getenv(configEnv))
+		}
 	}
 	return 0, true
 }

@@ -37,6 +37,11 @@ func cmdRenew(args []string, stdout, stderr io.Writer) int {
 	if !ok {
 		return code
 	}
+	if configured(cfg, name) == nil {
+		st.Close()
+		fmt.Fprintf(stderr, "certd renew: %s is not in the configuration %s\n", name, *path)
+		return exitUsage
+	}
 	if *dry {
 		defer st.Close()
 		return dryRun(cfg, st, name, stdout, stderr)
@@ -107,13 +112,18 @@ func cmdRenew(args []string, stdout, stderr io.Writer) int {
 		return exitFailure
 	}
 	defer stopResponders()
+	deployer := &deploy.Deployer{Log: log.Named("deploy"), Redact: secretValues(cfg)}
+	post := &postHooks{}
 	issuing := &scheduler.Issuing{Store: lst, Plans: func(n string) (scheduler.Plan, error) { return p.plan(n) },
-		Claims: &scheduler.Claims{Store: lst, Log: log.Named("claims")}, Deployer: &deploy.Deployer{Log: log.Named("deploy")}, Log: log.Named("issue"),
+		Claims: &scheduler.Claims{Store: lst, Log: log.Named("claims")}, Deployer: deployer, Log: log.Named("issue"),
 		OnDeploy: func(c store.Certificate, _ scheduler.Plan, err error) {
 			if err != nil {
 				keepIssuedVersion(ctx, lst, c.Name)
+			} else {
+				post.add(c.Name)
 			}
 		}}
+	defer post.run(ctx, cfg, deployer, lst, log.Named("deploy"))
 	// A scheduler only to record the outcome as a pass would (failures,
 	// backoff, needs-operator, events): nothing is scheduled.
 	sched, err := scheduler.New(scheduler.Options{Store: lst, Work: issuing.Work, Logger: log.Named("scheduler"), Schedule: "@every 24h"})
@@ -200,19 +210,14 @@ func cmdRollback(args []string, stdout, stderr io.Writer) int {
 		return code
 	}
 	defer st.Close()
-	var cc *config.Certificate
-	for _, c := range cfg.Certificates {
-		if c.Name == name {
-			cc = c
-		}
-	}
+	cc := configured(cfg, name)
 	if cc == nil {
 		fmt.Fprintf(stderr, "certd rollback: %s is not in the configuration\n", name)
 		return exitUsage
 	}
 	spec := deploySpec(cc)
 	ctx := context.Background()
-	res, err := (&deploy.Deployer{}).Rollback(ctx, spec)
+	res, err := (&deploy.Deployer{Redact: secretValues(cfg)}).Rollback(ctx, spec)
 	for _, h := range res.Hooks {
 		fmt.Fprintf(stdout, "hook %s: %v\n", strings.Join(h.Argv, " "), errOrOK(h.Err))
 	}
@@ -273,4 +278,14 @@ func errOrOK(err error) string {
 		return err.Error()
 	}
 	return "ok"
+}
+
+// configured is the certificate named name in cfg, or nil.
+func configured(cfg *config.Config, name string) *config.Certificate {
+	for _, c := range cfg.Certificates {
+		if c.Name == name {
+			return c
+		}
+	}
+	return nil
 }

@@ -18,6 +18,7 @@ import (
 
 	"github.com/coreos/go-systemd/v22/daemon"
 	"go.uber.org/zap"
+	"go.uber.org/zap/buffer"
 	"go.uber.org/zap/zapcore"
 	"golang.org/x/sys/unix"
 
@@ -59,7 +60,11 @@ func runDaemon(path string, stderr io.Writer, sigs <-chan os.Signal, once bool) 
 		return exitUsage
 	}
 	level := zap.NewAtomicLevel()
-	log := newLogger(cfg.Log, level, stderr)
+	lc := cfg.Log
+	if once && isTerminal(stderr) {
+		lc.Format = "console" // a person is watching: each step as it happens, with the time spent
+	}
+	log := newLogger(lc, level, stderr)
 	defer func() { _ = log.Sync() }()
 
 	ctx := context.Background()
@@ -122,16 +127,23 @@ func runDaemon(path string, stderr io.Writer, sigs <-chan os.Signal, once bool) 
 	nf.setSenders(senders)
 	d.notifier = nf
 	claims := &scheduler.Claims{Store: st, Log: log.Named("claims")}
+	// Hooks' output is redacted of the secrets of the configuration in
+	// force (a reload may change them).
+	deployer := &deploy.Deployer{Log: log.Named("deploy"), Redact: func() []string { return d.secrets.Load().([]string) }}
+	d.secrets.Store(secretValues(cfg)())
+	post := &postHooks{}
 	issuing := &scheduler.Issuing{
 		Store:    st,
 		Plans:    func(name string) (scheduler.Plan, error) { return d.parts.Load().plan(name) },
 		Claims:   claims,
-		Deployer: &deploy.Deployer{Log: log.Named("deploy")},
+		Deployer: deployer,
 		Log:      log.Named("issue"),
 		Rand:     mrand.New(mrand.NewPCG(mrand.Uint64(), mrand.Uint64())),
 		OnDeploy: func(c store.Certificate, p scheduler.Plan, err error) {
 			if err != nil {
 				keepIssuedVersion(ctx, st, c.Name)
+			} else {
+				post.add(c.Name)
 			}
 			d.obs.deployed(c, p, err)
 			nf.deployed(c, p, err)
@@ -159,6 +171,8 @@ func runDaemon(path string, stderr io.Writer, sigs <-chan os.Signal, once bool) 
 			if err := st.RecordPass(ctx, store.Pass{FinishedAt: time.Now(), PID: os.Getpid(), Worked: worked}); err != nil {
 				log.Warn("recording the pass failed", zap.Error(err))
 			}
+			// defaults.post_hook: once for the whole pass.
+			post.run(ctx, d.cfg.Load(), deployer, st, log.Named("deploy"))
 		},
 		// A certificate left the configuration (a reload, or a start with
 		// a changed file): loud, since its files are no longer renewed.
@@ -222,6 +236,9 @@ func runDaemon(path string, stderr io.Writer, sigs <-chan os.Signal, once bool) 
 			log.Info("stopping: finishing the current step of running jobs", zap.String(logkey.Signal, sig.String()))
 			sdNotify(log, daemon.SdNotifyStopping)
 			sched.Stop(stopGrace)
+			// Certificates deployed by a pass cut short still get their
+			// post hook.
+			post.run(ctx, d.cfg.Load(), deployer, st, log.Named("deploy"))
 			nf.flush(10 * time.Second)
 			log.Info("certd stopped")
 			return exitOK
@@ -245,6 +262,7 @@ func runOnce(ctx context.Context, log *zap.Logger, st *store.SQLite, sched *sche
 			}
 		}
 	}()
+	start := time.Now()
 	for pass := 0; pass < 10 && ctx.Err() == nil; pass++ {
 		if err := sched.Pass(ctx); err != nil {
 			log.Error("pass failed", zap.Error(err))
@@ -263,7 +281,7 @@ func runOnce(ctx context.Context, log *zap.Logger, st *store.SQLite, sched *sche
 			log.Warn("certificate not valid after this run", zap.String(logkey.Cert, c.Name), zap.String("state", sc.State), zap.String("last_error", sc.LastError))
 		}
 	}
-	log.Info("run finished", zap.Int("certificates", len(cfg.Certificates)), zap.Int("not_valid", bad))
+	log.Info("run finished", zap.Int("certificates", len(cfg.Certificates)), zap.Int("not_valid", bad), zap.Duration("took", time.Since(start)))
 	if bad > 0 {
 		return exitFailure
 	}
@@ -280,6 +298,7 @@ type daemonState struct {
 	cfg      atomic.Pointer[config.Config] // swapped by reload, read by jobs
 	parts    atomic.Pointer[parts]         // built from cfg
 	obs      observers                     // metrics hooks (no-ops without metrics)
+	secrets  atomic.Value                  // []string: resolved secrets of cfg, redacted from hooks' output
 	notifier *notifier
 }
 
@@ -327,6 +346,7 @@ func (d *daemonState) reload(ctx context.Context) {
 		return
 	}
 	d.cfg.Store(cfg)
+	d.secrets.Store(secretValues(cfg)())
 	d.parts.Store(built)
 	d.notifier.setSenders(senders)
 	if d.obs.m != nil {
@@ -365,20 +385,103 @@ func serveResponders(rs []*providers.Responder, log *zap.Logger) (stop func(), e
 }
 
 func newLogger(c config.Log, level zap.AtomicLevel, w io.Writer) *zap.Logger {
+	return buildLogger(c, level, w, logTarget{terminal: isTerminal(w), journal: underJournal(w)})
+}
+
+// logTarget is where log lines go: a person's terminal (console lines
+// carry the time since the command started, so each step shows what it
+// took), or journald's stream (each line carries its syslog priority, so
+// `journalctl -p warning` shows certd's warnings and errors).
+type logTarget struct {
+	terminal bool
+	journal  bool
+}
+
+func buildLogger(c config.Log, level zap.AtomicLevel, w io.Writer, t logTarget) *zap.Logger {
 	if lvl, err := zapcore.ParseLevel(c.Level); err == nil {
 		level.SetLevel(lvl)
 	}
 	enc := zap.NewProductionEncoderConfig()
 	enc.TimeKey = "ts"
 	enc.EncodeTime = zapcore.ISO8601TimeEncoder
+	// Every duration carries its unit: "took":"4.2ms", "retry_in":"10m0s".
+	enc.EncodeDuration = zapcore.StringDurationEncoder
 	var encoder zapcore.Encoder
 	if c.Format == "console" {
 		enc.EncodeLevel = zapcore.CapitalLevelEncoder
+		if t.terminal {
+			start := time.Now()
+			enc.EncodeTime = func(at time.Time, pae zapcore.PrimitiveArrayEncoder) {
+				pae.AppendString(fmt.Sprintf("%s %+8.3fs", at.Format(time.TimeOnly), at.Sub(start).Seconds()))
+			}
+		}
 		encoder = zapcore.NewConsoleEncoder(enc)
 	} else {
 		encoder = zapcore.NewJSONEncoder(enc)
 	}
+	if t.journal {
+		encoder = journalEncoder{encoder}
+	}
 	return zap.New(zapcore.NewCore(encoder, zapcore.Lock(zapcore.AddSync(w)), level)) // jobs log concurrently
+}
+
+// journalEncoder prefixes each line with its syslog priority as journald's
+// stream protocol reads it (<3> error, <4> warning, <6> info, <7> debug).
+type journalEncoder struct{ zapcore.Encoder }
+
+func (j journalEncoder) Clone() zapcore.Encoder { return journalEncoder{j.Encoder.Clone()} }
+
+func (j journalEncoder) EncodeEntry(e zapcore.Entry, fields []zapcore.Field) (*buffer.Buffer, error) {
+	line, err := j.Encoder.EncodeEntry(e, fields)
+	if err != nil {
+		return nil, err
+	}
+	out := journalBuffers.Get()
+	out.AppendString(fmt.Sprintf("<%d>", journalPriority(e.Level)))
+	_, _ = out.Write(line.Bytes())
+	line.Free()
+	return out, nil
+}
+
+var journalBuffers = buffer.NewPool()
+
+func journalPriority(l zapcore.Level) int {
+	switch {
+	case l >= zapcore.DPanicLevel:
+		return 2 // crit
+	case l == zapcore.ErrorLevel:
+		return 3
+	case l == zapcore.WarnLevel:
+		return 4
+	case l == zapcore.InfoLevel:
+		return 6
+	}
+	return 7
+}
+
+// underJournal reports whether w is the stream systemd connected to the
+// journal ($JOURNAL_STREAM names its device and inode).
+func underJournal(w io.Writer) bool {
+	f, ok := w.(*os.File)
+	js := os.Getenv("JOURNAL_STREAM")
+	if !ok || js == "" {
+		return false
+	}
+	var st unix.Stat_t
+	if err := unix.Fstat(int(f.Fd()), &st); err != nil {
+		return false
+	}
+	return js == fmt.Sprintf("%d:%d", st.Dev, st.Ino)
+}
+
+// isTerminal reports whether w is a terminal.
+func isTerminal(w io.Writer) bool {
+	f, ok := w.(*os.File)
+	if !ok {
+		return false
+	}
+	_, err := unix.IoctlGetTermios(int(f.Fd()), unix.TCGETS)
+	return err == nil
 }
 
 // sdNotify tells systemd about a state change when it asked for that
