@@ -136,8 +136,10 @@ func TestExampleConfigLoads(t *testing.T) {
 	if wc.Renew.Before.D().Hours() != 30*24 || wc.DCV.Delegate != "_acme-challenge.example-validation.org" {
 		t.Errorf("wildcard: renew %v delegate %q", wc.Renew.Before, wc.DCV.Delegate)
 	}
-	if _, ok := cfg.Accounts["atlas"].Settings.(*atlas.Config); !ok {
+	if ac, ok := cfg.Accounts["atlas"].Settings.(*atlas.Config); !ok {
 		t.Errorf("atlas account decoded into %T", cfg.Accounts["atlas"].Settings)
+	} else if !ac.FetchIssuer {
+		t.Errorf("atlas fetch_issuer defaults to false, want true")
 	}
 }
 

@@ -22,7 +22,7 @@ func Kind() ca.Kind {
 			return nil, err
 		}
 		return NewIssuer(client, IssuerOptions{IssuanceWindow: c.IssuanceWindow.D(), DelegationLabel: c.DelegationLabel,
-			ClaimDomains: c.ClaimDomains, ReassertBefore: c.ReassertBefore.D()}), nil
+			ClaimDomains: c.ClaimDomains, ReassertBefore: c.ReassertBefore.D(), DisableAIA: !c.FetchIssuer}), nil
 	}}
 }
 
@@ -61,12 +61,18 @@ type Config struct {
 	// record to another zone (dcv method dns-delegated; default
 	// "_acme-challenge").
 	DelegationLabel string `yaml:"delegation_label"`
+	// FetchIssuer, when a certificate's issuing CA is in no trust chain
+	// Atlas served (it rotated between issuance and fetch), reads it from
+	// the leaf's AIA caIssuers URL and joins it to the served chain that
+	// signed it (default true). The guide is silent on rotation; with
+	// false such an order waits and is retried.
+	FetchIssuer bool `yaml:"fetch_issuer"`
 }
 
 // DecodeConfig decodes and validates a globalsign-atlas account block.
 func DecodeConfig(b *config.Block) (any, error) {
 	return config.DecodeWith(b, Config{URL: DefaultURL, ReassertBefore: config.Duration(30 * 24 * 3600e9),
-		IssuanceWindow: config.Duration(DefaultIssuanceWindow), DelegationLabel: "_acme-challenge"}, func(c *Config, ck *config.Checker) {
+		IssuanceWindow: config.Duration(DefaultIssuanceWindow), DelegationLabel: "_acme-challenge", FetchIssuer: true}, func(c *Config, ck *config.Checker) {
 		if !strings.HasPrefix(c.DelegationLabel, "_") || strings.ContainsAny(c.DelegationLabel, ". ") {
 			ck.Errorf("delegation_label", "must be one DNS label starting with \"_\", got %q", c.DelegationLabel)
 		}

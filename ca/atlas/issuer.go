@@ -3,9 +3,12 @@ package atlas
 import (
 	"context"
 	"crypto/x509"
+	"encoding/pem"
 	"errors"
 	"fmt"
+	"io"
 	"net/http"
+	"net/url"
 	"slices"
 	"strings"
 	"sync"
@@ -52,6 +55,14 @@ type IssuerOptions struct {
 	ClaimDomains []string
 	// ReassertBefore is how long before expiry a claim is proved again.
 	ReassertBefore time.Duration
+	// AIA fetches a leaf's issuing CA from the caIssuers URL in its
+	// Authority Information Access when no trust chain seen has it (a
+	// certificate issued before a rotation and fetched after a restart:
+	// /trustchain names only the current issuing CA). Default: a plain
+	// client with a 30 s timeout. DisableAIA turns the fetch off; the
+	// order then waits with ErrChainUnavailable.
+	AIA        *http.Client
+	DisableAIA bool
 }
 
 // DefaultIssuanceWindow bounds how long Atlas takes to issue an accepted
@@ -68,6 +79,9 @@ func NewIssuer(c *Client, opts IssuerOptions) *Issuer {
 	}
 	if opts.ReassertBefore <= 0 {
 		opts.ReassertBefore = 30 * 24 * time.Hour
+	}
+	if opts.AIA == nil {
+		opts.AIA = &http.Client{Timeout: 30 * time.Second}
 	}
 	return &Issuer{c: c, now: c.opts.Now, opts: opts, chains: map[string][]*x509.Certificate{}}
 }
@@ -125,6 +139,91 @@ func (is *Issuer) chainFor(leaf *x509.Certificate) []*x509.Certificate {
 		}
 	}
 	return nil
+}
+
+// maxAIACert bounds an AIA answer: one certificate, DER or PEM.
+const maxAIACert = 64 << 10
+
+// chainViaAIA fetches leaf's issuing CA from its AIA caIssuers URLs and
+// joins it to a known chain that signed it (the root, or an intermediate
+// above the issuing CA, outlives a rotation). Nothing fetched is trusted
+// by itself: it must have signed leaf and be signed by a known chain
+// member. The joined chain is remembered.
+func (is *Issuer) chainViaAIA(ctx context.Context, leaf *x509.Certificate) ([]*x509.Certificate, error) {
+	if len(leaf.IssuingCertificateURL) == 0 {
+		return nil, errors.New("the certificate names no issuer URL (AIA caIssuers)")
+	}
+	var errs []error
+	for _, u := range leaf.IssuingCertificateURL[:min(len(leaf.IssuingCertificateURL), 3)] {
+		ica, err := is.fetchAIA(ctx, u)
+		if err == nil {
+			err = leaf.CheckSignatureFrom(ica)
+		}
+		if err != nil {
+			errs = append(errs, fmt.Errorf("AIA %s: %w", u, err))
+			continue
+		}
+		is.mu.Lock()
+		var joined []*x509.Certificate
+		for _, c := range is.chains {
+			for j, up := range c {
+				if ica.CheckSignatureFrom(up) == nil {
+					joined = append([]*x509.Certificate{ica}, c[j:]...)
+					break
+				}
+			}
+			if joined != nil {
+				break
+			}
+		}
+		if joined != nil {
+			is.chains[string(ica.SubjectKeyId)] = joined
+		}
+		is.mu.Unlock()
+		if joined != nil {
+			return joined, nil
+		}
+		errs = append(errs, fmt.Errorf("AIA %s: %s is signed by no certificate of a trust chain Atlas served", u, ica.Subject))
+	}
+	return nil, errors.Join(errs...)
+}
+
+// fetchAIA reads one certificate, DER or PEM, from an http(s) URL.
+func (is *Issuer) fetchAIA(ctx context.Context, u string) (*x509.Certificate, error) {
+	pu, err := url.Parse(u)
+	if err != nil || (pu.Scheme != "http" && pu.Scheme != "https") {
+		return nil, errors.New("not an http(s) URL")
+	}
+	req, err := http.NewRequestWithContext(ctx, http.MethodGet, u, nil)
+	if err != nil {
+		return nil, err
+	}
+	resp, err := is.opts.AIA.Do(req)
+	if err != nil {
+		return nil, err
+	}
+	defer resp.Body.Close()
+	if resp.StatusCode != http.StatusOK {
+		return nil, fmt.Errorf("HTTP %d", resp.StatusCode)
+	}
+	body, err := io.ReadAll(io.LimitReader(resp.Body, maxAIACert+1))
+	if err != nil {
+		return nil, err
+	}
+	if len(body) > maxAIACert {
+		return nil, fmt.Errorf("answer larger than %d bytes", maxAIACert)
+	}
+	if b, _ := pem.Decode(body); b != nil && b.Type == "CERTIFICATE" {
+		body = b.Bytes
+	}
+	c, err := x509.ParseCertificate(body)
+	if err != nil {
+		return nil, fmt.Errorf("not a certificate: %w", err)
+	}
+	if !c.IsCA {
+		return nil, errors.New("not a CA certificate")
+	}
+	return c, nil
 }
 
 // Client is the underlying API client.
@@ -319,6 +418,12 @@ func (is *Issuer) Fetch(ctx context.Context, order ca.Order, _ ca.Request) (*ca.
 		return nil, classify("fetch", err)
 	}
 	chain := is.chainFor(leaf)
+	if chain == nil && !is.opts.DisableAIA {
+		var aiaErr error
+		if chain, aiaErr = is.chainViaAIA(ctx, leaf); aiaErr != nil {
+			return nil, fmt.Errorf("%w: %s (issuer %s): %w", ErrChainUnavailable, order.Ref, leaf.Issuer, aiaErr)
+		}
+	}
 	if chain == nil {
 		return nil, fmt.Errorf("%w: %s (issuer %s)", ErrChainUnavailable, order.Ref, leaf.Issuer)
 	}

@@ -7,6 +7,8 @@ import (
 	"encoding/json"
 	"fmt"
 	"math/rand/v2"
+	"net/http"
+	"net/http/httptest"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -17,6 +19,7 @@ import (
 	"time"
 
 	"github.com/certd/certd/ca/atlas/atlassim"
+	"github.com/certd/certd/internal/failpoint"
 	"github.com/certd/certd/store"
 )
 
@@ -455,5 +458,47 @@ func TestAtlasRevokeThenReplace(t *testing.T) {
 	}
 	if now := readCert(t, filepath.Join(w.dir, "live", "c0", "cert.pem")).SerialNumber; now.Cmp(old) == 0 {
 		t.Fatal("the revoked certificate is still deployed")
+	}
+}
+
+// Atlas rotated its issuing CA between the order and certd's fetch, and
+// certd was killed in between, so the chain it saw before is forgotten:
+// /trustchain names only the new issuing CA. The old one is read from
+// the leaf's AIA and the deployed set verifies; with fetch_issuer off the
+// certificate cannot be deployed. Either way nothing is bought twice.
+func TestAtlasCertificateIssuedBeforeARotationDeploysWithItsChain(t *testing.T) {
+	t.Parallel()
+	for _, fetch := range []bool{true, false} {
+		t.Run(fmt.Sprintf("fetch_issuer=%v", fetch), func(t *testing.T) {
+			var aia http.Handler
+			aiaSrv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) { aia.ServeHTTP(w, r) }))
+			t.Cleanup(aiaSrv.Close)
+			w := newAtlasWorld(t, func(o *atlassim.Options) { o.RotateEvery = 0; o.AIABaseURL = aiaSrv.URL + "/aia" })
+			aia = w.sim.AIAHandler()
+			cfg := w.writeConfig(t, w.lifecycleConfig("@every 1h", fmt.Sprintf("    fetch_issuer: %v\n    order_wait: 1s", fetch), 1))
+			cmd := exec.Command(binary(t), "run", "-once", "-config", cfg)
+			cmd.Env = append(os.Environ(), "CERTD_FAILPOINT="+failpoint.OrderAfterSubmit)
+			out, err := cmd.CombinedOutput()
+			if code := exitCode(err); code != -1 { // -1: killed by a signal
+				t.Fatalf("the failpoint did not kill certd (exit %d, %v):\n%s", code, err, out)
+			}
+			if err := w.sim.RotateIssuingCA(); err != nil {
+				t.Fatal(err)
+			}
+			code, logs, _ := runOnceBin(t, cfg)
+			if n := w.sim.OrdersFor([]string{"c0.example.com"}); n != 1 {
+				t.Fatalf("%d orders for c0, want 1 (N1)\n%s", n, logs)
+			}
+			if !fetch {
+				if code == exitOK || !strings.Contains(logs, "no known trust chain") {
+					t.Fatalf("fetch_issuer off: exit %d, want a failure naming the missing chain\n%s", code, logs)
+				}
+				return
+			}
+			if code != exitOK {
+				t.Fatalf("run -once after the rotation: exit %d\n%s", code, logs)
+			}
+			w.verifyLive(t, "c0", "c0.example.com")
+		})
 	}
 }

@@ -23,6 +23,9 @@ type Authority struct {
 	Cert *x509.Certificate
 	Key  crypto.Signer
 	PEM  string // Cert, PEM encoded
+	// IssuerURL, when set, is put in every leaf's Authority Information
+	// Access caIssuers: where this authority's certificate is served.
+	IssuerURL string
 }
 
 // NewSerial is a certificate serial number: 128 random bits, positive,
@@ -100,6 +103,9 @@ func (a *Authority) IssueLeaf(serial *big.Int, pub crypto.PublicKey, cn string, 
 		NotAfter:     notAfter,
 		KeyUsage:     x509.KeyUsageDigitalSignature,
 		ExtKeyUsage:  []x509.ExtKeyUsage{x509.ExtKeyUsageServerAuth},
+	}
+	if a.IssuerURL != "" {
+		tmpl.IssuingCertificateURL = []string{a.IssuerURL}
 	}
 	if _, ok := pub.(interface{ Size() int }); ok { // RSA keys also encipher keys in TLS 1.2
 		tmpl.KeyUsage |= x509.KeyUsageKeyEncipherment

@@ -251,7 +251,8 @@ func (s *Server) issue(r *http.Request, pub crypto.PublicKey, spki []byte, cn st
 		if err != nil {
 			return nil, err
 		}
-		s.ica, s.issued = ica, 0
+		s.useICA(ica)
+		s.issued = 0
 	}
 	serialInt, err := simpki.NewSerial()
 	if err != nil {

@@ -12,6 +12,7 @@ import (
 	"math"
 	"net"
 	"net/http"
+	"path"
 	"slices"
 	"strconv"
 	"strings"
@@ -91,6 +92,12 @@ type Options struct {
 	Policy *Policy
 	// BasePath is where the API is mounted (default "/v2").
 	BasePath string
+	// AIABaseURL, when set, is put in every leaf's Authority Information
+	// Access as AIABaseURL/<issuing CA key id, hex>.crt, as real Atlas
+	// leaves name their issuer; AIAHandler serves those URLs (plain HTTP,
+	// no authentication, DER), for every issuing CA the simulator ever
+	// used.
+	AIABaseURL string
 }
 
 // Fault is an injected failure for the next request to one endpoint.
@@ -133,7 +140,8 @@ type Server struct {
 
 	mu        sync.Mutex
 	ica       *simpki.Authority
-	issued    int // since the last rotation
+	icas      map[string][]byte // every issuing CA used, DER by hex key id
+	issued    int               // since the last rotation
 	tokens    map[string]time.Time
 	claims    map[string]*claim
 	certs     map[string]*certificate
@@ -184,9 +192,11 @@ func New(opts Options) (*Server, error) {
 	if s.root, err = simpki.NewAuthority(caOrg, "certd Atlas Simulator Root R1", nil, now, 20*365*24*time.Hour, 1); err != nil {
 		return nil, err
 	}
-	if s.ica, err = simpki.NewAuthority(caOrg, "certd Atlas Simulator Issuing CA 1", s.root, now, 5*365*24*time.Hour, 0); err != nil {
+	ica, err := simpki.NewAuthority(caOrg, "certd Atlas Simulator Issuing CA 1", s.root, now, 5*365*24*time.Hour, 0)
+	if err != nil {
 		return nil, err
 	}
+	s.useICA(ica)
 	if s.clientCA, err = simpki.NewAuthority(caOrg, "certd Atlas Simulator Client CA", nil, now, 20*365*24*time.Hour, 0); err != nil {
 		return nil, err
 	}
@@ -241,6 +251,57 @@ func (s *Server) newServerCert() error {
 
 // RootPEM is the root every issued certificate chains to.
 func (s *Server) RootPEM() []byte { return []byte(s.root.PEM) }
+
+// useICA makes ica the issuing CA, remembered for AIAHandler and named
+// in its leaves' AIA when Options.AIABaseURL is set. s.mu must be held
+// (or s not yet shared).
+func (s *Server) useICA(ica *simpki.Authority) {
+	id := hex.EncodeToString(ica.Cert.SubjectKeyId)
+	if s.opts.AIABaseURL != "" {
+		ica.IssuerURL = strings.TrimSuffix(s.opts.AIABaseURL, "/") + "/" + id + ".crt"
+	}
+	if s.icas == nil {
+		s.icas = map[string][]byte{}
+	}
+	s.icas[id] = ica.Cert.Raw
+	s.ica = ica
+}
+
+// RotateIssuingCA replaces the issuing CA now, as Atlas does on its own
+// schedule: later certificates and /trustchain use the new one.
+func (s *Server) RotateIssuingCA() error {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	ica, err := simpki.NewAuthority(caOrg, "certd Atlas Simulator Issuing CA "+strconv.Itoa(len(s.icas)+1), s.root, s.opts.Now(), 5*365*24*time.Hour, 0)
+	if err != nil {
+		return err
+	}
+	s.useICA(ica)
+	s.issued = 0
+	return nil
+}
+
+// AIAHandler serves GET /<key id>.crt: the DER certificate of every
+// issuing CA the simulator used, as a CA's AIA repository does (plain
+// HTTP, no authentication).
+func (s *Server) AIAHandler() http.Handler {
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if r.Method != http.MethodGet {
+			http.Error(w, "method not allowed", http.StatusMethodNotAllowed)
+			return
+		}
+		id := strings.TrimSuffix(path.Base(r.URL.Path), ".crt")
+		s.mu.Lock()
+		der, ok := s.icas[id]
+		s.mu.Unlock()
+		if !ok {
+			http.NotFound(w, r)
+			return
+		}
+		w.Header().Set("Content-Type", "application/pkix-cert")
+		_, _ = w.Write(der)
+	})
+}
 
 // APICAPEM is the CA of the API's own TLS certificate, for the client's
 // trust store.

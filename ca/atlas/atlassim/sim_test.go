@@ -16,6 +16,7 @@ import (
 	"io"
 	"net"
 	"net/http"
+	"net/http/httptest"
 	"net/url"
 	"path"
 	"regexp"
@@ -747,6 +748,64 @@ func TestSaveLoadKeepsTrustClaimsCertificatesAndLedger(t *testing.T) {
 	} {
 		if _, err := Load(strings.NewReader(bad), testOptions(e.clk)); err == nil {
 			t.Errorf("%s: loaded", name)
+		}
+	}
+}
+
+// Leaves name their issuing CA in AIA; the AIA handler serves every
+// issuing CA ever used, across a rotation and across Save/Load.
+func TestAIAServesEveryIssuingCAAcrossRotationAndReload(t *testing.T) {
+	const base = "http://aia.invalid/ca"
+	e := newTestEnv(t, func(o *Options) { o.RotateEvery = 1; o.AIABaseURL = base })
+	e.verify(t, "example.com")
+	var leaves []*x509.Certificate
+	for _, n := range []string{"a.example.com", "b.example.com"} {
+		var cj certJSON
+		e.getJSON(t, "/certificates/"+e.mustOrder(t, n), &cj)
+		blk, _ := pem.Decode([]byte(cj.Certificate))
+		leaf, err := x509.ParseCertificate(blk.Bytes)
+		if err != nil {
+			t.Fatal(err)
+		}
+		leaves = append(leaves, leaf)
+	}
+	fetch := func(h http.Handler, leaf *x509.Certificate) error {
+		if len(leaf.IssuingCertificateURL) != 1 || !strings.HasPrefix(leaf.IssuingCertificateURL[0], base+"/") {
+			return fmt.Errorf("AIA %v", leaf.IssuingCertificateURL)
+		}
+		u, _ := url.Parse(leaf.IssuingCertificateURL[0])
+		rec := httptest.NewRecorder()
+		h.ServeHTTP(rec, httptest.NewRequest("GET", u.Path, nil))
+		if rec.Code != 200 {
+			return fmt.Errorf("GET %s: %d", u.Path, rec.Code)
+		}
+		ica, err := x509.ParseCertificate(rec.Body.Bytes())
+		if err != nil {
+			return err
+		}
+		return leaf.CheckSignatureFrom(ica)
+	}
+	for i, leaf := range leaves {
+		if err := fetch(e.s.AIAHandler(), leaf); err != nil {
+			t.Fatalf("leaf %d: %v", i, err)
+		}
+	}
+	if leaves[0].IssuingCertificateURL[0] == leaves[1].IssuingCertificateURL[0] {
+		t.Fatal("no rotation between the two leaves")
+	}
+	var buf bytes.Buffer
+	if err := e.s.Save(&buf); err != nil {
+		t.Fatal(err)
+	}
+	opts := testOptions(e.clk)
+	opts.AIABaseURL = base
+	s2, err := Load(bytes.NewReader(buf.Bytes()), opts)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for i, leaf := range leaves {
+		if err := fetch(s2.AIAHandler(), leaf); err != nil {
+			t.Fatalf("after reload, leaf %d: %v", i, err)
 		}
 	}
 }

@@ -1,6 +1,9 @@
 package atlassim
 
 import (
+	"bytes"
+	"crypto/x509"
+	"encoding/hex"
 	"encoding/json"
 	"encoding/pem"
 	"errors"
@@ -8,6 +11,7 @@ import (
 	"io"
 	"math"
 	"slices"
+	"sort"
 	"time"
 
 	"github.com/certd/certd/internal/simpki"
@@ -35,6 +39,9 @@ type savedState struct {
 	Certificates []savedCert       `json:"certificates"` // in request order
 	Ledger       []LedgerEntry     `json:"ledger"`
 	EmailSent    map[string]string `json:"email_sent,omitempty"`
+	// PastICAs are the issuing CAs used before ICA (PEM, no keys): the AIA
+	// repository keeps serving them.
+	PastICAs []string `json:"past_icas,omitempty"`
 }
 
 type savedClaim struct {
@@ -97,6 +104,12 @@ func (s *Server) snapshot() ([]byte, error) {
 		return nil, fmt.Errorf("atlassim: %w", err)
 	}
 	st.Root, st.ICA, st.APICA = cas.Root, cas.ICA, cas.APICA
+	for _, der := range s.icas {
+		if !bytes.Equal(der, s.ica.Cert.Raw) {
+			st.PastICAs = append(st.PastICAs, simpki.PEMCert(der))
+		}
+	}
+	sort.Strings(st.PastICAs)
 	if st.ClientCA, err = s.clientCA.Save(); err != nil {
 		return nil, fmt.Errorf("atlassim: saving %s: %w", s.clientCA.Cert.Subject.CommonName, err)
 	}
@@ -154,9 +167,26 @@ func Load(r io.Reader, opts Options) (*Server, error) {
 		return nil, err
 	}
 	cas := simpki.SavedCAs{Root: st.Root, ICA: st.ICA, APICA: st.APICA}
-	if s.root, s.ica, s.apiCA, err = cas.Restore(); err != nil {
+	var ica *simpki.Authority
+	if s.root, ica, s.apiCA, err = cas.Restore(); err != nil {
 		return nil, fmt.Errorf("atlassim: state: %w", err)
 	}
+	s.icas = nil
+	for i, p := range st.PastICAs {
+		b, _ := pem.Decode([]byte(p))
+		if b == nil || b.Type != "CERTIFICATE" {
+			return nil, fmt.Errorf("atlassim: state: past_icas[%d]: not a PEM certificate", i)
+		}
+		c, err := x509.ParseCertificate(b.Bytes)
+		if err != nil {
+			return nil, fmt.Errorf("atlassim: state: past_icas[%d]: %w", i, err)
+		}
+		if s.icas == nil {
+			s.icas = map[string][]byte{}
+		}
+		s.icas[hex.EncodeToString(c.SubjectKeyId)] = c.Raw
+	}
+	s.useICA(ica)
 	if s.clientCA, err = st.ClientCA.Restore("client CA"); err != nil {
 		return nil, fmt.Errorf("atlassim: state: %w", err)
 	}
