@@ -136,6 +136,11 @@ func (w *sectigoWorld) verifyLive(t *testing.T, name, host string) {
 
 // noLeftovers: no DCV artefact live in the journal, no CSR-hash CNAME left
 // in Knot, no token file in the webroot, and the foreign records intact.
+func mustOrderID(owner string) int64 {
+	id, _ := strconv.ParseInt(strings.TrimPrefix(owner, "order:"), 10, 64)
+	return id
+}
+
 func (w *sectigoWorld) noLeftovers(t *testing.T) {
 	t.Helper()
 	st, err := store.Open(context.Background(), filepath.Join(w.dir, "state", "certd.db"), store.Options{})
@@ -145,6 +150,20 @@ func (w *sectigoWorld) noLeftovers(t *testing.T) {
 	defer st.Close()
 	if live, _ := st.LiveArtefacts(context.Background()); len(live) != 0 {
 		t.Errorf("DCV artefacts still live: %+v", live)
+		// Which orders own them, for the diagnosis.
+		for _, a := range live {
+			if id, err := strconv.ParseInt(strings.TrimPrefix(a.Owner, "order:"), 10, 64); err == nil {
+				o, err := st.GetOrder(context.Background(), id)
+				t.Errorf("  owner %s: %+v %v", a.Owner, o, err)
+			}
+		}
+		for _, a := range live {
+			o, _ := st.GetOrder(context.Background(), mustOrderID(a.Owner))
+			evs, _ := st.ListEvents(context.Background(), store.EventFilter{CertName: o.CertName})
+			for _, e := range evs {
+				t.Logf("  event %s %s %s: %s", e.At.Format("15:04:05.000"), e.CertName, e.Kind, e.Message)
+			}
+		}
 	}
 	files, _ := filepath.Glob(filepath.Join(w.webroot, ".well-known", "pki-validation", "*"))
 	if len(files) != 0 {
