@@ -194,6 +194,9 @@ func (x *Issuing) Work(ctx context.Context, c store.Certificate) (err error) {
 	if v, ok, err := x.undeployed(ctx, c); err != nil {
 		return err
 	} else if ok {
+		if err := x.endStoredOrder(ctx, log, plan, v); err != nil {
+			return err
+		}
 		return x.deploy(ctx, log, c, plan, v)
 	}
 
@@ -622,6 +625,29 @@ func (x *Issuing) fetch(ctx context.Context, log *zap.Logger, c store.Certificat
 		return 0, 0, err
 	}
 	return stepDone, 0, nil
+}
+
+// endStoredOrder ends the order of a stored version that a crash left
+// open (the version was stored, the order not yet ended): it is issued.
+// Left open, its proofs would stay published and the next renewal would
+// resume it and collect the same certificate again.
+func (x *Issuing) endStoredOrder(ctx context.Context, log *zap.Logger, plan Plan, v store.Version) error {
+	if v.OrderID == 0 {
+		return nil
+	}
+	o, err := x.Store.GetOrder(ctx, v.OrderID)
+	if errors.Is(err, store.ErrNotFound) {
+		return nil
+	}
+	if err != nil {
+		return err
+	}
+	switch o.State {
+	case store.OrderIssued, store.OrderFailed, store.OrderAbandoned:
+		return nil
+	}
+	log.Info("ending the order of a certificate stored before an interruption", zap.String(logkey.Order, o.IdempotencyKey), zap.String(logkey.Serial, v.Serial))
+	return x.endOrder(ctx, plan, &o, store.OrderIssued, "")
 }
 
 // endOrder stores a terminal state and removes the order's proofs.

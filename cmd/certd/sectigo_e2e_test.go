@@ -16,6 +16,7 @@ import (
 	"time"
 
 	"github.com/certd/certd/ca/sectigo/sectigosim"
+	"github.com/certd/certd/internal/failpoint"
 	"github.com/certd/certd/internal/testenv"
 	"github.com/certd/certd/store"
 )
@@ -323,4 +324,38 @@ func TestSectigoKilledAtRandomInstantsNeverAppliesTwice(t *testing.T) {
 	w.noLeftovers(t)
 	t.Logf("sectigo kill campaign: kills=%d certificates=%d ledger=%d max_orders_per_certificate=%d resolved_by_operator=%d seed=%d",
 		kills, certs, len(w.sim.Ledger()), maxOrders, resolved, seed)
+}
+
+// Killed after the certificate was stored but before its order was ended:
+// the next run deploys the stored certificate and ends the order too, so
+// its proofs are removed (N6) and the next renewal places a new order
+// instead of collecting the same certificate again.
+func TestSectigoKilledAfterTheCertificateWasStoredEndsItsOrder(t *testing.T) {
+	t.Parallel()
+	w := newSectigoWorld(t)
+	cfg := filepath.Join(w.dir, "certd.yaml")
+	writeFile(t, cfg, w.config("@every 1h", "    order_wait: 10s\n    poll_interval: 1s", "  - {name: kv, domains: [kv.example.com]}\n"))
+	cmd := exec.Command(binary(t), "run", "-once", "-config", cfg)
+	cmd.Env = append(os.Environ(), "CERTD_FAILPOINT="+failpoint.OrderAfterVersion)
+	out, err := cmd.CombinedOutput()
+	if code := exitCode(err); code != -1 {
+		t.Fatalf("the failpoint did not kill certd (exit %d):\n%s", code, out)
+	}
+	if code, logs, _ := runOnceBin(t, cfg); code != exitOK {
+		t.Fatalf("run -once after the kill: exit %d\n%s", code, logs)
+	}
+	w.verifyLive(t, "kv", "kv.example.com")
+	if n := w.sim.OrdersFor([]string{"kv.example.com"}); n != 1 {
+		t.Fatalf("%d paid orders, want 1", n)
+	}
+	st, err := store.Open(context.Background(), filepath.Join(w.dir, "state", "certd.db"), store.Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	open, _ := st.OpenOrders(context.Background())
+	st.Close()
+	if len(open) != 0 {
+		t.Errorf("the order of the stored certificate is still open: %+v", open)
+	}
+	w.noLeftovers(t)
 }
