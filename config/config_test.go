@@ -10,6 +10,7 @@ import (
 	"strconv"
 	"strings"
 	"testing"
+	"time"
 
 	"go.uber.org/zap"
 	"go.uber.org/zap/zapcore"
@@ -456,5 +457,24 @@ func TestAccountLimitsApplyToEveryType(t *testing.T) {
 	}
 	if l := cfg.Accounts["at"].Limits; l.MaxConcurrent != 4 || l.RateLimit != 10 || l.Burst != 5 {
 		t.Errorf("atlas limits: %+v", l)
+	}
+}
+
+// request_timeout bounds one exchange with a CA that accepts a request
+// and never answers; it is an account key of every type, within 1s–10m.
+func TestAccountRequestTimeout(t *testing.T) {
+	at := "  at: {type: globalsign-atlas, api_key: env:K, api_secret: env:S, client_cert: /c, client_key: env:C, request_timeout: %s}\n"
+	cfg, err := config.Parse("c.yaml", []byte("accounts:\n"+fmt.Sprintf(at, "5s")), opts())
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got := cfg.Accounts["at"].Limits.RequestTimeout.D(); got != 5*time.Second {
+		t.Errorf("request_timeout: %s, want 5s", got)
+	}
+	for _, bad := range []string{"0s", "500ms", "11m"} {
+		_, err := config.Parse("c.yaml", []byte("accounts:\n"+fmt.Sprintf(at, bad)), opts())
+		if err == nil || !strings.Contains(err.Error(), "c.yaml:2") || !strings.Contains(err.Error(), "request_timeout") {
+			t.Errorf("request_timeout %s: %v, want an error at c.yaml:2 naming request_timeout", bad, err)
+		}
 	}
 }

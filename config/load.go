@@ -307,15 +307,16 @@ func (l *loader) decodePlugins() {
 // the CA's own decoder.
 func (l *loader) accountLimits(b *Block) AccountLimits {
 	lim := AccountLimits{MaxConcurrent: 4, OrderWait: DefaultOrderWait}
-	b.common = map[string]bool{"max_concurrent": true, "rate_limit": true, "burst": true, "order_wait": true}
+	b.common = map[string]bool{"max_concurrent": true, "rate_limit": true, "burst": true, "order_wait": true, "request_timeout": true}
 	if b.node == nil {
 		return lim
 	}
 	var only struct {
-		MaxConcurrent *int      `yaml:"max_concurrent"`
-		RateLimit     *float64  `yaml:"rate_limit"`
-		Burst         *int      `yaml:"burst"`
-		OrderWait     *Duration `yaml:"order_wait"`
+		MaxConcurrent  *int      `yaml:"max_concurrent"`
+		RateLimit      *float64  `yaml:"rate_limit"`
+		Burst          *int      `yaml:"burst"`
+		OrderWait      *Duration `yaml:"order_wait"`
+		RequestTimeout *Duration `yaml:"request_timeout"`
 	}
 	picked := &yaml.Node{Kind: yaml.MappingNode, Line: b.node.Line, Column: b.node.Column}
 	for i := 0; i+1 < len(b.node.Content); i += 2 {
@@ -353,6 +354,12 @@ func (l *loader) accountLimits(b *Block) AccountLimits {
 			l.errs.add(at("order_wait"), "must be between 0 and 10m")
 		}
 		lim.OrderWait = *only.OrderWait
+	}
+	if only.RequestTimeout != nil {
+		if *only.RequestTimeout < Duration(1e9) || *only.RequestTimeout > Duration(600e9) {
+			l.errs.add(at("request_timeout"), "must be between 1s and 10m")
+		}
+		lim.RequestTimeout = *only.RequestTimeout
 	}
 	if lim.Burst == 0 {
 		lim.Burst = max(1, int(lim.RateLimit))

@@ -96,6 +96,11 @@ type AccountLimits struct {
 	// still working on (issuing, or not yet showing in its reports)
 	// before leaving it to a later pass (default 30s; 0: do not wait).
 	OrderWait Duration `yaml:"order_wait"`
+	// RequestTimeout bounds one HTTP exchange with the CA, from dial to
+	// the last byte of the answer (default 60s, at most 10m). A CA that
+	// accepts a request and never answers costs this long; the outcome is
+	// then ambiguous and settled by a lookup, never by a second order.
+	RequestTimeout Duration `yaml:"request_timeout"`
 }
 
 // DCVSettings tune how certd checks that a challenge is visible.

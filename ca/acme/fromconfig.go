@@ -17,7 +17,7 @@ import (
 // Kind is the acme entry of certd's account types.
 func Kind() ca.Kind {
 	return ca.Kind{Decode: DecodeConfig, New: func(env ca.Env) (ca.Issuer, error) {
-		return NewFromConfig(env.Name, env.Settings.(*Config), keyStore{env.Keys}, env.Logger, env.Observe)
+		return NewFromConfig(env.Name, env.Settings.(*Config), keyStore{env.Keys}, env.Logger, env.Observe, env.Limits.RequestTimeout.D())
 	}}
 }
 
@@ -37,8 +37,13 @@ func (s keyStore) SaveAccount(ctx context.Context, r AccountRecord) error {
 }
 
 // NewFromConfig builds an Issuer from an account block: it reads the
-// trust files and resolves the EAB key (a secret reference).
-func NewFromConfig(name string, c *Config, accounts AccountStore, log *zap.Logger, observe func(route string, status int, d time.Duration)) (*Issuer, error) {
+// trust files and resolves the EAB key (a secret reference). timeout
+// bounds one HTTP exchange (the account's request_timeout; 0: 60s).
+func NewFromConfig(name string, c *Config, accounts AccountStore, log *zap.Logger, observe func(route string, status int, d time.Duration),
+	timeout time.Duration) (*Issuer, error) {
+	if timeout <= 0 {
+		timeout = 60 * time.Second // the account's request_timeout, unset
+	}
 	opts := Options{Name: name, Directory: c.DirectoryURL(), Email: c.Email, Accounts: accounts, Logger: log, Observe: observe,
 		FinalizeWait: c.FinalizeWait.D(), Profile: c.Profile, ProfileRequired: c.Required()}
 	tr := http.DefaultTransport.(*http.Transport).Clone()
@@ -56,7 +61,7 @@ func NewFromConfig(name string, c *Config, accounts AccountStore, log *zap.Logge
 		}
 		tr.TLSClientConfig = &tls.Config{RootCAs: pool, MinVersion: tls.VersionTLS12}
 	}
-	opts.HTTPClient = &http.Client{Transport: tr, Timeout: 60 * time.Second}
+	opts.HTTPClient = &http.Client{Transport: tr, Timeout: timeout}
 	if c.Roots != "" {
 		roots, err := readPEMCerts(c.Roots)
 		if err != nil {

@@ -24,6 +24,9 @@ func Kind() ca.Kind {
 		c := env.Settings.(*Config)
 		return NewFromConfig(c, env.Logger, func(o *ClientOptions) {
 			o.Observe = env.Observe
+			if t := env.Limits.RequestTimeout.D(); t > 0 {
+				o.Timeout = t
+			}
 			if env.Limits.RateLimit > 0 {
 				o.RateLimit = ratelimit.New(env.Limits.RateLimit, env.Limits.Burst, nil, nil)
 			}

@@ -6,6 +6,8 @@ import (
 	"fmt"
 	"strings"
 	"time"
+
+	"github.com/certd/certd/ca"
 )
 
 // The bodies below use certd's reading of the API: the guide names the
@@ -393,10 +395,6 @@ func errorBody(data []byte) (code, msg string) {
 	return str("code", "errorCode", "error"), str("message", "detail", "errorMessage", "error_description", "errors", "title")
 }
 
-func snippet(b []byte) string {
-	s := strings.TrimSpace(string(b))
-	if len(s) > 300 {
-		s = s[:300] + "..."
-	}
-	return s
-}
+// snippet quotes an answer in an error: one bounded line, and an HTML
+// page (from a proxy in front of the API) by its title, never as markup.
+func snippet(b []byte) string { return ca.Snippet(b, 300) }

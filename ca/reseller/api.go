@@ -98,7 +98,7 @@ func parseCertificate(b []byte) (*Certificate, error) {
 	dec := json.NewDecoder(bytes.NewReader(b))
 	dec.UseNumber()
 	if err := dec.Decode(&m); err != nil {
-		return nil, fmt.Errorf("decoding the SSL certificate object: %w", err)
+		return nil, fmt.Errorf("decoding the SSL certificate object (%s): %w", ca.Snippet(b, 120), err)
 	}
 	return certificateFrom(m, b)
 }

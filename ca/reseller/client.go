@@ -376,7 +376,7 @@ func parseErrorBody(b []byte) (msg, code string, fields []fieldError) {
 	dec := json.NewDecoder(bytes.NewReader(b))
 	dec.UseNumber()
 	if err := dec.Decode(&v); err != nil {
-		return oneLine(truncate(string(b), 200)), "", nil
+		return ca.Snippet(b, 200), "", nil // an HTML page by its title, never as markup
 	}
 	var msgs []string
 	switch t := v.(type) {

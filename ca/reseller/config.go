@@ -17,6 +17,9 @@ func Kind() ca.Kind {
 	return ca.Kind{Decode: DecodeConfig, New: func(env ca.Env) (ca.Issuer, error) {
 		return NewFromConfig(env.Settings.(*Config), env.Logger, func(o *ClientOptions) {
 			o.Observe = env.Observe
+			if t := env.Limits.RequestTimeout.D(); t > 0 {
+				o.Timeout = t
+			}
 			if env.Limits.RateLimit > 0 {
 				o.RateLimit = ratelimit.New(env.Limits.RateLimit, env.Limits.Burst, nil, nil)
 			}

@@ -19,6 +19,7 @@ import (
 
 	"go.uber.org/zap"
 
+	"github.com/certd/certd/ca"
 	"github.com/certd/certd/config"
 	"github.com/certd/certd/internal/ratelimit"
 )
@@ -273,10 +274,6 @@ func isWordByte(b byte) bool {
 	return b == '_' || b >= '0' && b <= '9' || b >= 'a' && b <= 'z' || b >= 'A' && b <= 'Z'
 }
 
-func snippet(b []byte) string {
-	s := strings.TrimSpace(string(b))
-	if len(s) > 200 {
-		s = s[:200] + "..."
-	}
-	return s
-}
+// snippet quotes an answer in an error: one bounded line, and an HTML
+// page (from a proxy in front of the API) by its title, never as markup.
+func snippet(b []byte) string { return ca.Snippet(b, 200) }

@@ -19,6 +19,7 @@ import (
 	"sync"
 	"time"
 
+	"github.com/certd/certd/internal/simfault"
 	"github.com/certd/certd/internal/simpki"
 )
 
@@ -114,6 +115,19 @@ type Fault struct {
 	// Delay is waited (real time) before anything else, e.g. to make this
 	// one request outlast a client's timeout.
 	Delay time.Duration
+	// Hang does the request, commits its effect, then holds the
+	// connection without answering until the client gives up: the CA
+	// accepted it and never answered (Delay, by contrast, waits before
+	// doing anything).
+	Hang bool
+	// Truncate does the request, commits its effect, then sends the
+	// answer's status and headers with only half its body (Content-Length
+	// names all of it) and drops the connection: a 2xx cut mid-JSON.
+	Truncate bool
+	// HTML answers with an HTML error page, with Status (200 when Status
+	// is 0), as a load balancer or proxy in front of the API would,
+	// without doing the request.
+	HTML bool
 }
 
 // LedgerEntry is one certificate request the simulator committed: what a
@@ -559,6 +573,10 @@ func (s *Server) wrap(route string, auth bool, body bodyRule, h http.HandlerFunc
 		s.mu.Lock()
 		limited, wait := s.rateLimited()
 		s.mu.Unlock()
+		if fault != nil && fault.HTML {
+			simfault.HTML(w, fault.Status)
+			return
+		}
 		if fault != nil && fault.Status != 0 {
 			if fault.RetryAfter > 0 {
 				w.Header().Set("Retry-After", strconv.Itoa(int(math.Ceil(fault.RetryAfter.Seconds()))))
@@ -600,6 +618,14 @@ func (s *Server) wrap(route string, auth bool, body bodyRule, h http.HandlerFunc
 				writeProblem(w, http.StatusUnauthorized, "Unauthorized")
 				return
 			}
+		}
+		if fault != nil && (fault.Hang || fault.Truncate) {
+			rec := simfault.NewRecorder()
+			h(rec, r)
+			if fault.Hang {
+				simfault.Hang(r)
+			}
+			simfault.Truncated(w, rec)
 		}
 		if fault != nil && fault.DropAfterCommit {
 			h(discard{header: http.Header{}}, r)

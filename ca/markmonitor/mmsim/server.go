@@ -54,6 +54,7 @@ import (
 	"sync"
 	"time"
 
+	"github.com/certd/certd/internal/simfault"
 	"github.com/certd/certd/internal/simpki"
 )
 
@@ -144,6 +145,19 @@ type Fault struct {
 	// DropAfterCommit does the call, commits its effect, then closes the
 	// connection without answering.
 	DropAfterCommit bool
+	// Hang does the request, commits its effect, then holds the
+	// connection without answering until the client gives up: the CA
+	// accepted it and never answered (Delay, by contrast, waits before
+	// doing anything).
+	Hang bool
+	// Truncate does the request, commits its effect, then sends the
+	// answer's status and headers with only half its body (Content-Length
+	// names all of it) and drops the connection: a 2xx cut mid-JSON.
+	Truncate bool
+	// HTML answers with an HTML error page, with Status (200 when Status
+	// is 0), as a load balancer or proxy in front of the API would,
+	// without doing the request.
+	HTML bool
 }
 
 // LedgerEntry is one order (or reissue) the simulator committed: what
@@ -509,6 +523,10 @@ func (s *Server) wrap(route string, authService bool, h handler) http.Handler {
 			if !sleep(r.Context(), fault.Delay) {
 				return
 			}
+			if fault.HTML {
+				simfault.HTML(w, fault.Status)
+				return
+			}
 			if fault.Status != 0 {
 				if fault.RetryAfter > 0 {
 					w.Header().Set("Retry-After", strconv.Itoa(int(math.Ceil(fault.RetryAfter.Seconds()))))
@@ -538,6 +556,12 @@ func (s *Server) wrap(route string, authService bool, h handler) http.Handler {
 				return
 			}
 		}
+		var rec *simfault.Recorder // the answer, kept to send damaged
+		out := w
+		if fault != nil && (fault.Hang || fault.Truncate) {
+			rec = simfault.NewRecorder()
+			w = rec
+		}
 		c := &call{r: r, w: w, now: now}
 		status, body, e := h(r.Context(), c)
 		if fault != nil && fault.DropAfterCommit {
@@ -559,6 +583,12 @@ func (s *Server) wrap(route string, authService bool, h handler) http.Handler {
 			_, _ = w.Write(c.raw)
 		default:
 			writeJSON(w, status, body)
+		}
+		if rec != nil {
+			if fault.Hang {
+				simfault.Hang(r)
+			}
+			simfault.Truncated(out, rec)
 		}
 	})
 }

@@ -51,6 +51,7 @@ import (
 	"sync"
 	"time"
 
+	"github.com/certd/certd/internal/simfault"
 	"github.com/certd/certd/internal/simpki"
 )
 
@@ -155,6 +156,19 @@ type Fault struct {
 	DropAfterCommit bool
 	// Delay is waited (real time) before anything else.
 	Delay time.Duration
+	// Hang does the request, commits its effect, then holds the
+	// connection without answering until the client gives up: the CA
+	// accepted it and never answered (Delay, by contrast, waits before
+	// doing anything).
+	Hang bool
+	// Truncate does the request, commits its effect, then sends the
+	// answer's status and headers with only half its body (Content-Length
+	// names all of it) and drops the connection: a 2xx cut mid-JSON.
+	Truncate bool
+	// HTML answers with an HTML error page, with Status (200 when Status
+	// is 0), as a load balancer or proxy in front of the API would,
+	// without doing the request.
+	HTML bool
 }
 
 // LedgerEntry is one charge the simulator committed.
@@ -461,6 +475,10 @@ func (s *Server) wrap(rt route) http.Handler {
 		if fault != nil && !sleep(r.Context(), fault.Delay) {
 			return
 		}
+		if fault != nil && fault.HTML {
+			simfault.HTML(w, fault.Status)
+			return
+		}
 		if fault != nil && fault.Status != 0 {
 			if fault.RetryAfter > 0 {
 				w.Header().Set("Retry-After", strconv.Itoa(int(math.Ceil(fault.RetryAfter.Seconds()))))
@@ -495,6 +513,14 @@ func (s *Server) wrap(rt route) http.Handler {
 		case rt.body && !isJSON(r.Header.Get("Content-Type")):
 			writeDetail(w, http.StatusUnsupportedMediaType, fmt.Sprintf("Unsupported media type %q in request.", r.Header.Get("Content-Type")))
 			return
+		}
+		if fault != nil && (fault.Hang || fault.Truncate) {
+			rec := simfault.NewRecorder()
+			rt.h(rec, r)
+			if fault.Hang {
+				simfault.Hang(r)
+			}
+			simfault.Truncated(w, rec)
 		}
 		if fault != nil && fault.DropAfterCommit {
 			rt.h(discard{header: http.Header{}}, r)

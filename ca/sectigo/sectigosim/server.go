@@ -41,6 +41,7 @@ import (
 	"encoding/hex"
 	"errors"
 	"fmt"
+	"math"
 	"net"
 	"net/http"
 	"net/url"
@@ -51,6 +52,7 @@ import (
 	"sync"
 	"time"
 
+	"github.com/certd/certd/internal/simfault"
 	"github.com/certd/certd/internal/simpki"
 )
 
@@ -120,6 +122,9 @@ type Fault struct {
 	// Status answers with this HTTP status (500, 503, ...) and no API
 	// answer, without doing the call.
 	Status int
+	// RetryAfter, with Status (429 or 503), is sent as Retry-After (whole
+	// seconds), as the HTTP layer in front of the API does.
+	RetryAfter time.Duration
 	// CallLimit answers -42 without doing the call.
 	CallLimit bool
 	// Code, when negative, answers that errorCode with Message.
@@ -130,6 +135,19 @@ type Fault struct {
 	// DropAfterCommit does the call, commits its effect, then closes the
 	// connection without answering.
 	DropAfterCommit bool
+	// Hang does the request, commits its effect, then holds the
+	// connection without answering until the client gives up: the CA
+	// accepted it and never answered (Delay, by contrast, waits before
+	// doing anything).
+	Hang bool
+	// Truncate does the request, commits its effect, then sends the
+	// answer's status and headers with only half its body (Content-Length
+	// names all of it) and drops the connection: a 2xx cut mid-JSON.
+	Truncate bool
+	// HTML answers with an HTML error page, with Status (200 when Status
+	// is 0), as a load balancer or proxy in front of the API would,
+	// without doing the request.
+	HTML bool
 }
 
 // LedgerEntry is one order (or replacement) the simulator committed: what
@@ -546,7 +564,13 @@ func (s *Server) wrap(ep endpoint) http.Handler {
 				return
 			}
 			switch {
+			case fault.HTML:
+				simfault.HTML(w, fault.Status)
+				return
 			case fault.Status != 0:
+				if fault.RetryAfter > 0 {
+					w.Header().Set("Retry-After", strconv.Itoa(int(math.Ceil(fault.RetryAfter.Seconds()))))
+				}
 				http.Error(w, http.StatusText(fault.Status), fault.Status)
 				return
 			case fault.CallLimit:
@@ -610,6 +634,14 @@ func (s *Server) wrap(ep endpoint) http.Handler {
 			return
 		}
 		c := &call{form: form, now: now}
+		if fault != nil && (fault.Hang || fault.Truncate) {
+			rec := simfault.NewRecorder()
+			s.reply(rec, ep, format, ep.h(r.Context(), c))
+			if fault.Hang {
+				simfault.Hang(r)
+			}
+			simfault.Truncated(w, rec)
+		}
 		if fault != nil && fault.DropAfterCommit {
 			ep.h(r.Context(), c)
 			if hj, ok := w.(http.Hijacker); ok {
