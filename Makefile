@@ -5,12 +5,13 @@ BINDIR   ?= $(PREFIX)/bin
 UNITDIR  ?= /etc/systemd/system
 CONFDIR  ?= /etc/certd
 DOCDIR   ?= $(PREFIX)/share/doc/certd
+MANDIR   ?= $(PREFIX)/share/man
 VERSION  ?= $(shell git describe --tags --always --dirty 2>/dev/null || echo devel)
 GO       ?= go
 GOFLAGS  ?=
 LDFLAGS  := -s -w -X main.version=$(VERSION)
 
-.PHONY: all build test test-short fuzz bench lint install uninstall clean run demo race chaos chaos-atlas
+.PHONY: man all build test test-short fuzz bench lint install uninstall clean run demo race chaos chaos-atlas
 
 all: build
 
@@ -95,12 +96,19 @@ install: build
 	install -d -m 0755 $(DESTDIR)$(CONFDIR)/live
 	install -D -m 0644 config.example.yaml $(DESTDIR)$(CONFDIR)/certd.yaml.example
 	install -D -m 0644 README.md $(DESTDIR)$(DOCDIR)/README.md
+	install -d -m 0755 $(DESTDIR)$(MANDIR)/man1
+	bin/certd man > $(DESTDIR)$(MANDIR)/man1/certd.1
+
+# The manual page, generated from the help text.
+man: build
+	bin/certd man > certd.1
 
 uninstall:
 	rm -f $(DESTDIR)$(BINDIR)/certd $(DESTDIR)$(CONFDIR)/certd.yaml.example
 	for u in $(UNITS); do rm -f $(DESTDIR)$(UNITDIR)/$$u; done
 	rm -rf $(DESTDIR)$(DOCDIR)
+	rm -f $(DESTDIR)$(MANDIR)/man1/certd.1
 	-rmdir $(DESTDIR)$(CONFDIR)/live 2>/dev/null
 
 clean:
-	rm -rf bin certd-demo
+	rm -rf bin certd-demo certd.1

@@ -37,8 +37,9 @@ var cliCommands = []cliCommand{
 	{name: "claims", subs: []string{"list", "verify", "reassert", "delete"}, flags: []string{"config", "account", "json"}},
 	{name: "orders", subs: []string{"list", "found", "absent", "abandon"}, flags: []string{"config"}, names: true},
 	{name: "demo", flags: []string{"dir", "once", "lifetime", "renew-after", "timeout"}},
-	{name: "sim", subs: []string{"atlas", "sectigo", "reseller"}},
+	{name: "sim", subs: []string{"atlas", "sectigo", "reseller", "markmonitor"}},
 	{name: "completion", subs: []string{"bash", "zsh", "fish"}},
+	{name: "man"},
 	{name: "version"},
 	{name: "help"},
 }

@@ -51,11 +51,13 @@ Usage:
   certd orders       list|found|absent|abandon [-config FILE] [NAME [REF]]
                                               open orders, and an operator's word on one certd
                                               cannot settle alone
-  certd demo         [-dir D] [-once]         the whole lifecycle on loopback: Atlas simulator,
-                                              DNS server, HTTP responder; nothing to install;
+  certd demo         [-dir D] [-once]         the whole lifecycle on loopback: the four CA
+                                              simulators, DNS server, HTTP responder; nothing to install;
                                               run it again in the same folder: its state is kept
-  certd sim atlas    [-listen ADDR] [-dir D]  run the Atlas simulator standalone
+  certd sim          atlas|sectigo|reseller|markmonitor [-listen ADDR] [-dir D]
+                                              run a CA simulator standalone
   certd completion   bash|zsh|fish            a shell completion script
+  certd man                                   the manual page, certd(1), in roff
   certd version                               print the version
 
 Flags may follow the arguments (certd renew www -dry-run); -h on any command
@@ -123,6 +125,8 @@ func run(args []string, stdout, stderr io.Writer) int {
 		return cmdImport(rest, stdout, stderr)
 	case "completion":
 		return cmdCompletion(rest, stdout, stderr)
+	case "man":
+		return cmdMan(rest, stdout, stderr)
 	case "version", "--version", "-version":
 		fmt.Fprintln(stdout, versionString())
 		return exitOK
