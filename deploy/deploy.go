@@ -285,9 +285,26 @@ func (d *Deployer) writeVersion(t *tree, b Bundle, uid, gid int) (string, error)
 	name := fmt.Sprintf("%s-%s-%s", d.now().UTC().Format("20060102T150405.000000000Z"), shortSerial(b.Serial), hex.EncodeToString(suffix))
 	dir, err := t.certs.newDir(name)
 	if err != nil {
+		// A version made but not opened or synced (ENOSPC after the
+		// entry was made) leaves nothing either; one that was already
+		// there is not certd's to remove.
+		if !errors.Is(err, os.ErrExist) {
+			_ = t.certs.removeAll(name)
+		}
 		return "", err
 	}
 	defer dir.Close()
+	// A version that could not be written whole (ENOSPC, EFBIG, EIO) is
+	// removed at once: left among the versions, it would be what a
+	// rollback switches the live path to after the next deploy.
+	ok := false
+	defer func() {
+		if !ok {
+			if rerr := t.certs.removeAll(name); rerr != nil {
+				d.log().Warn("removing a version that could not be written failed", zap.String("version", t.target(name)), zap.Error(rerr))
+			}
+		}
+	}()
 	cert := pemutil.EncodeCertificates(b.Leaf)
 	chain := pemutil.EncodeCertificates(b.Chain...)
 	full := append(append([]byte{}, cert...), chain...)
@@ -316,6 +333,7 @@ func (d *Deployer) writeVersion(t *tree, b Bundle, uid, gid int) (string, error)
 	if err := dir.sync(); err != nil {
 		return "", err
 	}
+	ok = true
 	return name, nil
 }
 

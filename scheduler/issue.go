@@ -781,7 +781,9 @@ func (x *Issuing) undeployed(ctx context.Context, c store.Certificate) (store.Ve
 	if v.ID == c.CurrentVersion || c.NextAction == ActionReissue || !x.now().Before(v.NotAfter) {
 		return store.Version{}, false, nil
 	}
-	if c.Current != nil && !v.NotAfter.After(c.Current.NotAfter) {
+	// One that ends before the current one is not worth it; one that
+	// ends with it (issued within the same second) is a later order's.
+	if c.Current != nil && v.NotAfter.Before(c.Current.NotAfter) {
 		return store.Version{}, false, nil
 	}
 	return v, true, nil

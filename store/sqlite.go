@@ -11,6 +11,7 @@ import (
 	"strings"
 	"time"
 
+	"golang.org/x/sys/unix"
 	"modernc.org/sqlite"
 	sqlite3 "modernc.org/sqlite/lib"
 )
@@ -115,26 +116,26 @@ func (s *SQLite) Close() error {
 func (s *SQLite) migrate(ctx context.Context) error {
 	tx, err := s.w.BeginTx(ctx, nil)
 	if err != nil {
-		return fmt.Errorf("store: starting migration: %w", err)
+		return fmt.Errorf("store: starting migration: %w", s.disk(err))
 	}
 	defer tx.Rollback()
 	var v int
 	if err := tx.QueryRowContext(ctx, "PRAGMA user_version").Scan(&v); err != nil {
-		return fmt.Errorf("store: reading schema version: %w", err)
+		return fmt.Errorf("store: reading schema version: %w", s.disk(err))
 	}
 	if v > len(migrations) {
 		return fmt.Errorf("%w: %s has schema version %d, this certd knows up to %d; run a newer certd", ErrSchemaNewer, s.path, v, len(migrations))
 	}
 	for i := v; i < len(migrations); i++ {
 		if _, err := tx.ExecContext(ctx, migrations[i]); err != nil {
-			return fmt.Errorf("store: migration %d: %w", i+1, err)
+			return fmt.Errorf("store: migration %d: %w", i+1, s.disk(err))
 		}
 		if _, err := tx.ExecContext(ctx, fmt.Sprintf("PRAGMA user_version = %d", i+1)); err != nil {
-			return fmt.Errorf("store: migration %d: %w", i+1, err)
+			return fmt.Errorf("store: migration %d: %w", i+1, s.disk(err))
 		}
 	}
 	if err := tx.Commit(); err != nil {
-		return fmt.Errorf("store: committing migrations: %w", err)
+		return fmt.Errorf("store: committing migrations: %w", s.disk(err))
 	}
 	return nil
 }
@@ -162,6 +163,33 @@ func isUnique(err error) bool {
 	}
 	return false
 }
+
+// disk names the store's file in an error SQLite raised writing or
+// opening it (SQLITE_FULL, SQLITE_IOERR, SQLITE_CANTOPEN), and says whether
+// its file system is out of space: SQLite keeps errno to itself ("disk I/O
+// error (4874)" is a tmpfs that could not grow the -shm file), and an
+// operator needs the path to act. Other errors are returned as they are.
+func (s *SQLite) disk(err error) error {
+	var se *sqlite.Error
+	if !errors.As(err, &se) {
+		return err
+	}
+	switch se.Code() & 0xff {
+	case sqlite3.SQLITE_FULL, sqlite3.SQLITE_IOERR, sqlite3.SQLITE_CANTOPEN:
+	default:
+		return err
+	}
+	dir := filepath.Dir(s.path)
+	var fs unix.Statfs_t
+	if serr := unix.Statfs(dir, &fs); serr == nil && fs.Bavail*uint64(fs.Bsize) < lowSpace {
+		return fmt.Errorf("%w (store %s: no space left on device, %d bytes free in %s)", err, s.path, fs.Bavail*uint64(fs.Bsize), dir)
+	}
+	return fmt.Errorf("%w (store %s)", err, s.path)
+}
+
+// lowSpace is what disk calls out of space: less than a few SQLite pages
+// and a WAL frame's worth.
+const lowSpace = 256 << 10
 
 func notFound(err error, what string) error {
 	if errors.Is(err, sql.ErrNoRows) {
@@ -238,7 +266,7 @@ func (s *SQLite) GetCertificate(ctx context.Context, name string) (Certificate, 
 func (s *SQLite) SaveCertificate(ctx context.Context, c Certificate) error {
 	domains, err := json.Marshal(c.Domains)
 	if err != nil {
-		return fmt.Errorf("store: %w", err)
+		return fmt.Errorf("store: %w", s.disk(err))
 	}
 	now := s.now()
 	_, err = s.w.ExecContext(ctx, `
@@ -253,7 +281,7 @@ ON CONFLICT (name) DO UPDATE SET account = excluded.account, domains = excluded.
 		c.Name, c.Account, string(domains), c.KeyType, c.SpecHash, c.State, c.CurrentVersion,
 		c.NextAction, ms(c.NextActionAt), c.Failures, c.LastError, ms(c.RetryAfter), ms(now), ms(now))
 	if err != nil {
-		return fmt.Errorf("store: saving certificate %s: %w", c.Name, err)
+		return fmt.Errorf("store: saving certificate %s: %w", c.Name, s.disk(err))
 	}
 	return nil
 }
@@ -307,7 +335,7 @@ ON CONFLICT (account, domain) DO UPDATE SET ca_claim_id = excluded.ca_claim_id, 
 		c.Account, c.Domain, c.CAClaimID, c.Token, c.Status, c.Method, ms(c.AssertBy), ms(c.ExpiresAt),
 		c.NextAction, ms(c.NextActionAt), c.Failures, c.LastError, ms(s.now()))
 	if err != nil {
-		return fmt.Errorf("store: saving claim %s/%s: %w", c.Account, c.Domain, err)
+		return fmt.Errorf("store: saving claim %s/%s: %w", c.Account, c.Domain, s.disk(err))
 	}
 	return nil
 }
@@ -345,14 +373,14 @@ func scanOrder(r scanner) (Order, error) {
 func (s *SQLite) CreateOrder(ctx context.Context, o Order, key PrivateKey) (int64, error) {
 	tx, err := s.w.BeginTx(ctx, nil)
 	if err != nil {
-		return 0, fmt.Errorf("store: creating order: %w", err)
+		return 0, fmt.Errorf("store: creating order: %w", s.disk(err))
 	}
 	defer tx.Rollback()
 	now := ms(s.now())
 	res, err := tx.ExecContext(ctx, `INSERT INTO private_keys (cert_name, key_type, key_pem, public_sha, created_at) VALUES (?, ?, ?, ?, ?)`,
 		key.CertName, key.KeyType, key.PEM, key.PublicSHA, now)
 	if err != nil {
-		return 0, fmt.Errorf("store: storing key for %s: %w", key.CertName, err)
+		return 0, fmt.Errorf("store: storing key for %s: %w", key.CertName, s.disk(err))
 	}
 	keyID, _ := res.LastInsertId()
 	res, err = tx.ExecContext(ctx, `INSERT INTO orders (idempotency_key, cert_name, account, generation, key_id, csr,
@@ -362,11 +390,11 @@ func (s *SQLite) CreateOrder(ctx context.Context, o Order, key PrivateKey) (int6
 		if isUnique(err) {
 			return 0, fmt.Errorf("%w: order %s (generation %d of %s)", ErrExists, o.IdempotencyKey, o.Generation, o.CertName)
 		}
-		return 0, fmt.Errorf("store: creating order for %s: %w", o.CertName, err)
+		return 0, fmt.Errorf("store: creating order for %s: %w", o.CertName, s.disk(err))
 	}
 	id, _ := res.LastInsertId()
 	if err := tx.Commit(); err != nil {
-		return 0, fmt.Errorf("store: committing order for %s: %w", o.CertName, err)
+		return 0, fmt.Errorf("store: committing order for %s: %w", o.CertName, s.disk(err))
 	}
 	return id, nil
 }
@@ -404,7 +432,7 @@ func (s *SQLite) SaveOrder(ctx context.Context, o Order) error {
 	res, err := s.w.ExecContext(ctx, `UPDATE orders SET state = ?, ca_ref = ?, last_error = ?, next_poll_at = ?, sent_at = ?, updated_at = ? WHERE id = ?`,
 		o.State, o.CARef, o.LastError, ms(o.NextPollAt), ms(o.SentAt), ms(s.now()), o.ID)
 	if err != nil {
-		return fmt.Errorf("store: saving order %d: %w", o.ID, err)
+		return fmt.Errorf("store: saving order %d: %w", o.ID, s.disk(err))
 	}
 	if n, _ := res.RowsAffected(); n == 0 {
 		return fmt.Errorf("%w: order %d", ErrNotFound, o.ID)
@@ -451,7 +479,7 @@ func (s *SQLite) AddVersion(ctx context.Context, v Version) (int64, error) {
 	fingerprint, cert_pem, chain_pem, created_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)`,
 		v.CertName, order, v.KeyID, v.Serial, ms(v.NotBefore), ms(v.NotAfter), v.Fingerprint, v.CertPEM, v.ChainPEM, ms(s.now()))
 	if err != nil {
-		return 0, fmt.Errorf("store: adding version of %s: %w", v.CertName, err)
+		return 0, fmt.Errorf("store: adding version of %s: %w", v.CertName, s.disk(err))
 	}
 	return res.LastInsertId()
 }
@@ -483,7 +511,7 @@ func (s *SQLite) JournalArtefact(ctx context.Context, a Artefact) (int64, error)
 	last_error, created_at, updated_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)`,
 		a.Owner, a.Kind, a.Provider, a.Zone, a.Name, a.Value, a.State, a.Attempts, a.LastError, now, now)
 	if err != nil {
-		return 0, fmt.Errorf("store: journaling %s %s: %w", a.Kind, a.Name, err)
+		return 0, fmt.Errorf("store: journaling %s %s: %w", a.Kind, a.Name, s.disk(err))
 	}
 	return res.LastInsertId()
 }
@@ -493,7 +521,7 @@ func (s *SQLite) SaveArtefact(ctx context.Context, a Artefact) error {
 	res, err := s.w.ExecContext(ctx, `UPDATE dcv_artefacts SET zone = ?, state = ?, attempts = ?, last_error = ?, updated_at = ? WHERE id = ?`,
 		a.Zone, a.State, a.Attempts, a.LastError, ms(s.now()), a.ID)
 	if err != nil {
-		return fmt.Errorf("store: saving artefact %d: %w", a.ID, err)
+		return fmt.Errorf("store: saving artefact %d: %w", a.ID, s.disk(err))
 	}
 	if n, _ := res.RowsAffected(); n == 0 {
 		return fmt.Errorf("%w: artefact %d", ErrNotFound, a.ID)
@@ -524,7 +552,7 @@ func (s *SQLite) AddDeployment(ctx context.Context, d Deployment) (int64, error)
 	res, err := s.w.ExecContext(ctx, `INSERT INTO deployments (cert_name, version_id, dir, state, error, started_at, finished_at)
 	VALUES (?, ?, ?, ?, ?, ?, ?)`, d.CertName, d.VersionID, d.Dir, d.State, d.Error, ms(d.StartedAt), ms(d.FinishedAt))
 	if err != nil {
-		return 0, fmt.Errorf("store: adding deployment of %s: %w", d.CertName, err)
+		return 0, fmt.Errorf("store: adding deployment of %s: %w", d.CertName, s.disk(err))
 	}
 	return res.LastInsertId()
 }
@@ -534,7 +562,7 @@ func (s *SQLite) SaveDeployment(ctx context.Context, d Deployment) error {
 	res, err := s.w.ExecContext(ctx, `UPDATE deployments SET state = ?, error = ?, finished_at = ? WHERE id = ?`,
 		d.State, d.Error, ms(d.FinishedAt), d.ID)
 	if err != nil {
-		return fmt.Errorf("store: saving deployment %d: %w", d.ID, err)
+		return fmt.Errorf("store: saving deployment %d: %w", d.ID, s.disk(err))
 	}
 	if n, _ := res.RowsAffected(); n == 0 {
 		return fmt.Errorf("%w: deployment %d", ErrNotFound, d.ID)
@@ -565,13 +593,13 @@ func (s *SQLite) AppendEvent(ctx context.Context, e Event) (int64, error) {
 	if len(e.Fields) > 0 {
 		var err error
 		if fields, err = json.Marshal(e.Fields); err != nil {
-			return 0, fmt.Errorf("store: %w", err)
+			return 0, fmt.Errorf("store: %w", s.disk(err))
 		}
 	}
 	res, err := s.w.ExecContext(ctx, `INSERT INTO events (at, level, kind, cert_name, claim, account, message, fields)
 	VALUES (?, ?, ?, ?, ?, ?, ?, ?)`, ms(e.At), e.Level, e.Kind, e.CertName, e.Claim, e.Account, e.Message, string(fields))
 	if err != nil {
-		return 0, fmt.Errorf("store: appending event: %w", err)
+		return 0, fmt.Errorf("store: appending event: %w", s.disk(err))
 	}
 	return res.LastInsertId()
 }
@@ -645,7 +673,7 @@ func (s *SQLite) SaveCAAccount(ctx context.Context, a CAAccount) error {
 			binding_id = excluded.binding_id, updated_at = excluded.updated_at`,
 		a.Account, a.Endpoint, a.KeyPEM, a.Ref, a.BindingID, now, now)
 	if err != nil {
-		return fmt.Errorf("store: saving CA account %s: %w", a.Account, err)
+		return fmt.Errorf("store: saving CA account %s: %w", a.Account, s.disk(err))
 	}
 	return nil
 }
@@ -658,7 +686,7 @@ func (s *SQLite) SetAccountHold(ctx context.Context, h AccountHold) error {
 		ON CONFLICT (account) DO UPDATE SET until = excluded.until, reason = excluded.reason, updated_at = excluded.updated_at`,
 		h.Account, ms(h.Until), h.Reason, ms(s.now()))
 	if err != nil {
-		return fmt.Errorf("store: saving the hold on account %s: %w", h.Account, err)
+		return fmt.Errorf("store: saving the hold on account %s: %w", h.Account, s.disk(err))
 	}
 	return nil
 }
@@ -685,7 +713,7 @@ func (s *SQLite) RecordPass(ctx context.Context, p Pass) error {
 		ON CONFLICT (id) DO UPDATE SET finished_at = excluded.finished_at, pid = excluded.pid, worked = excluded.worked`,
 		ms(p.FinishedAt), p.PID, p.Worked)
 	if err != nil {
-		return fmt.Errorf("store: recording the last pass: %w", err)
+		return fmt.Errorf("store: recording the last pass: %w", s.disk(err))
 	}
 	return nil
 }
