@@ -32,6 +32,7 @@ var cliCommands = []cliCommand{
 	{name: "renew", flags: []string{"config", "force", "dry-run"}, names: true},
 	{name: "rollback", flags: []string{"config"}, names: true},
 	{name: "revoke", flags: []string{"config", "reason"}, names: true},
+	{name: "delete", flags: []string{"config"}, names: true},
 	{name: "hooks", subs: []string{"test"}, flags: []string{"config"}, names: true},
 	{name: "import", subs: []string{"certbot", "lego"}, flags: []string{"config", "dry-run"}},
 	{name: "claims", subs: []string{"list", "verify", "reassert", "delete"}, flags: []string{"config", "account", "json"}},

@@ -48,6 +48,8 @@ Usage:
                                               account-level domain claims (Atlas)
   certd revoke       [-config FILE] [-reason R] NAME   revoke the deployed certificate at its CA;
                                               a new one is due at once
+  certd delete       [-config FILE] NAME      remove the deployed files of a certificate no longer
+                                              in the configuration (its history is kept)
   certd orders       list|found|absent|abandon [-config FILE] [NAME [REF]]
                                               open orders, and an operator's word on one certd
                                               cannot settle alone
@@ -127,6 +129,8 @@ func run(args []string, stdout, stderr io.Writer) int {
 		return cmdCompletion(rest, stdout, stderr)
 	case "man":
 		return cmdMan(rest, stdout, stderr)
+	case "delete":
+		return cmdDelete(rest, stdout, stderr)
 	case "version", "--version", "-version":
 		fmt.Fprintln(stdout, versionString())
 		return exitOK
