@@ -211,8 +211,22 @@ type Certificate struct {
 	// that does not offer it fails the order, else its default is used.
 	Profile         string `yaml:"profile"`
 	ProfileRequired *bool  `yaml:"profile_required"`
+	// Adopt names existing PEM files (from another tool, or bought by
+	// hand) that become the certificate's first version, so nothing is
+	// ordered while they are valid. Used only while the certificate has
+	// no version yet.
+	Adopt *Adopt `yaml:"adopt"`
 
 	Pos Pos `yaml:"-"`
+}
+
+// Adopt is a certificate's existing files: the certificate (a fullchain
+// file, or the leaf with the chain in Chain) and its private key.
+// Relative paths are relative to the configuration file.
+type Adopt struct {
+	Cert  string `yaml:"cert"`
+	Chain string `yaml:"chain"`
+	Key   string `yaml:"key"`
 }
 
 // ProfileIsRequired reports whether the certificate's profile must be

@@ -287,6 +287,21 @@ func (l *loader) checkCertificates() {
 			l.errAt(file, at(".profile_required"), "profile_required without a profile")
 		}
 
+		if a := c.Adopt; a != nil {
+			for _, f := range []struct {
+				key  string
+				path *string
+				need bool
+			}{{"cert", &a.Cert, true}, {"chain", &a.Chain, false}, {"key", &a.Key, true}} {
+				switch {
+				case *f.path == "" && f.need:
+					l.errAt(file, at(".adopt."+f.key), "%s is required (a PEM file)", f.key)
+				case *f.path != "" && !filepath.IsAbs(*f.path):
+					*f.path = filepath.Join(filepath.Dir(file), *f.path)
+				}
+			}
+		}
+
 		if c.Renew != nil {
 			l.checkRenew(file, at(".renew"), c.Renew)
 		} else if defaults.Renew != nil {

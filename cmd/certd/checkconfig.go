@@ -5,6 +5,7 @@ import (
 	"io"
 	"os"
 	"sort"
+	"time"
 
 	"go.uber.org/zap"
 
@@ -140,6 +141,16 @@ func checkStartable(cfg *config.Config, skipCreds bool) (problems, skipped []str
 	} else if e := cfg.Notify.Email; e != nil && e.CA != "" {
 		if err := readable(e.CA); err != nil {
 			problems = append(problems, fmt.Sprintf("notify.email.ca: %v", err))
+		}
+	}
+	// Files to adopt are checked as a start adopts them (a start that
+	// cannot adopt them orders instead: paid, on a commercial CA).
+	for _, c := range cfg.Certificates {
+		if c.Adopt == nil {
+			continue
+		}
+		if _, err := adoptFiles(c, time.Now()); err != nil {
+			problems = append(problems, fmt.Sprintf("%s: %s.adopt: %v", c.Pos, c.Pos.Path, err))
 		}
 	}
 	return problems, skipped

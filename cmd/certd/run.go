@@ -213,6 +213,7 @@ func runDaemon(path string, stderr io.Writer, sigs <-chan os.Signal, once bool) 
 		log.Error("cannot reconcile the configuration with the store", zap.Error(err))
 		return exitFailure
 	}
+	adoptConfigured(ctx, log, cfg, st, &deploy.Deployer{Redact: secretValues(cfg)})
 	if once {
 		log.Info("certd started for one run", zap.String(logkey.Version, versionString()), zap.String(logkey.Config, path),
 			zap.String(logkey.Store, cfg.Store.SQLite), zap.Int("certificates", len(cfg.Certificates)))
@@ -345,6 +346,7 @@ func (d *daemonState) reload(ctx context.Context) {
 		d.log.Error("reload: reconciling the configuration failed; will retry at the next reload", zap.Error(err))
 		return
 	}
+	adoptConfigured(ctx, d.log, cfg, d.store, &deploy.Deployer{Redact: secretValues(cfg)})
 	d.cfg.Store(cfg)
 	d.secrets.Store(secretValues(cfg)())
 	d.parts.Store(built)
