@@ -172,6 +172,9 @@ func (c *Client) call(ctx context.Context, op, route, id string, query url.Value
 			if ctx.Err() != nil || attempt >= c.opts.Retries {
 				return nil, e
 			}
+			// Said as loudly as a retried 503: a CA that hangs for the
+			// whole request timeout, or cuts its answers, is news.
+			c.log.Warn("reseller: retrying", zap.String("call", route), zap.String("error", e.Detail), zap.Duration("retry_in", backoff(attempt)))
 			if werr := c.opts.Sleep(ctx, backoff(attempt)); werr != nil {
 				return nil, e
 			}

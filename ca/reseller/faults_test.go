@@ -4,6 +4,7 @@ import (
 	"errors"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/certd/certd/ca"
 	"github.com/certd/certd/ca/reseller"
@@ -36,5 +37,29 @@ func TestHTMLAndTruncatedAnswersToTheOrder(t *testing.T) {
 				t.Errorf("the error quotes the page instead of naming it: %v", err)
 			}
 		})
+	}
+}
+
+// A read retried after a transport failure (the API hung past the
+// request timeout, or cut its answer) is logged like a retried 503, not
+// retried silently.
+func TestReadRetriedAfterHangOrTruncationIsLogged(t *testing.T) {
+	e := newEnv(t, nil)
+	log, logs := observed()
+	iss := e.issuer(t, reseller.IssuerOptions{Roots: e.roots})
+	o, err := iss.Submit(ctx, request(t, "retried.example.com"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	c := e.client(t, log, func(o *reseller.ClientOptions) { o.Timeout = time.Second })
+	for _, f := range []resellersim.Fault{{Hang: true}, {Truncate: true}} {
+		before := len(logs.FilterMessage("reseller: retrying").All())
+		e.sim.InjectFault("GET /ssl-certificate/{id}", f)
+		if _, err := c.Get(ctx, o.Ref); err != nil {
+			t.Fatalf("%+v: %v, want the retry to succeed", f, err)
+		}
+		if len(logs.FilterMessage("reseller: retrying").All()) == before {
+			t.Errorf("%+v: retried without a word:\n%s", f, logText(logs))
+		}
 	}
 }
