@@ -73,7 +73,11 @@ func installed(t *testing.T, prefix, confdir string) string {
 	if err := os.MkdirAll(filepath.Join(src, "bin"), 0o755); err != nil {
 		t.Fatal(err)
 	}
-	writeFile(t, filepath.Join(src, "bin", "certd"), "#!/bin/sh\n")
+	// A stand-in binary (make install runs it for the man page).
+	writeFile(t, filepath.Join(src, "bin", "certd"), "#!/bin/sh\necho '.TH CERTD 1'\n")
+	if err := os.Chmod(filepath.Join(src, "bin", "certd"), 0o755); err != nil {
+		t.Fatal(err)
+	}
 	dest := t.TempDir()
 	// -o build: the binary is not built again (a stand-in is there).
 	cmd := exec.Command("make", "-o", "build", "install", "DESTDIR="+dest, "PREFIX="+prefix, "CONFDIR="+confdir, "UNITDIR=/lib/systemd/system")
@@ -97,6 +101,9 @@ func TestSystemdUnits(t *testing.T) {
 	svc := parseUnit(t, filepath.Join(unitDir, "certd.service"))
 	once := parseUnit(t, filepath.Join(unitDir, "certd-once.service"))
 	timer := parseUnit(t, filepath.Join(unitDir, "certd-once.timer"))
+	if b, err := os.ReadFile(filepath.Join(dest, prefix, "share", "man", "man1", "certd.1")); err != nil || !strings.HasPrefix(string(b), ".TH CERTD 1") {
+		t.Errorf("man page not installed under PREFIX: %v %q", err, b)
+	}
 
 	// No restart loop for exit codes that a restart cannot fix.
 	codes := strings.Fields(svc.one(t, "Service", "RestartPreventExitStatus"))
