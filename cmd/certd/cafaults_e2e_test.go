@@ -8,6 +8,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"slices"
 	"strings"
 	"testing"
 	"time"
@@ -36,6 +37,7 @@ type caFault struct {
 	hang       bool
 	truncate   bool
 	html       bool
+	steps      []string // where it is injected (default: every step)
 }
 
 var caFaults = []caFault{
@@ -44,6 +46,10 @@ var caFaults = []caFault{
 	{name: "429", status: 429, retryAfter: time.Second},
 	{name: "truncated", truncate: true},
 	{name: "html", html: true, status: 502},
+	// A proxy's page with 200 OK: only at the status step here, where it
+	// costs no reconcile wait (a 200 page to the order is unit-tested in
+	// each CA package: ambiguous, named, never quoted).
+	{name: "html200", html: true, steps: []string{"status"}},
 }
 
 // faultCA is one simulator as this campaign drives it.
@@ -122,6 +128,9 @@ func TestCAFaultsEveryCAEveryFaultEveryStep(t *testing.T) {
 			// not on a certificate.
 			for _, step := range []string{"submit", "status"} {
 				for _, f := range caFaults {
+					if f.steps != nil && !slices.Contains(f.steps, step) {
+						continue
+					}
 					t.Run(step+"/"+f.name, func(t *testing.T) {
 						faultCase(t, w, ca, step, f)
 					})
@@ -130,7 +139,7 @@ func TestCAFaultsEveryCAEveryFaultEveryStep(t *testing.T) {
 		})
 	}
 	t.Cleanup(func() {
-		t.Logf("CA fault campaign: %d CAs × %d faults × 2 steps in %s", len(chaosCAs), len(caFaults), time.Since(start).Round(time.Second))
+		t.Logf("CA fault campaign: %d CAs × %d faults at up to 2 steps in %s", len(chaosCAs), len(caFaults), time.Since(start).Round(time.Second))
 	})
 }
 
