@@ -24,4 +24,11 @@
 //   - When a claim is proved again (reassert_before, default 30 days
 //     before its expires_at), and which parent domains are claimed
 //     instead of each name (claim_domains).
+//
+// Every exchange is bounded by the account's request_timeout
+// (ClientOptions.Timeout, default 60s): a CA that accepts a request and
+// never answers costs that long, and an order left so is ambiguous,
+// settled by a lookup before anything is sent again. An error
+// answer that is not Atlas's JSON problem (an HTML page from a load
+// balancer) is reported by its status alone, never quoted.
 package atlas

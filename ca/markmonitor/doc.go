@@ -45,6 +45,13 @@
 // Ambiguous; a failure before it was written is not. Nothing is retried
 // inside the client but the one resend after a 401.
 //
+// Every exchange is bounded by the account's request_timeout
+// (ClientOptions.Timeout, default 60s): a CA that accepts a request and
+// never answers costs that long, and an order left so is ambiguous,
+// settled by a lookup before anything is sent again. An HTML
+// page (from a load balancer or proxy in front of the API) is named by
+// its title, never quoted (ca.Snippet).
+//
 // # Organisation and contacts
 //
 // The account block declares the organisation (name, address, city,

@@ -48,5 +48,16 @@
 //   - The DELETE answer: a boolean key naming a refund ("refunded") or a
 //     refund amount, when there is one; otherwise the refund is unknown.
 //
+// Every exchange is bounded by the account's request_timeout
+// (ClientOptions.Timeout, default 60s): a CA that accepts a request and
+// never answers costs that long, and an order left so is ambiguous,
+// settled by a lookup before anything is sent again. A read
+// (GET) that fails in transport or with 502, 503 or 504, and any call
+// answered 429 with a short Retry-After, is retried inside the call
+// (ClientOptions.Retries), each retry logged at warn; a POST is never
+// resent after it was written. An HTML page (from a load balancer or
+// proxy in front of the API) is named by its title, never quoted
+// (ca.Snippet).
+//
 // Who may import it: cmd/certd (through Kind) and tests.
 package reseller

@@ -44,6 +44,13 @@
 // client retries nothing itself. The password is redacted from anything
 // Sectigo sends back and never logged.
 //
+// Every exchange is bounded by the account's request_timeout
+// (ClientOptions.Timeout, default 60s): a CA that accepts a request and
+// never answers costs that long, and an order left so is ambiguous,
+// settled by a lookup before anything is sent again. An HTML
+// page (from a load balancer or proxy in front of the API) is named by
+// its title, never quoted (ca.Snippet).
+//
 // # Artefacts
 //
 // The CSR's DER is hashed (MD5 and SHA-256, uppercase hex) and a
