@@ -179,9 +179,28 @@ func faultCase(t *testing.T, w *chaosWorld, ca faultCA, step string, f caFault) 
 		t.Fatalf("%d paid orders after the fault, want at most 1 (N1)\n%s", n, tailString(out, 4000))
 	}
 
+	// N8: a certificate the pass did not finish has its next attempt
+	// scheduled (a persisted retry), or waits loudly for a person.
+	dbPath := filepath.Join(dir, "state", "certd.db")
+	if st, err := store.Open(context.Background(), dbPath, store.Options{}); err != nil {
+		t.Fatal(err)
+	} else {
+		c, err := st.GetCertificate(context.Background(), name)
+		st.Close()
+		switch {
+		case err != nil:
+			t.Fatalf("%s not in the store after the faulty pass: %v", name, err)
+		case c.State == store.StateNeedsOperator:
+			if code == exitOK {
+				t.Errorf("%s needs an operator but run -once exited 0", name)
+			}
+		case c.State != store.StateValid && c.NextActionAt.IsZero():
+			t.Errorf("%s is %s with no next attempt scheduled (N8)", name, c.State)
+		}
+	}
+
 	// The fault is gone: certd finishes the certificate, as an operator
 	// would have it do now rather than at the next backoff.
-	dbPath := filepath.Join(dir, "state", "certd.db")
 	logs := out
 	for try := 0; !allValid(dbPath, []string{name}); try++ {
 		if try == 4 {
