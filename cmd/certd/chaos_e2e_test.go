@@ -1,7 +1,9 @@
 package main
 
 import (
+	"bytes"
 	"context"
+	"crypto"
 	"crypto/x509"
 	"database/sql"
 	"fmt"
@@ -21,6 +23,7 @@ import (
 	"github.com/certd/certd/ca/reseller/resellersim"
 	"github.com/certd/certd/ca/sectigo/sectigosim"
 	"github.com/certd/certd/internal/failpoint"
+	"github.com/certd/certd/internal/pemutil"
 	"github.com/certd/certd/internal/testenv"
 	"github.com/certd/certd/store"
 )
@@ -261,9 +264,11 @@ func TestChaosEveryCAKilledAtEveryFailpointAndAtRandom(t *testing.T) {
 	// killed is one complete, verifying version.
 	checker := startLiveChecker(filepath.Join(w.dir, "live"), hosts, w.roots)
 	start := time.Now()
-	violations, atPoints, atRandom := 0, 0, 0
+	violations, atPoints, atRandom, secretsSeen, silent := 0, 0, 0, 0, 0
 	for k := range kills {
 		cmd := exec.Command(binary(t), "run", "-config", cfg)
+		var procLogs syncBuffer
+		cmd.Stdout, cmd.Stderr = &procLogs, &procLogs
 		mode := "random"
 		// The first kills go through every failpoint (first, then later
 		// hits); the rest land at uniformly random instants.
@@ -295,6 +300,19 @@ func TestChaosEveryCAKilledAtEveryFailpointAndAtRandom(t *testing.T) {
 				violations++
 				t.Errorf("after kill %d (%s): %s has %d paid orders (N1, seed %d)", k, mode, name, n, seed)
 			}
+		}
+		// N5: no secret in what the process printed.
+		if c := w.canaryIn(procLogs.String()); c != "" {
+			secretsSeen++
+			violations++
+			t.Errorf("after kill %d (%s): a configured secret (%s...) in certd's output (N5, seed %d)", k, mode, c[:4], seed)
+		}
+		// N8: every certificate not valid has its next attempt stored, or
+		// is in a loud terminal state.
+		if bad := silentCertificates(t, filepath.Join(w.dir, "state", "certd.db")); len(bad) > 0 {
+			silent++
+			violations++
+			t.Errorf("after kill %d (%s): no next attempt stored for %v (N8, seed %d)", k, mode, bad, seed)
 		}
 	}
 	// Orders certd will not settle alone (a lost Sectigo answer) are
@@ -410,6 +428,36 @@ func TestChaosEveryCAKilledAtEveryFailpointAndAtRandom(t *testing.T) {
 			t.Errorf("%s: the live set does not verify (N4): %v", n, err)
 		}
 	}
+	// N3: every live certificate's key is the key the store holds for
+	// its version (the key behind the CSR was stored, never regenerated).
+	lostKeys := 0
+	if st, err := store.Open(context.Background(), dbPath, store.Options{}); err != nil {
+		t.Fatal(err)
+	} else {
+		for _, n := range names {
+			leaf := readCert(t, filepath.Join(w.dir, "live", n, "cert.pem"))
+			if err := storedKeyIs(st, n, leaf); err != nil {
+				lostKeys++
+				violations++
+				t.Errorf("%s: %v (N3)", n, err)
+			}
+		}
+		st.Close()
+	}
+	// N5: no secret in the final daemon's log, the store or the deploy
+	// directories.
+	if c := w.canaryIn(logs.String()); c != "" {
+		secretsSeen++
+		t.Errorf("a configured secret (%s...) in the daemon's log (N5)", c[:4])
+	}
+	for _, f := range append(mustGlob(t, dbPath+"*"), mustGlob(t, filepath.Join(w.dir, "live", "*", "*"))...) {
+		b, _ := os.ReadFile(f)
+		if c := w.canaryIn(string(b)); c != "" {
+			secretsSeen++
+			t.Errorf("a configured secret (%s...) in %s (N5)", c[:4], f)
+		}
+	}
+	violations += secretsSeen
 	// N6: nothing left published.
 	st, err = store.Open(context.Background(), dbPath, store.Options{})
 	if err != nil {
@@ -430,10 +478,90 @@ func TestChaosEveryCAKilledAtEveryFailpointAndAtRandom(t *testing.T) {
 	t.Logf("chaos campaign: kills=%d at_failpoints=%d at_random=%d certificates=%d cas=%d seed=%d", kills, atPoints, atRandom, len(names), len(chaosCAs), seed)
 	t.Logf("chaos campaign: N1 max_orders_per_certificate_generation=%d (each certificate's first issuance; want 1)", maxOrders)
 	t.Logf("chaos campaign: N2 orders_not_journaled=%d", orphans)
+	t.Logf("chaos campaign: N3 live_keys_not_the_stored_key=%d", lostKeys)
 	t.Logf("chaos campaign: N4 live_reads=%d mixed_reads_seen=%d", reads, mixed)
+	t.Logf("chaos campaign: N5 secrets_seen=%d", secretsSeen)
 	t.Logf("chaos campaign: N6 leftover_artefacts=%d", leftovers)
+	t.Logf("chaos campaign: N8 restarts_with_a_certificate_without_next_attempt=%d", silent)
 	t.Logf("chaos campaign: lost_answers_resolved_by_operator=%d", operator)
 	t.Logf("chaos campaign: violations=%d took=%s", violations, time.Since(start).Round(time.Second))
+}
+
+// canaryIn returns the configured secret found in s, or "".
+func (w *chaosWorld) canaryIn(s string) string {
+	for _, c := range []string{"chaos-secret", "chaos-key", w.knot.Secret} {
+		if strings.Contains(s, c) {
+			return c
+		}
+	}
+	return ""
+}
+
+// silentCertificates are the stored certificates that are neither valid
+// nor in a loud terminal state and have no next attempt stored (N8).
+func silentCertificates(t *testing.T, dbPath string) []string {
+	t.Helper()
+	if _, err := os.Stat(dbPath); err != nil {
+		return nil // not started yet
+	}
+	st, err := store.Open(context.Background(), dbPath, store.Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer st.Close()
+	cs, err := st.ListCertificates(context.Background())
+	if err != nil {
+		t.Fatal(err)
+	}
+	var bad []string
+	for _, c := range cs {
+		switch c.State {
+		case store.StateValid, store.StateRetired, store.StateNeedsOperator:
+			continue
+		}
+		if c.NextActionAt.IsZero() {
+			bad = append(bad, c.Name+" ("+c.State+")")
+		}
+	}
+	return bad
+}
+
+// storedKeyIs checks that the store's key for name's current version is
+// leaf's.
+func storedKeyIs(st *store.SQLite, name string, leaf *x509.Certificate) error {
+	ctx := context.Background()
+	c, err := st.GetCertificate(ctx, name)
+	if err != nil {
+		return err
+	}
+	v, err := st.GetVersion(ctx, c.CurrentVersion)
+	if err != nil {
+		return err
+	}
+	if !bytes.Equal(v.CertPEM, pemutil.EncodeCertificates(leaf)) {
+		return fmt.Errorf("the live certificate is not the store's current version %s", v.Serial)
+	}
+	k, err := st.GetKey(ctx, v.KeyID)
+	if err != nil {
+		return err
+	}
+	key, err := pemutil.Key(k.PEM)
+	if err != nil {
+		return err
+	}
+	if eq, ok := leaf.PublicKey.(interface{ Equal(crypto.PublicKey) bool }); !ok || !eq.Equal(key.Public()) {
+		return fmt.Errorf("the stored key of version %s is not the certificate's", v.Serial)
+	}
+	return nil
+}
+
+func mustGlob(t *testing.T, pattern string) []string {
+	t.Helper()
+	m, err := filepath.Glob(pattern)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return m
 }
 
 func tailString(s string, n int) string {
