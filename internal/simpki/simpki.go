@@ -164,3 +164,20 @@ func (a *Authority) issueEndEntity(tmpl *x509.Certificate, now time.Time) (certP
 	}
 	return []byte(PEMCert(der)), pem.EncodeToMemory(&pem.Block{Type: "PRIVATE KEY", Bytes: kder}), nil
 }
+
+// NewCAs makes a simulator's three authorities, named "<name> Root",
+// "<name> <issuing>" and "<name> API CA": a root (20 years), an issuing
+// CA under it (5 years) that signs what the simulator issues, and a
+// separate root for the API's own TLS certificate.
+func NewCAs(org, name, rootSuffix, issuing string, now time.Time) (root, ica, apiCA *Authority, err error) {
+	if root, err = NewAuthority(org, name+" Root"+rootSuffix, nil, now, 20*365*24*time.Hour, 1); err != nil {
+		return nil, nil, nil, err
+	}
+	if ica, err = NewAuthority(org, name+" "+issuing, root, now, 5*365*24*time.Hour, 0); err != nil {
+		return nil, nil, nil, err
+	}
+	if apiCA, err = NewAuthority(org, name+" API CA", nil, now, 20*365*24*time.Hour, 0); err != nil {
+		return nil, nil, nil, err
+	}
+	return root, ica, apiCA, nil
+}

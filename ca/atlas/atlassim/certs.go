@@ -246,13 +246,9 @@ func (s *Server) createCertificate(w http.ResponseWriter, r *http.Request) {
 // order). s.mu must be held.
 func (s *Server) issue(r *http.Request, pub crypto.PublicKey, spki []byte, cn string, names []string, nb, na time.Time, rekeyOf string) (*certificate, error) {
 	if s.opts.RotateEvery > 0 && s.issued >= s.opts.RotateEvery {
-		n := len(s.order)/s.opts.RotateEvery + 1
-		ica, err := simpki.NewAuthority(caOrg, "certd Atlas Simulator Issuing CA "+strconv.Itoa(n), s.root, s.opts.Now(), 5*365*24*time.Hour, 0)
-		if err != nil {
+		if err := s.rotate(); err != nil {
 			return nil, err
 		}
-		s.useICA(ica)
-		s.issued = 0
 	}
 	serialInt, err := simpki.NewSerial()
 	if err != nil {

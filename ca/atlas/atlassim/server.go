@@ -286,6 +286,12 @@ func (s *Server) useICA(ica *simpki.Authority) {
 func (s *Server) RotateIssuingCA() error {
 	s.mu.Lock()
 	defer s.mu.Unlock()
+	return s.rotate()
+}
+
+// rotate makes a new issuing CA under the root the current one. s.mu
+// must be held.
+func (s *Server) rotate() error {
 	ica, err := simpki.NewAuthority(caOrg, "certd Atlas Simulator Issuing CA "+strconv.Itoa(len(s.icas)+1), s.root, s.opts.Now(), 5*365*24*time.Hour, 0)
 	if err != nil {
 		return err
@@ -342,16 +348,7 @@ func (s *Server) TLSConfig() *tls.Config {
 
 // Serve serves the API over TLS on ln until ctx is done.
 func (s *Server) Serve(ctx context.Context, ln net.Listener) error {
-	srv := &http.Server{Handler: s.Handler(), TLSConfig: s.TLSConfig(), ReadHeaderTimeout: 10 * time.Second}
-	go func() {
-		<-ctx.Done()
-		_ = srv.Close()
-	}()
-	err := srv.ServeTLS(ln, "", "")
-	if errors.Is(err, http.ErrServerClosed) {
-		return nil
-	}
-	return err
+	return simpki.ServeTLS(ctx, ln, s.Handler(), s.TLSConfig())
 }
 
 // InjectFault makes the next request to route (a pattern such as

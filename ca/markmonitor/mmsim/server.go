@@ -204,13 +204,7 @@ func New(opts Options) (*Server, error) {
 		return nil, err
 	}
 	now := s.opts.Now()
-	if s.root, err = simpki.NewAuthority(caOrg, "certd Markmonitor Simulator Root G2", nil, now, 20*365*24*time.Hour, 1); err != nil {
-		return nil, err
-	}
-	if s.ica, err = simpki.NewAuthority(caOrg, "certd Markmonitor Simulator TLS CA", s.root, now, 5*365*24*time.Hour, 0); err != nil {
-		return nil, err
-	}
-	if s.apiCA, err = simpki.NewAuthority(caOrg, "certd Markmonitor Simulator API CA", nil, now, 20*365*24*time.Hour, 0); err != nil {
+	if s.root, s.ica, s.apiCA, err = simpki.NewCAs(caOrg, "certd Markmonitor Simulator", " G2", "TLS CA", now); err != nil {
 		return nil, err
 	}
 	if err := s.newServerCert(); err != nil {
@@ -276,16 +270,7 @@ func (s *Server) TLSConfig() *tls.Config {
 // Serve serves the API over TLS on ln until ctx is done: the cert service
 // under /cert/v1 and the authentication service under /auth/v1.
 func (s *Server) Serve(ctx context.Context, ln net.Listener) error {
-	srv := &http.Server{Handler: s.Handler(), TLSConfig: s.TLSConfig(), ReadHeaderTimeout: 10 * time.Second}
-	go func() {
-		<-ctx.Done()
-		_ = srv.Close()
-	}()
-	err := srv.ServeTLS(ln, "", "")
-	if errors.Is(err, http.ErrServerClosed) {
-		return nil
-	}
-	return err
+	return simpki.ServeTLS(ctx, ln, s.Handler(), s.TLSConfig())
 }
 
 // SetIssueDelay sets IssueDelay for orders placed (or reissued) from now

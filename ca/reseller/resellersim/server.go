@@ -214,13 +214,7 @@ func New(opts Options) (*Server, error) {
 		return nil, err
 	}
 	now := s.opts.Now()
-	if s.root, err = simpki.NewAuthority(caOrg, "certd Reseller Simulator Root", nil, now, 20*365*24*time.Hour, 1); err != nil {
-		return nil, err
-	}
-	if s.ica, err = simpki.NewAuthority(caOrg, "certd Reseller Simulator DV CA", s.root, now, 5*365*24*time.Hour, 0); err != nil {
-		return nil, err
-	}
-	if s.apiCA, err = simpki.NewAuthority(caOrg, "certd Reseller Simulator API CA", nil, now, 20*365*24*time.Hour, 0); err != nil {
+	if s.root, s.ica, s.apiCA, err = simpki.NewCAs(caOrg, "certd Reseller Simulator", "", "DV CA", now); err != nil {
 		return nil, err
 	}
 	if err := s.newServerCert(); err != nil {
@@ -284,17 +278,7 @@ func (s *Server) APICAPEM() []byte { return []byte(s.apiCA.PEM) }
 
 // Serve serves the API over TLS on ln until ctx is done.
 func (s *Server) Serve(ctx context.Context, ln net.Listener) error {
-	srv := &http.Server{Handler: s.Handler(), ReadHeaderTimeout: 10 * time.Second,
-		TLSConfig: &tls.Config{Certificates: []tls.Certificate{s.serverTLS}, MinVersion: tls.VersionTLS12}}
-	go func() {
-		<-ctx.Done()
-		_ = srv.Close()
-	}()
-	err := srv.ServeTLS(ln, "", "")
-	if errors.Is(err, http.ErrServerClosed) {
-		return nil
-	}
-	return err
+	return simpki.ServeTLS(ctx, ln, s.Handler(), &tls.Config{Certificates: []tls.Certificate{s.serverTLS}, MinVersion: tls.VersionTLS12})
 }
 
 // InjectFault makes the next request to route (a pattern such as

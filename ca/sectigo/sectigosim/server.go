@@ -205,13 +205,7 @@ func New(opts Options) (*Server, error) {
 		return nil, err
 	}
 	now := s.opts.Now()
-	if s.root, err = simpki.NewAuthority(caOrg, "certd Sectigo Simulator Root R46", nil, now, 20*365*24*time.Hour, 1); err != nil {
-		return nil, err
-	}
-	if s.ica, err = simpki.NewAuthority(caOrg, "certd Sectigo Simulator DV CA", s.root, now, 5*365*24*time.Hour, 0); err != nil {
-		return nil, err
-	}
-	if s.apiCA, err = simpki.NewAuthority(caOrg, "certd Sectigo Simulator API CA", nil, now, 20*365*24*time.Hour, 0); err != nil {
+	if s.root, s.ica, s.apiCA, err = simpki.NewCAs(caOrg, "certd Sectigo Simulator", " R46", "DV CA", now); err != nil {
 		return nil, err
 	}
 	if err := s.newServerCert(); err != nil {
@@ -260,16 +254,7 @@ func (s *Server) TLSConfig() *tls.Config {
 
 // Serve serves the API over TLS on ln until ctx is done.
 func (s *Server) Serve(ctx context.Context, ln net.Listener) error {
-	srv := &http.Server{Handler: s.Handler(), TLSConfig: s.TLSConfig(), ReadHeaderTimeout: 10 * time.Second}
-	go func() {
-		<-ctx.Done()
-		_ = srv.Close()
-	}()
-	err := srv.ServeTLS(ln, "", "")
-	if errors.Is(err, http.ErrServerClosed) {
-		return nil
-	}
-	return err
+	return simpki.ServeTLS(ctx, ln, s.Handler(), s.TLSConfig())
 }
 
 // SetIssueDelay sets IssueDelay for orders placed from now on.
