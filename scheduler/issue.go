@@ -642,8 +642,7 @@ func (x *Issuing) endStoredOrder(ctx context.Context, log *zap.Logger, plan Plan
 	if err != nil {
 		return err
 	}
-	switch o.State {
-	case store.OrderIssued, store.OrderFailed, store.OrderAbandoned:
+	if o.Ended() {
 		return nil
 	}
 	log.Info("ending the order of a certificate stored before an interruption", zap.String(logkey.Order, o.IdempotencyKey), zap.String(logkey.Serial, v.Serial))
@@ -684,11 +683,7 @@ func KeepOrderArtefacts(ctx context.Context, orders store.Orders) func(owner str
 		if err != nil {
 			return !errors.Is(err, store.ErrNotFound) // unsure: keep
 		}
-		switch o.State {
-		case store.OrderIssued, store.OrderFailed, store.OrderAbandoned:
-			return false
-		}
-		return true
+		return !o.Ended()
 	}
 }
 

@@ -217,6 +217,16 @@ const (
 	OrderAbandoned = "abandoned"
 )
 
+// Ended reports whether the order is in a terminal state (OpenOrders
+// lists the others).
+func (o Order) Ended() bool {
+	switch o.State {
+	case OrderIssued, OrderFailed, OrderAbandoned:
+		return true
+	}
+	return false
+}
+
 // PrivateKey is a key certd generated. PEM is the only secret the store
 // holds, and only in this table.
 type PrivateKey struct {
