@@ -63,7 +63,7 @@ func TestFullStoreNamesItsPath(t *testing.T) {
 		t.Fatal("storing a key on a full file system succeeded")
 	}
 	for _, want := range []string{path, "no space left on device", "storing key for www"} {
-		if !strings.Contains(err.Error(), want) && !strings.Contains(err.Error(), strings.Replace(want, "storing key", "committing order", 1)) {
+		if !strings.Contains(err.Error(), want) && !strings.Contains(err.Error(), strings.Replace(want, "storing key for www", "committing", 1)) {
 			t.Errorf("error %q does not say %q", err, want)
 		}
 	}

@@ -168,6 +168,34 @@ CREATE TABLE last_pass (
 	worked       INTEGER NOT NULL DEFAULT 0
 );
 `,
+	// 5: fleet mode. leases: which holder works a resource, until when
+	// (unix ms of the store's clock), with a fencing token that only
+	// grows; host_certificates: which host lists which certificate;
+	// deployments per host; passes per host.
+	`
+CREATE TABLE lease_tokens (id INTEGER PRIMARY KEY CHECK (id = 1), last INTEGER NOT NULL);
+INSERT INTO lease_tokens (id, last) VALUES (1, 0);
+CREATE TABLE leases (
+	resource    TEXT PRIMARY KEY,
+	holder      TEXT NOT NULL,
+	token       INTEGER NOT NULL,
+	expires_at  INTEGER NOT NULL
+);
+CREATE TABLE host_certificates (
+	host       TEXT NOT NULL,
+	cert_name  TEXT NOT NULL,
+	PRIMARY KEY (host, cert_name)
+);
+CREATE INDEX host_certificates_cert ON host_certificates(cert_name);
+ALTER TABLE deployments ADD COLUMN host TEXT NOT NULL DEFAULT '';
+CREATE TABLE passes (
+	host         TEXT PRIMARY KEY,
+	finished_at  INTEGER NOT NULL,
+	pid          INTEGER NOT NULL,
+	worked       INTEGER NOT NULL DEFAULT 0
+);
+INSERT INTO passes (host, finished_at, pid, worked) SELECT '', finished_at, pid, worked FROM last_pass;
+`,
 }
 
 // SchemaVersion is the schema version this build writes.

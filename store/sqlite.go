@@ -23,8 +23,12 @@ type Options struct {
 	// `certd status` open without it.
 	Exclusive bool
 	// Now is the clock used for created_at and updated_at (default
-	// time.Now).
+	// time.Now); SQLite's leases run on it too (one host, one clock).
 	Now func() time.Time
+	// Sealer, when set, encrypts private keys and CA account keys at
+	// rest. PostgreSQL requires one; SQLite keeps keys in a 0600 file and
+	// may do without.
+	Sealer Sealer
 }
 
 // SQLite is the embedded store: one database file in WAL mode with
@@ -36,6 +40,7 @@ type SQLite struct {
 	lock *lockFile
 	now  func() time.Time
 	path string
+	seal Sealer
 }
 
 var _ Store = (*SQLite)(nil)
@@ -53,7 +58,7 @@ func Open(ctx context.Context, path string, opts Options) (*SQLite, error) {
 	if err := os.MkdirAll(filepath.Dir(path), 0o700); err != nil {
 		return nil, fmt.Errorf("store: %w", err)
 	}
-	s := &SQLite{now: opts.Now, path: path}
+	s := &SQLite{now: opts.Now, path: path, seal: opts.Sealer}
 	if opts.Exclusive {
 		l, err := acquireLock(path + ".lock")
 		if err != nil {
@@ -264,26 +269,7 @@ func (s *SQLite) GetCertificate(ctx context.Context, name string) (Certificate, 
 
 // SaveCertificate implements Certificates.
 func (s *SQLite) SaveCertificate(ctx context.Context, c Certificate) error {
-	domains, err := json.Marshal(c.Domains)
-	if err != nil {
-		return fmt.Errorf("store: %w", s.disk(err))
-	}
-	now := s.now()
-	_, err = s.w.ExecContext(ctx, `
-INSERT INTO certificates (name, account, domains, key_type, spec_hash, state, current_version,
-	next_action, next_action_at, failures, last_error, retry_after, created_at, updated_at)
-VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)
-ON CONFLICT (name) DO UPDATE SET account = excluded.account, domains = excluded.domains,
-	key_type = excluded.key_type, spec_hash = excluded.spec_hash, state = excluded.state,
-	current_version = excluded.current_version, next_action = excluded.next_action,
-	next_action_at = excluded.next_action_at, failures = excluded.failures,
-	last_error = excluded.last_error, retry_after = excluded.retry_after, updated_at = excluded.updated_at`,
-		c.Name, c.Account, string(domains), c.KeyType, c.SpecHash, c.State, c.CurrentVersion,
-		c.NextAction, ms(c.NextActionAt), c.Failures, c.LastError, ms(c.RetryAfter), ms(now), ms(now))
-	if err != nil {
-		return fmt.Errorf("store: saving certificate %s: %w", c.Name, s.disk(err))
-	}
-	return nil
+	return s.write(ctx, func(tx *sql.Tx) error { return s.saveCert(ctx, tx, c) })
 }
 
 // ListCertificates implements Certificates.
@@ -326,18 +312,7 @@ func (s *SQLite) GetClaim(ctx context.Context, account, domain string) (Claim, e
 
 // SaveClaim implements Claims.
 func (s *SQLite) SaveClaim(ctx context.Context, c Claim) error {
-	_, err := s.w.ExecContext(ctx, `
-INSERT INTO claims (`+claimCols+`) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)
-ON CONFLICT (account, domain) DO UPDATE SET ca_claim_id = excluded.ca_claim_id, token = excluded.token, status = excluded.status,
-	method = excluded.method, assert_by = excluded.assert_by, expires_at = excluded.expires_at,
-	next_action = excluded.next_action, next_action_at = excluded.next_action_at,
-	failures = excluded.failures, last_error = excluded.last_error, updated_at = excluded.updated_at`,
-		c.Account, c.Domain, c.CAClaimID, c.Token, c.Status, c.Method, ms(c.AssertBy), ms(c.ExpiresAt),
-		c.NextAction, ms(c.NextActionAt), c.Failures, c.LastError, ms(s.now()))
-	if err != nil {
-		return fmt.Errorf("store: saving claim %s/%s: %w", c.Account, c.Domain, s.disk(err))
-	}
-	return nil
+	return s.write(ctx, func(tx *sql.Tx) error { return s.saveClaim(ctx, tx, c) })
 }
 
 // ListClaims implements Claims.
@@ -371,30 +346,33 @@ func scanOrder(r scanner) (Order, error) {
 
 // CreateOrder implements Orders.
 func (s *SQLite) CreateOrder(ctx context.Context, o Order, key PrivateKey) (int64, error) {
-	tx, err := s.w.BeginTx(ctx, nil)
+	pem, err := s.sealKey(key)
 	if err != nil {
-		return 0, fmt.Errorf("store: creating order: %w", s.disk(err))
+		return 0, err
 	}
-	defer tx.Rollback()
-	now := ms(s.now())
-	res, err := tx.ExecContext(ctx, `INSERT INTO private_keys (cert_name, key_type, key_pem, public_sha, created_at) VALUES (?, ?, ?, ?, ?)`,
-		key.CertName, key.KeyType, key.PEM, key.PublicSHA, now)
-	if err != nil {
-		return 0, fmt.Errorf("store: storing key for %s: %w", key.CertName, s.disk(err))
-	}
-	keyID, _ := res.LastInsertId()
-	res, err = tx.ExecContext(ctx, `INSERT INTO orders (idempotency_key, cert_name, account, generation, key_id, csr,
-	spec_hash, state, ca_ref, last_error, next_poll_at, created_at, updated_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)`,
-		o.IdempotencyKey, o.CertName, o.Account, o.Generation, keyID, o.CSR, o.SpecHash, o.State, o.CARef, o.LastError, ms(o.NextPollAt), now, now)
-	if err != nil {
-		if isUnique(err) {
-			return 0, fmt.Errorf("%w: order %s (generation %d of %s)", ErrExists, o.IdempotencyKey, o.Generation, o.CertName)
+	var id int64
+	err = s.write(ctx, func(tx *sql.Tx) error {
+		now := ms(s.now())
+		res, err := tx.ExecContext(ctx, `INSERT INTO private_keys (cert_name, key_type, key_pem, public_sha, created_at) VALUES (?, ?, ?, ?, ?)`,
+			key.CertName, key.KeyType, pem, key.PublicSHA, now)
+		if err != nil {
+			return fmt.Errorf("store: storing key for %s: %w", key.CertName, s.disk(err))
 		}
-		return 0, fmt.Errorf("store: creating order for %s: %w", o.CertName, s.disk(err))
-	}
-	id, _ := res.LastInsertId()
-	if err := tx.Commit(); err != nil {
-		return 0, fmt.Errorf("store: committing order for %s: %w", o.CertName, s.disk(err))
+		keyID, _ := res.LastInsertId()
+		res, err = tx.ExecContext(ctx, `INSERT INTO orders (idempotency_key, cert_name, account, generation, key_id, csr,
+	spec_hash, state, ca_ref, last_error, next_poll_at, created_at, updated_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)`,
+			o.IdempotencyKey, o.CertName, o.Account, o.Generation, keyID, o.CSR, o.SpecHash, o.State, o.CARef, o.LastError, ms(o.NextPollAt), now, now)
+		if err != nil {
+			if isUnique(err) {
+				return fmt.Errorf("%w: order %s (generation %d of %s)", ErrExists, o.IdempotencyKey, o.Generation, o.CertName)
+			}
+			return fmt.Errorf("store: creating order for %s: %w", o.CertName, s.disk(err))
+		}
+		id, _ = res.LastInsertId()
+		return nil
+	})
+	if err != nil {
+		return 0, err
 	}
 	return id, nil
 }
@@ -429,7 +407,7 @@ func (s *SQLite) LatestOrder(ctx context.Context, certName string) (Order, error
 // SaveOrder implements Orders. The idempotency key, certificate,
 // generation and key of an order never change.
 func (s *SQLite) SaveOrder(ctx context.Context, o Order) error {
-	res, err := s.w.ExecContext(ctx, `UPDATE orders SET state = ?, ca_ref = ?, last_error = ?, next_poll_at = ?, sent_at = ?, updated_at = ? WHERE id = ?`,
+	res, err := s.exec(ctx, `UPDATE orders SET state = ?, ca_ref = ?, last_error = ?, next_poll_at = ?, sent_at = ?, updated_at = ? WHERE id = ?`,
 		o.State, o.CARef, o.LastError, ms(o.NextPollAt), ms(o.SentAt), ms(s.now()), o.ID)
 	if err != nil {
 		return fmt.Errorf("store: saving order %d: %w", o.ID, s.disk(err))
@@ -456,6 +434,11 @@ func (s *SQLite) GetKey(ctx context.Context, id int64) (PrivateKey, error) {
 		return k, notFound(err, fmt.Sprintf("key %d", id))
 	}
 	k.CreatedAt = fromMs(created)
+	if s.seal != nil {
+		if k.PEM, err = s.seal.Open(k.PEM, keyAAD(k.CertName, k.PublicSHA)); err != nil {
+			return k, fmt.Errorf("store: key %d of %s: %w", id, k.CertName, err)
+		}
+	}
 	return k, nil
 }
 
@@ -475,7 +458,7 @@ func scanVersion(r scanner) (Version, error) {
 // AddVersion implements Versions.
 func (s *SQLite) AddVersion(ctx context.Context, v Version) (int64, error) {
 	order := sql.NullInt64{Int64: v.OrderID, Valid: v.OrderID != 0}
-	res, err := s.w.ExecContext(ctx, `INSERT INTO cert_versions (cert_name, order_id, key_id, serial, not_before, not_after,
+	res, err := s.exec(ctx, `INSERT INTO cert_versions (cert_name, order_id, key_id, serial, not_before, not_after,
 	fingerprint, cert_pem, chain_pem, created_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)`,
 		v.CertName, order, v.KeyID, v.Serial, ms(v.NotBefore), ms(v.NotAfter), v.Fingerprint, v.CertPEM, v.ChainPEM, ms(s.now()))
 	if err != nil {
@@ -507,7 +490,7 @@ func (s *SQLite) JournalArtefact(ctx context.Context, a Artefact) (int64, error)
 		a.State = ArtefactIntent
 	}
 	now := ms(s.now())
-	res, err := s.w.ExecContext(ctx, `INSERT INTO dcv_artefacts (owner, kind, provider, zone, name, value, state, attempts,
+	res, err := s.exec(ctx, `INSERT INTO dcv_artefacts (owner, kind, provider, zone, name, value, state, attempts,
 	last_error, created_at, updated_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)`,
 		a.Owner, a.Kind, a.Provider, a.Zone, a.Name, a.Value, a.State, a.Attempts, a.LastError, now, now)
 	if err != nil {
@@ -518,7 +501,7 @@ func (s *SQLite) JournalArtefact(ctx context.Context, a Artefact) (int64, error)
 
 // SaveArtefact implements Artefacts.
 func (s *SQLite) SaveArtefact(ctx context.Context, a Artefact) error {
-	res, err := s.w.ExecContext(ctx, `UPDATE dcv_artefacts SET zone = ?, state = ?, attempts = ?, last_error = ?, updated_at = ? WHERE id = ?`,
+	res, err := s.exec(ctx, `UPDATE dcv_artefacts SET zone = ?, state = ?, attempts = ?, last_error = ?, updated_at = ? WHERE id = ?`,
 		a.Zone, a.State, a.Attempts, a.LastError, ms(s.now()), a.ID)
 	if err != nil {
 		return fmt.Errorf("store: saving artefact %d: %w", a.ID, s.disk(err))
@@ -549,8 +532,8 @@ func (s *SQLite) AddDeployment(ctx context.Context, d Deployment) (int64, error)
 	if d.StartedAt.IsZero() {
 		d.StartedAt = s.now()
 	}
-	res, err := s.w.ExecContext(ctx, `INSERT INTO deployments (cert_name, version_id, dir, state, error, started_at, finished_at)
-	VALUES (?, ?, ?, ?, ?, ?, ?)`, d.CertName, d.VersionID, d.Dir, d.State, d.Error, ms(d.StartedAt), ms(d.FinishedAt))
+	res, err := s.exec(ctx, `INSERT INTO deployments (host, cert_name, version_id, dir, state, error, started_at, finished_at)
+	VALUES (?, ?, ?, ?, ?, ?, ?, ?)`, d.Host, d.CertName, d.VersionID, d.Dir, d.State, d.Error, ms(d.StartedAt), ms(d.FinishedAt))
 	if err != nil {
 		return 0, fmt.Errorf("store: adding deployment of %s: %w", d.CertName, s.disk(err))
 	}
@@ -559,7 +542,7 @@ func (s *SQLite) AddDeployment(ctx context.Context, d Deployment) (int64, error)
 
 // SaveDeployment implements Deployments.
 func (s *SQLite) SaveDeployment(ctx context.Context, d Deployment) error {
-	res, err := s.w.ExecContext(ctx, `UPDATE deployments SET state = ?, error = ?, finished_at = ? WHERE id = ?`,
+	res, err := s.exec(ctx, `UPDATE deployments SET state = ?, error = ?, finished_at = ? WHERE id = ?`,
 		d.State, d.Error, ms(d.FinishedAt), d.ID)
 	if err != nil {
 		return fmt.Errorf("store: saving deployment %d: %w", d.ID, s.disk(err))
@@ -575,10 +558,10 @@ func (s *SQLite) ListDeployments(ctx context.Context, certName string) ([]Deploy
 	return queryAll(ctx, s.db, "deployments", func(r scanner) (Deployment, error) {
 		var d Deployment
 		var started, finished sql.NullInt64
-		err := r.Scan(&d.ID, &d.CertName, &d.VersionID, &d.Dir, &d.State, &d.Error, &started, &finished)
+		err := r.Scan(&d.ID, &d.Host, &d.CertName, &d.VersionID, &d.Dir, &d.State, &d.Error, &started, &finished)
 		d.StartedAt, d.FinishedAt = fromMs(started), fromMs(finished)
 		return d, err
-	}, `SELECT id, cert_name, version_id, dir, state, error, started_at, finished_at
+	}, `SELECT id, host, cert_name, version_id, dir, state, error, started_at, finished_at
 	FROM deployments WHERE cert_name = ? ORDER BY id DESC`, certName)
 }
 
@@ -596,7 +579,7 @@ func (s *SQLite) AppendEvent(ctx context.Context, e Event) (int64, error) {
 			return 0, fmt.Errorf("store: %w", s.disk(err))
 		}
 	}
-	res, err := s.w.ExecContext(ctx, `INSERT INTO events (at, level, kind, cert_name, claim, account, message, fields)
+	res, err := s.exec(ctx, `INSERT INTO events (at, level, kind, cert_name, claim, account, message, fields)
 	VALUES (?, ?, ?, ?, ?, ?, ?, ?)`, ms(e.At), e.Level, e.Kind, e.CertName, e.Claim, e.Account, e.Message, string(fields))
 	if err != nil {
 		return 0, fmt.Errorf("store: appending event: %w", s.disk(err))
@@ -658,6 +641,11 @@ func (s *SQLite) GetCAAccount(ctx context.Context, account, endpoint string) (CA
 		return a, notFound(err, fmt.Sprintf("CA account %s at %s", account, endpoint))
 	}
 	a.CreatedAt, a.UpdatedAt = fromMs(created), fromMs(updated)
+	if s.seal != nil {
+		if a.KeyPEM, err = s.seal.Open(a.KeyPEM, accountAAD(account, endpoint)); err != nil {
+			return a, fmt.Errorf("store: CA account %s: %w", account, err)
+		}
+	}
 	return a, nil
 }
 
@@ -667,11 +655,18 @@ func (s *SQLite) SaveCAAccount(ctx context.Context, a CAAccount) error {
 		return errors.New("store: a CA account needs a name, an endpoint and a key")
 	}
 	now := ms(time.Now())
-	_, err := s.w.ExecContext(ctx, `INSERT INTO ca_accounts (account, endpoint, key_pem, ref, binding_id, created_at, updated_at)
+	keyPEM := a.KeyPEM
+	if s.seal != nil {
+		var err error
+		if keyPEM, err = s.seal.Seal(a.KeyPEM, accountAAD(a.Account, a.Endpoint)); err != nil {
+			return err
+		}
+	}
+	_, err := s.exec(ctx, `INSERT INTO ca_accounts (account, endpoint, key_pem, ref, binding_id, created_at, updated_at)
 		VALUES (?, ?, ?, ?, ?, ?, ?)
 		ON CONFLICT (account, endpoint) DO UPDATE SET key_pem = excluded.key_pem, ref = excluded.ref,
 			binding_id = excluded.binding_id, updated_at = excluded.updated_at`,
-		a.Account, a.Endpoint, a.KeyPEM, a.Ref, a.BindingID, now, now)
+		a.Account, a.Endpoint, keyPEM, a.Ref, a.BindingID, now, now)
 	if err != nil {
 		return fmt.Errorf("store: saving CA account %s: %w", a.Account, s.disk(err))
 	}
@@ -682,7 +677,7 @@ func (s *SQLite) SaveCAAccount(ctx context.Context, a CAAccount) error {
 
 // SetAccountHold implements AccountHolds.
 func (s *SQLite) SetAccountHold(ctx context.Context, h AccountHold) error {
-	_, err := s.w.ExecContext(ctx, `INSERT INTO account_holds (account, until, reason, updated_at) VALUES (?, ?, ?, ?)
+	_, err := s.exec(ctx, `INSERT INTO account_holds (account, until, reason, updated_at) VALUES (?, ?, ?, ?)
 		ON CONFLICT (account) DO UPDATE SET until = excluded.until, reason = excluded.reason, updated_at = excluded.updated_at`,
 		h.Account, ms(h.Until), h.Reason, ms(s.now()))
 	if err != nil {
@@ -709,9 +704,9 @@ func (s *SQLite) RecordPass(ctx context.Context, p Pass) error {
 	if p.FinishedAt.IsZero() {
 		p.FinishedAt = s.now()
 	}
-	_, err := s.w.ExecContext(ctx, `INSERT INTO last_pass (id, finished_at, pid, worked) VALUES (1, ?, ?, ?)
-		ON CONFLICT (id) DO UPDATE SET finished_at = excluded.finished_at, pid = excluded.pid, worked = excluded.worked`,
-		ms(p.FinishedAt), p.PID, p.Worked)
+	_, err := s.exec(ctx, `INSERT INTO passes (host, finished_at, pid, worked) VALUES (?, ?, ?, ?)
+		ON CONFLICT (host) DO UPDATE SET finished_at = excluded.finished_at, pid = excluded.pid, worked = excluded.worked`,
+		p.Host, ms(p.FinishedAt), p.PID, p.Worked)
 	if err != nil {
 		return fmt.Errorf("store: recording the last pass: %w", s.disk(err))
 	}
@@ -720,12 +715,22 @@ func (s *SQLite) RecordPass(ctx context.Context, p Pass) error {
 
 // LastPass implements Passes.
 func (s *SQLite) LastPass(ctx context.Context) (Pass, error) {
-	var p Pass
-	var at sql.NullInt64
-	err := s.db.QueryRowContext(ctx, "SELECT finished_at, pid, worked FROM last_pass WHERE id = 1").Scan(&at, &p.PID, &p.Worked)
+	p, err := scanPass(s.db.QueryRowContext(ctx, "SELECT host, finished_at, pid, worked FROM passes ORDER BY finished_at DESC LIMIT 1"))
 	if err != nil {
 		return p, notFound(err, "last pass")
 	}
-	p.FinishedAt = fromMs(at)
 	return p, nil
+}
+
+// ListPasses implements Passes.
+func (s *SQLite) ListPasses(ctx context.Context) ([]Pass, error) {
+	return queryAll(ctx, s.db, "passes", scanPass, "SELECT host, finished_at, pid, worked FROM passes ORDER BY host")
+}
+
+func scanPass(r scanner) (Pass, error) {
+	var p Pass
+	var at sql.NullInt64
+	err := r.Scan(&p.Host, &at, &p.PID, &p.Worked)
+	p.FinishedAt = fromMs(at)
+	return p, err
 }

@@ -17,6 +17,12 @@ var (
 	ErrLocked = errors.New("store: in use by another certd")
 	// ErrSchemaNewer: the store was written by a newer certd.
 	ErrSchemaNewer = errors.New("store: schema is newer than this certd")
+	// ErrLeaseHeld: another holder has a live lease on the resource.
+	ErrLeaseHeld = errors.New("store: lease held by another host")
+	// ErrLeaseLost: the lease a write or renewal carries is no longer
+	// the resource's current lease (it expired and was granted again, or
+	// was released); the write did not happen.
+	ErrLeaseLost = errors.New("store: lease lost")
 )
 
 // Store is everything certd persists. Backends (SQLite now, PostgreSQL for
@@ -34,6 +40,8 @@ type Store interface {
 	CAAccounts
 	AccountHolds
 	Passes
+	Leases
+	Hosts
 	Close() error
 }
 
@@ -43,16 +51,19 @@ type Store interface {
 type Passes interface {
 	// RecordPass replaces the stored last pass with p.
 	RecordPass(ctx context.Context, p Pass) error
-	// LastPass returns the last recorded pass, or ErrNotFound when none
-	// was ever completed.
+	// LastPass returns the last recorded pass of any host, or ErrNotFound
+	// when none was ever completed.
 	LastPass(ctx context.Context) (Pass, error)
+	// ListPasses returns each host's last pass, by host name.
+	ListPasses(ctx context.Context) ([]Pass, error)
 }
 
 // Pass is one completed pass of the scheduler.
 type Pass struct {
 	FinishedAt time.Time
-	PID        int // the process that ran it
-	Worked     int // certificates worked in it
+	PID        int    // the process that ran it
+	Worked     int    // certificates worked in it
+	Host       string // the host that ran it ("" on a single host)
 }
 
 // AccountHolds keeps, per CA account, the time before which certd sends
@@ -103,6 +114,14 @@ type Certificates interface {
 	GetCertificate(ctx context.Context, name string) (Certificate, error)
 	// SaveCertificate inserts or replaces the row with c.Name.
 	SaveCertificate(ctx context.Context, c Certificate) error
+	// UpdateCertificate reads the row named name, lets fn change it and
+	// writes it back, all in one transaction: no other write to the row
+	// lands between the read and the write, and nothing is written when
+	// the read fails (ErrNotFound) or fn returns an error (returned as
+	// is). fn may be called more than once on a retried transaction and
+	// must not have side effects. Only the lifecycle fields are written
+	// (not Name, CreatedAt, Current).
+	UpdateCertificate(ctx context.Context, name string, fn func(*Certificate) error) error
 	ListCertificates(ctx context.Context) ([]Certificate, error)
 	// DueCertificates returns up to limit certificates whose
 	// NextActionAt is at or before now, earliest first, by index.
@@ -148,6 +167,8 @@ const (
 type Claims interface {
 	GetClaim(ctx context.Context, account, domain string) (Claim, error)
 	SaveClaim(ctx context.Context, c Claim) error
+	// UpdateClaim is UpdateCertificate's contract for a claim.
+	UpdateClaim(ctx context.Context, account, domain string, fn func(*Claim) error) error
 	ListClaims(ctx context.Context) ([]Claim, error)
 	DueClaims(ctx context.Context, now time.Time, limit int) ([]Claim, error)
 }
@@ -299,9 +320,10 @@ type Deployments interface {
 	ListDeployments(ctx context.Context, certName string) ([]Deployment, error)
 }
 
-// Deployment is one deploy of a version.
+// Deployment is one deploy of a version on one host.
 type Deployment struct {
 	ID         int64
+	Host       string // the host that deployed ("" on a single host)
 	CertName   string
 	VersionID  int64
 	Dir        string

@@ -32,6 +32,12 @@ func Run(t *testing.T, open func(t *testing.T) store.Store) {
 		{"OrderSentAt", orderSentAt},
 		{"AccountHolds", accountHolds},
 		{"LastPass", lastPass},
+		{"LeaseExclusive", leaseExclusive},
+		{"LeaseTakeover", leaseTakeover},
+		{"StaleLeaseWritesNothing", staleWrites},
+		{"ClaimDue", claimDue},
+		{"UpdateInOneTransaction", updateInOneTransaction},
+		{"PerHost", perHost},
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) { tc.fn(t, open(t)) })
