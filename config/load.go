@@ -8,6 +8,7 @@ import (
 	"reflect"
 	"sort"
 	"strings"
+	"time"
 
 	"gopkg.in/yaml.v3"
 )
@@ -140,6 +141,7 @@ func (l *loader) main(file string, data []byte) {
 	l.cfg.PendingGrace = m.PendingGrace
 	l.cfg.Workers = m.Workers
 	l.cfg.Store = m.Store
+	l.cfg.Fleet = m.Fleet
 	l.cfg.Log = m.Log
 	l.cfg.Metrics = m.Metrics
 	l.cfg.DCV = m.DCV
@@ -153,7 +155,7 @@ func (l *loader) main(file string, data []byte) {
 func (l *loader) fragment(file string, data []byte) {
 	// Daemon-wide keys are named as such rather than as unknown.
 	mainOnly := map[string]bool{}
-	for _, k := range []string{"schedule", "store", "log", "metrics", "defaults", "allow_empty", "pending_grace"} {
+	for _, k := range []string{"schedule", "store", "fleet", "log", "metrics", "defaults", "allow_empty", "pending_grace"} {
 		mainOnly[k] = true
 	}
 	var f fragment
@@ -233,6 +235,7 @@ func (l *loader) finish() (*Config, error) {
 	l.checkDCVSettings()
 	l.checkCertificates()
 	l.checkNotEmpty()
+	l.checkFleetLease()
 	if err := l.errs.err(); err != nil {
 		return nil, dedupe(err.(Errors))
 	}
@@ -377,4 +380,27 @@ func sortedKeys[V any](m map[string]V) []string {
 		return []string{"none defined"}
 	}
 	return keys
+}
+
+// checkFleetLease: a CA request must fit in a lease, or a host could
+// still be waiting for a CA's answer when another host takes its work.
+func (l *loader) checkFleetLease() {
+	if !l.cfg.Store.Postgres.IsSet() || l.mainFile == "" {
+		return
+	}
+	names := sortedKeys(l.cfg.Accounts)
+	for _, name := range names {
+		a := l.cfg.Accounts[name]
+		if a == nil {
+			continue
+		}
+		rt := a.Limits.RequestTimeout.D()
+		if rt == 0 {
+			rt = time.Minute
+		}
+		if l.cfg.Fleet.Lease.D() < rt+10*time.Second {
+			l.errAt(l.mainFile, "fleet.lease", "%s is too short for account %s: a lease must exceed its request_timeout (%s) by at least 10s, so no CA request outlives the lease it was sent under",
+				l.cfg.Fleet.Lease.D(), name, rt)
+		}
+	}
 }

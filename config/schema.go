@@ -67,6 +67,7 @@ type Config struct {
 	// accounts (each account's max_concurrent bounds it further).
 	Workers int
 	Store   Store
+	Fleet   Fleet
 	Log     Log
 	Metrics Metrics
 
@@ -177,8 +178,30 @@ type Store struct {
 	// /var/lib/certd/certd.db). Relative paths are relative to the
 	// configuration file.
 	SQLite string `yaml:"sqlite"`
-	// Postgres is a PostgreSQL DSN for fleets (not in this release).
-	Postgres string `yaml:"postgres"`
+	// Postgres is a secret reference to the PostgreSQL DSN of a fleet
+	// (file:, env: or credential:; the DSN holds a password). Setting it
+	// turns fleet mode on (see Fleet).
+	Postgres Secret `yaml:"postgres"`
+}
+
+// Fleet sets how this host works beside others on one PostgreSQL store.
+type Fleet struct {
+	// Host names this host in leases, deployments and status (default
+	// the hostname). Each host of a fleet needs its own.
+	Host string `yaml:"host"`
+	// EncryptionKey is a secret reference to the 32-byte key (base64 or
+	// hex; `certd fleet keygen` prints one) that encrypts private keys in
+	// the shared database. Required with store.postgres; every host
+	// needs the same key, and the database never sees it.
+	EncryptionKey Secret `yaml:"encryption_key"`
+	// Lease is how long a host holds a certificate, claim or order it
+	// works before another may take it over (default 2m); it is renewed
+	// every third of it while the work runs, and must exceed every
+	// account's request_timeout.
+	Lease Duration `yaml:"lease"`
+	// SyncInterval is how often a host looks for versions another host
+	// issued and deploys them on itself (default 30s).
+	SyncInterval Duration `yaml:"sync_interval"`
 }
 
 // Log sets logging.
@@ -311,6 +334,7 @@ type mainFile struct {
 	PendingGrace Duration          `yaml:"pending_grace"`
 	Workers      int               `yaml:"workers"`
 	Store        Store             `yaml:"store"`
+	Fleet        Fleet             `yaml:"fleet"`
 	Log          Log               `yaml:"log"`
 	Metrics      Metrics           `yaml:"metrics"`
 	DCV          DCVSettings       `yaml:"dcv"`

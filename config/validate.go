@@ -4,6 +4,7 @@ import (
 	"fmt"
 	"net"
 	"net/mail"
+	"os"
 	"os/user"
 	"path/filepath"
 	"reflect"
@@ -33,10 +34,12 @@ func (l *loader) checkSettings(file string) {
 	}
 
 	switch {
-	case c.Store.Postgres != "" && c.Store.SQLite != "":
+	case c.Store.Postgres.IsSet() && c.Store.SQLite != "":
 		l.errAt(file, "store", "set either sqlite or postgres, not both")
-	case c.Store.Postgres != "":
-		l.errAt(file, "store.postgres", "the PostgreSQL backend is not in this release; use sqlite")
+	case c.Store.Postgres.IsSet():
+		l.fleet(file, c)
+	case c.Fleet != (Fleet{}):
+		l.errAt(file, "fleet", "fleet settings need store.postgres (fleet mode shares one PostgreSQL between hosts)")
 	case c.Store.SQLite == "":
 		c.Store.SQLite = DefaultSQLitePath
 	case !filepath.IsAbs(c.Store.SQLite):
@@ -557,4 +560,39 @@ func lookupGroup(name string) (*user.Group, error) {
 		return nil, fmt.Errorf("unknown group %q", name)
 	}
 	return g, nil
+}
+
+// Fleet defaults.
+const (
+	DefaultFleetLease        = 2 * time.Minute
+	DefaultFleetSyncInterval = 30 * time.Second
+)
+
+// fleet checks the fleet block of a configuration with store.postgres.
+func (l *loader) fleet(file string, c *Config) {
+	f := &c.Fleet
+	if f.Host == "" {
+		h, err := os.Hostname()
+		if err != nil || h == "" {
+			l.errAt(file, "fleet.host", "is required: the hostname cannot be read (%v)", err)
+		}
+		f.Host = h
+	} else if strings.ContainsAny(f.Host, " \t\n/") || len(f.Host) > 253 {
+		l.errAt(file, "fleet.host", "%q is not a usable host name", f.Host)
+	}
+	if !f.EncryptionKey.IsSet() {
+		l.errAt(file, "fleet.encryption_key", "is required with store.postgres: private keys are encrypted in the shared database with it (file:, env: or credential:; certd fleet keygen prints a key)")
+	}
+	switch {
+	case f.Lease == 0:
+		f.Lease = Duration(DefaultFleetLease)
+	case f.Lease.D() < 10*time.Second || f.Lease.D() > time.Hour:
+		l.errAt(file, "fleet.lease", "must be between 10s and 1h")
+	}
+	switch {
+	case f.SyncInterval == 0:
+		f.SyncInterval = Duration(DefaultFleetSyncInterval)
+	case f.SyncInterval.D() < time.Second || f.SyncInterval.D() > 24*time.Hour:
+		l.errAt(file, "fleet.sync_interval", "must be between 1s and 24h")
+	}
 }

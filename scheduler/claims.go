@@ -43,6 +43,9 @@ type Claims struct {
 	PollTimeout time.Duration
 	// Sleep waits between polls (tests replace it).
 	Sleep func(ctx context.Context, d time.Duration) error
+	// Fleet, when set, makes a claim proved by one host of the fleet at a
+	// time: the others wait for its lease and read the result.
+	Fleet *Fleet
 
 	locks sync.Map // account/domain -> *sync.Mutex
 }
@@ -84,6 +87,11 @@ func (m *Claims) Ensure(ctx context.Context, engine *dcv.Engine, account string,
 	if margin == 0 {
 		margin = 30 * 24 * time.Hour
 	}
+	end, err := m.Fleet.claimLease(ctx, log, account, domain, m.pollTimeout()+time.Minute)
+	if err != nil {
+		return err
+	}
+	defer end()
 	now := m.now()
 	st, err := m.Store.GetClaim(ctx, account, domain)
 	if err != nil && !errors.Is(err, store.ErrNotFound) {
@@ -129,6 +137,13 @@ func (m *Claims) Recheck(ctx context.Context, engine *dcv.Engine, account string
 		margin = 30 * 24 * time.Hour
 	}
 	unlock := m.lock(account + "/" + domain)
+	end, err := m.Fleet.claimLease(ctx, log, account, domain, m.pollTimeout()+time.Minute)
+	if err != nil {
+		unlock()
+		return err
+	}
+	unlockMu := unlock
+	unlock = func() { end(); unlockMu() }
 	st, err := m.Store.GetClaim(ctx, account, domain)
 	if err != nil && !errors.Is(err, store.ErrNotFound) {
 		unlock()

@@ -60,6 +60,10 @@ type Plan struct {
 	// whether the CA must offer it.
 	Profile         string
 	ProfileRequired bool
+	// RequestTimeout is the account's bound on one CA request (default
+	// 1m): in fleet mode nothing is sent to the CA under a lease with
+	// less time left.
+	RequestTimeout time.Duration
 }
 
 // claimDomain is the domain claimed for name.
@@ -141,6 +145,9 @@ type Issuing struct {
 	// ARIMinRecheck is the shortest wait before asking a CA's renewal
 	// information again, whatever its Retry-After (default 1 minute).
 	ARIMinRecheck time.Duration
+	// Host names this host in the deployments it records ("" on a single
+	// host).
+	Host string
 }
 
 func (x *Issuing) now() time.Time {
@@ -214,13 +221,11 @@ func (x *Issuing) Work(ctx context.Context, c store.Certificate) (err error) {
 	// 3. The account asked for a pause (Retry-After): the certificate
 	//    waits with it, without counting a failure.
 	if until, reason, held := x.held(ctx, plan.Spec.Account); held {
-		cur, err := x.Store.GetCertificate(ctx, c.Name)
-		if err != nil {
-			return err
-		}
-		cur.NextActionAt, cur.RetryAfter = until, until
 		log.Info("the CA account is paused; the certificate waits with it", zap.Time("until", until), zap.String("reason", reason))
-		return x.Store.SaveCertificate(ctx, cur)
+		return x.Store.UpdateCertificate(ctx, c.Name, func(cur *store.Certificate) error {
+			cur.NextActionAt, cur.RetryAfter = until, until
+			return nil
+		})
 	}
 
 	// 4. Account-level claims first (Atlas).
@@ -341,19 +346,22 @@ func (x *Issuing) later(ctx context.Context, log *zap.Logger, c store.Certificat
 	if err := x.Store.SaveOrder(ctx, *o); err != nil {
 		return err
 	}
-	cur, err := x.Store.GetCertificate(ctx, c.Name)
-	if err != nil {
+	if err := x.Store.UpdateCertificate(ctx, c.Name, func(cur *store.Certificate) error {
+		cur.State, cur.NextAction, cur.NextActionAt = store.StateIssuing, ActionPoll, o.NextPollAt
+		if o.State == store.OrderAmbiguous {
+			cur.LastError = o.LastError
+		}
+		return nil
+	}); err != nil {
 		return err
 	}
-	cur.State, cur.NextAction, cur.NextActionAt = store.StateIssuing, ActionPoll, o.NextPollAt
 	if o.State == store.OrderAmbiguous {
-		cur.LastError = o.LastError
 		log.Warn("order outcome still unknown; it is looked up again before anything is sent",
 			zap.String(logkey.Order, o.IdempotencyKey), zap.Duration(logkey.RetryIn, poll), zap.String("reason", o.LastError))
 	} else {
 		log.Info("order pending at the CA", zap.String(logkey.Order, o.CARef), zap.Duration("poll_in", poll))
 	}
-	return x.Store.SaveCertificate(ctx, cur)
+	return nil
 }
 
 // ActionPoll: an order is in flight; look at it again.
@@ -398,16 +406,23 @@ func (x *Issuing) send(ctx context.Context, log *zap.Logger, c store.Certificate
 	failpoint.Hit(failpoint.OrderBeforeSubmit)
 	req.SentAt = o.SentAt
 	var placed ca.Order
-	var err error
+	// In a fleet, the request goes out only under a lease that outlasts
+	// it, and is cut off before the lease ends. Not sent: the stored
+	// SentAt makes the order looked up before anything is sent again.
+	sctx, cancel, err := forSubmit(ctx, plan.RequestTimeout)
+	if err != nil {
+		return 0, 0, err
+	}
+	defer cancel()
 	switch prev, how := x.baseOrder(ctx, c, plan, o); how {
 	case "reissue":
 		log.Info("the key changes, the names do not: reissuing under the current order (no new purchase)", zap.String(logkey.Order, prev.Ref))
-		placed, err = plan.Issuer.(ca.Reissuer).Reissue(ctx, prev, req)
+		placed, err = plan.Issuer.(ca.Reissuer).Reissue(sctx, prev, req)
 	case "renew":
 		log.Info("renewing the current order at the CA", zap.String(logkey.Order, prev.Ref))
-		placed, err = plan.Issuer.(ca.Renewer).Renew(ctx, prev, req)
+		placed, err = plan.Issuer.(ca.Renewer).Renew(sctx, prev, req)
 	default:
-		placed, err = plan.Issuer.Submit(ctx, req)
+		placed, err = plan.Issuer.Submit(sctx, req)
 	}
 	if err == nil {
 		failpoint.Hit(failpoint.OrderAfterSubmit)
@@ -755,8 +770,17 @@ func (x *Issuing) Sweep(ctx context.Context) error {
 		if !due || check.Name == "renewal-due" {
 			continue // renewal is already scheduled by its time
 		}
-		c.NextAction, c.NextActionAt = check.Action, now
-		if err := x.Store.SaveCertificate(ctx, c); err != nil {
+		err = x.Store.UpdateCertificate(ctx, c.Name, func(cur *store.Certificate) error {
+			if cur.State != store.StateValid || cur.CurrentVersion != c.CurrentVersion || (!cur.NextActionAt.IsZero() && !cur.NextActionAt.After(now)) {
+				return errUnchanged // moved on since it was listed
+			}
+			cur.NextAction, cur.NextActionAt = check.Action, now
+			return nil
+		})
+		if errors.Is(err, errUnchanged) {
+			continue
+		}
+		if err != nil {
 			return err
 		}
 		x.log().Warn("certificate due", zap.String(logkey.Cert, c.Name), zap.String("check", check.Name), zap.String(logkey.Action, check.Action))
@@ -837,9 +861,11 @@ func (x *Issuing) order(ctx context.Context, log *zap.Logger, c store.Certificat
 	if o, err = x.Store.GetOrder(ctx, o.ID); err != nil {
 		return o, ca.Request{}, false, err
 	}
-	c, _ = x.Store.GetCertificate(ctx, c.Name)
-	c.State = store.StateIssuing
-	if err := x.Store.SaveCertificate(ctx, c); err != nil {
+	if err := x.Store.UpdateCertificate(ctx, c.Name, func(cur *store.Certificate) error {
+		cur.State = store.StateIssuing
+		c = *cur
+		return nil
+	}); err != nil {
 		return o, ca.Request{}, false, err
 	}
 	log.Info("order journaled", zap.String(logkey.Order, o.IdempotencyKey), zap.Int("generation", gen))
@@ -934,23 +960,67 @@ func leafNames(leaf *x509.Certificate) []string {
 
 // deploy puts version v in place and schedules the renewal.
 func (x *Issuing) deploy(ctx context.Context, log *zap.Logger, c store.Certificate, plan Plan, v store.Version) error {
-	leaf, chain, err := parseChain(v.CertPEM, v.ChainPEM)
+	res, err := x.deployFiles(ctx, log, c, plan, v)
 	if err != nil {
 		return err
+	}
+	jitter := 0.0
+	if x.Rand != nil {
+		jitter = x.Rand.Float64()
+	}
+	renewAt := RenewalTime(v.NotBefore, v.NotAfter, plan.Policy, jitter)
+	var cur store.Certificate
+	if err := x.Store.UpdateCertificate(ctx, c.Name, func(x *store.Certificate) error {
+		x.CurrentVersion, x.State, x.Failures, x.LastError = v.ID, store.StateValid, 0, ""
+		x.NextAction, x.NextActionAt, x.RetryAfter = ActionRenew, renewAt, time.Time{}
+		cur = *x
+		return nil
+	}); err != nil {
+		return err
+	}
+	log.Info("certificate deployed", zap.String(logkey.Serial, v.Serial), zap.String("path", res.Path), zap.Time("renew_at", renewAt))
+	x.event(ctx, "info", "deployed", c, fmt.Sprintf("serial %s deployed to %s%s; renewal at %s", v.Serial, res.Path, x.onHost(), renewAt.UTC().Format(time.RFC3339)))
+	// The CA's renewal advice, when it gives any, refines renewAt. A
+	// window already open for a certificate just deployed is taken up
+	// after the shortest recheck, never in a tight loop.
+	if now, err := x.adviseRenewal(ctx, log, cur, plan, v); err != nil {
+		log.Warn("reading renewal advice failed; the local renewal time stands", zap.Error(err))
+	} else if now {
+		return x.Store.UpdateCertificate(ctx, c.Name, func(cur *store.Certificate) error {
+			cur.NextAction, cur.NextActionAt = ActionRenew, x.now().Add(x.minRecheck())
+			return nil
+		})
+	}
+	return nil
+}
+
+func (x *Issuing) onHost() string {
+	if x.Host == "" {
+		return ""
+	}
+	return " on " + x.Host
+}
+
+// deployFiles puts version v in place on this host (files, hooks, the
+// deployment record), touching nothing of the certificate's shared state.
+func (x *Issuing) deployFiles(ctx context.Context, log *zap.Logger, c store.Certificate, plan Plan, v store.Version) (deploy.Result, error) {
+	leaf, chain, err := parseChain(v.CertPEM, v.ChainPEM)
+	if err != nil {
+		return deploy.Result{}, err
 	}
 	k, err := x.Store.GetKey(ctx, v.KeyID)
 	if err != nil {
-		return err
+		return deploy.Result{}, err
 	}
-	dep := store.Deployment{CertName: c.Name, VersionID: v.ID, Dir: plan.Deploy.LivePath(), State: "started"}
+	dep := store.Deployment{Host: x.Host, CertName: c.Name, VersionID: v.ID, Dir: plan.Deploy.LivePath(), State: "started"}
 	if dep.ID, err = x.Store.AddDeployment(ctx, dep); err != nil {
-		return err
+		return deploy.Result{}, err
 	}
 	res, err := x.Deployer.Deploy(ctx, plan.Deploy, deploy.Bundle{Domains: plan.Spec.Domains, Serial: v.Serial, Leaf: leaf, Chain: chain, KeyPEM: k.PEM})
 	for _, h := range res.Hooks {
-		level, msg := "info", fmt.Sprintf("hook %s ran in %s", strings.Join(h.Argv, " "), h.Duration.Round(time.Millisecond))
+		level, msg := "info", fmt.Sprintf("hook %s ran in %s%s", strings.Join(h.Argv, " "), h.Duration.Round(time.Millisecond), x.onHost())
 		if h.Err != nil {
-			level, msg = "error", fmt.Sprintf("hook %s failed: %v", strings.Join(h.Argv, " "), h.Err)
+			level, msg = "error", fmt.Sprintf("hook %s failed%s: %v", strings.Join(h.Argv, " "), x.onHost(), h.Err)
 			log.Warn("hook failed", zap.Strings("argv", h.Argv), zap.Error(h.Err), zap.String("output", h.Output))
 		} else {
 			log.Info("hook ran", zap.Strings("argv", h.Argv), zap.Duration("took", h.Duration), zap.String("output", strings.TrimSpace(h.Output)))
@@ -967,38 +1037,13 @@ func (x *Issuing) deploy(ctx context.Context, log *zap.Logger, c store.Certifica
 	if err != nil {
 		dep.State, dep.Error = "failed", err.Error()
 		_ = x.Store.SaveDeployment(context.WithoutCancel(ctx), dep)
-		return err
+		return res, err
 	}
 	dep.State = "live"
 	if err := x.Store.SaveDeployment(ctx, dep); err != nil {
-		return err
+		return res, err
 	}
-	cur, err := x.Store.GetCertificate(ctx, c.Name)
-	if err != nil {
-		return err
-	}
-	jitter := 0.0
-	if x.Rand != nil {
-		jitter = x.Rand.Float64()
-	}
-	renewAt := RenewalTime(v.NotBefore, v.NotAfter, plan.Policy, jitter)
-	cur.CurrentVersion, cur.State, cur.Failures, cur.LastError = v.ID, store.StateValid, 0, ""
-	cur.NextAction, cur.NextActionAt, cur.RetryAfter = ActionRenew, renewAt, time.Time{}
-	if err := x.Store.SaveCertificate(ctx, cur); err != nil {
-		return err
-	}
-	log.Info("certificate deployed", zap.String(logkey.Serial, v.Serial), zap.String("path", res.Path), zap.Time("renew_at", renewAt))
-	x.event(ctx, "info", "deployed", c, fmt.Sprintf("serial %s deployed to %s; renewal at %s", v.Serial, res.Path, renewAt.UTC().Format(time.RFC3339)))
-	// The CA's renewal advice, when it gives any, refines renewAt. A
-	// window already open for a certificate just deployed is taken up
-	// after the shortest recheck, never in a tight loop.
-	if now, err := x.adviseRenewal(ctx, log, cur, plan, v); err != nil {
-		log.Warn("reading renewal advice failed; the local renewal time stands", zap.Error(err))
-	} else if now {
-		cur.NextAction, cur.NextActionAt = ActionRenew, x.now().Add(x.minRecheck())
-		return x.Store.SaveCertificate(ctx, cur)
-	}
-	return nil
+	return res, nil
 }
 
 func outputNote(out string) string {

@@ -73,18 +73,18 @@ func ResolveOrder(ctx context.Context, st OperatorStore, certName string, how Re
 	if err := st.SaveOrder(ctx, *o); err != nil {
 		return *o, err
 	}
-	c, err := st.GetCertificate(ctx, certName)
-	if err != nil {
-		return *o, err
-	}
-	if c.State == store.StateNeedsOperator || c.State == store.StateFailing {
-		c.State, c.Failures = store.StateIssuing, 0
-	}
-	c.NextActionAt, c.RetryAfter = time.Now(), time.Time{}
-	if c.NextAction == "" {
-		c.NextAction = ActionIssue
-	}
-	if err := st.SaveCertificate(ctx, c); err != nil {
+	var c store.Certificate
+	if err := st.UpdateCertificate(ctx, certName, func(x *store.Certificate) error {
+		if x.State == store.StateNeedsOperator || x.State == store.StateFailing {
+			x.State, x.Failures = store.StateIssuing, 0
+		}
+		x.NextActionAt, x.RetryAfter = time.Now(), time.Time{}
+		if x.NextAction == "" {
+			x.NextAction = ActionIssue
+		}
+		c = *x
+		return nil
+	}); err != nil {
 		return *o, err
 	}
 	_, _ = st.AppendEvent(ctx, store.Event{Level: "warn", Kind: "order_resolved", CertName: certName, Account: c.Account, Message: msg})

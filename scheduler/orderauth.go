@@ -247,12 +247,10 @@ func (x *Issuing) adviseRenewal(ctx context.Context, log *zap.Logger, cur store.
 		}
 		log.Info("ARI window", zap.Time("start", w.Start), zap.Time("end", w.End), zap.String(logkey.Action, action), zap.Time("at", at))
 	}
-	c, err := x.Store.GetCertificate(ctx, cur.Name)
-	if err != nil {
-		return false, err
-	}
-	c.NextAction, c.NextActionAt = action, at
-	return false, x.Store.SaveCertificate(ctx, c)
+	return false, x.Store.UpdateCertificate(ctx, cur.Name, func(c *store.Certificate) error {
+		c.NextAction, c.NextActionAt = action, at
+		return nil
+	})
 }
 
 func (x *Issuing) minRecheck() time.Duration {

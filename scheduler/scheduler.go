@@ -47,6 +47,8 @@ type Store interface {
 	DueClaims(ctx context.Context, now time.Time, limit int) ([]store.Claim, error)
 }
 
+
+
 // Work does the due action of one certificate. It returns nil when the
 // action is done and the certificate saved with its next action, or an
 // error, in which case the scheduler records the failure and schedules a
@@ -101,6 +103,15 @@ type Options struct {
 	NeedsOperatorRecheck time.Duration
 	// Rand draws jitter (default seeded from the runtime).
 	Rand *rand.Rand
+	// Fleet, when set, works only what this host claims with a lease,
+	// each job fenced by it (see Fleet).
+	Fleet *Fleet
+	// HostWork, when set, runs at the end of every pass: this host's own
+	// work that needs no lease (deploying versions other hosts issued).
+	HostWork func(ctx context.Context) error
+	// Tick, when set, runs a pass at least this often besides Schedule
+	// (fleet mode: versions issued elsewhere are deployed soon).
+	Tick time.Duration
 }
 
 // Scheduler runs the periodic pass: it reads what is due from the store by
@@ -177,6 +188,29 @@ func (s *Scheduler) Apply(ctx context.Context, specs []CertSpec) error {
 	s.mu.Unlock()
 
 	now := s.opts.Now()
+	// Others hosts' listings keep a certificate this host dropped.
+	listedElsewhere := map[string]bool{}
+	if f := s.opts.Fleet; f != nil {
+		names := make([]string, len(specs))
+		for i, sp := range specs {
+			names[i] = sp.Name
+		}
+		if err := f.Store.SetHostCertificates(ctx, f.Host, names); err != nil {
+			return fmt.Errorf("scheduler: recording this host's certificates: %w", err)
+		}
+		hosts, err := f.Store.HostCertificates(ctx)
+		if err != nil {
+			return fmt.Errorf("scheduler: reading the fleet's certificates: %w", err)
+		}
+		for h, ns := range hosts {
+			if h == f.Host {
+				continue
+			}
+			for _, n := range ns {
+				listedElsewhere[n] = true
+			}
+		}
+	}
 	stored, err := s.opts.Store.ListCertificates(ctx)
 	if err != nil {
 		return fmt.Errorf("scheduler: reconciling configuration: %w", err)
@@ -186,42 +220,75 @@ func (s *Scheduler) Apply(ctx context.Context, specs []CertSpec) error {
 		byName[c.Name] = c
 	}
 	for _, spec := range specs {
-		c, ok := byName[spec.Name]
+		_, ok := byName[spec.Name]
 		delete(byName, spec.Name)
-		hash := spec.Hash()
-		switch {
-		case !ok:
-			c = store.Certificate{Name: spec.Name, State: store.StatePending, NextAction: ActionIssue, NextActionAt: now}
+		if !ok {
+			c := store.Certificate{Name: spec.Name, State: store.StatePending, NextAction: ActionIssue, NextActionAt: now,
+				Account: spec.Account, Domains: spec.Domains, KeyType: spec.KeyType, SpecHash: spec.Hash()}
+			if err := s.opts.Store.SaveCertificate(ctx, c); err != nil {
+				return fmt.Errorf("scheduler: reconciling %s: %w", spec.Name, err)
+			}
 			s.event(ctx, "info", "configured", spec.Name, spec.Account, "certificate added to the configuration; first issuance is due")
-		case c.State == store.StateRetired && c.SpecHash == hash && c.Current != nil && now.Before(c.Current.NotAfter):
-			// The same names and key type back again: the stored version
-			// is put back in place (a redeploy, no order) and its renewal
-			// scheduled as before.
-			c.State, c.NextAction, c.NextActionAt = store.StateValid, ActionRedeploy, now
-			s.event(ctx, "info", "configured", spec.Name, spec.Account, fmt.Sprintf("certificate back in the configuration; its stored version (serial %s, valid until %s) is deployed again, nothing is ordered",
-				c.Current.Serial, c.Current.NotAfter.UTC().Format(time.RFC3339)))
-		case c.State == store.StateRetired:
-			c.State, c.NextAction, c.NextActionAt = store.StatePending, ActionIssue, now
-			s.event(ctx, "info", "configured", spec.Name, spec.Account, "certificate back in the configuration; issuance is due")
-		case c.SpecHash != hash && c.CurrentVersion != 0:
-			c.NextAction, c.NextActionAt = ActionReissue, now
-			s.event(ctx, "info", "changed", spec.Name, spec.Account, "names or key type changed in the configuration; reissue is due")
-		case c.SpecHash == hash && c.Account == spec.Account && slices.Equal(c.Domains, spec.Domains) && c.KeyType == spec.KeyType:
-			continue // unchanged
+			continue
 		}
-		c.Account, c.Domains, c.KeyType, c.SpecHash = spec.Account, spec.Domains, spec.KeyType, hash
-		if err := s.opts.Store.SaveCertificate(ctx, c); err != nil {
+		// The decision is taken on the row as it is inside the update's
+		// transaction, not on the listing above (another host may have
+		// moved it on since).
+		var kind, msg string
+		err := s.opts.Store.UpdateCertificate(ctx, spec.Name, func(c *store.Certificate) error {
+			kind, msg = "", ""
+			hash := spec.Hash()
+			switch {
+			case c.State == store.StateRetired && c.SpecHash == hash && c.Current != nil && now.Before(c.Current.NotAfter):
+				// The same names and key type back again: the stored
+				// version is put back in place (a redeploy, no order) and
+				// its renewal scheduled as before.
+				c.State, c.NextAction, c.NextActionAt = store.StateValid, ActionRedeploy, now
+				kind, msg = "configured", fmt.Sprintf("certificate back in the configuration; its stored version (serial %s, valid until %s) is deployed again, nothing is ordered",
+					c.Current.Serial, c.Current.NotAfter.UTC().Format(time.RFC3339))
+			case c.State == store.StateRetired:
+				c.State, c.NextAction, c.NextActionAt = store.StatePending, ActionIssue, now
+				kind, msg = "configured", "certificate back in the configuration; issuance is due"
+			case c.SpecHash != hash && c.CurrentVersion != 0:
+				c.NextAction, c.NextActionAt = ActionReissue, now
+				kind, msg = "changed", "names or key type changed in the configuration; reissue is due"
+			case c.SpecHash == hash && c.Account == spec.Account && slices.Equal(c.Domains, spec.Domains) && c.KeyType == spec.KeyType:
+				return errUnchanged
+			}
+			c.Account, c.Domains, c.KeyType, c.SpecHash = spec.Account, spec.Domains, spec.KeyType, hash
+			return nil
+		})
+		switch {
+		case errors.Is(err, errUnchanged):
+		case err != nil:
 			return fmt.Errorf("scheduler: reconciling %s: %w", spec.Name, err)
+		case kind != "":
+			s.event(ctx, "info", kind, spec.Name, spec.Account, msg)
 		}
 	}
 	for name, c := range byName {
 		if c.State == store.StateRetired {
 			continue
 		}
-		c.State, c.NextAction, c.NextActionAt = store.StateRetired, "", time.Time{}
-		if err := s.opts.Store.SaveCertificate(ctx, c); err != nil {
+		if listedElsewhere[name] {
+			continue // another host of the fleet still lists it
+		}
+		var retired store.Certificate
+		err := s.opts.Store.UpdateCertificate(ctx, name, func(c *store.Certificate) error {
+			if c.State == store.StateRetired {
+				return errUnchanged
+			}
+			c.State, c.NextAction, c.NextActionAt = store.StateRetired, "", time.Time{}
+			retired = *c
+			return nil
+		})
+		if errors.Is(err, errUnchanged) {
+			continue
+		}
+		if err != nil {
 			return fmt.Errorf("scheduler: retiring %s: %w", name, err)
 		}
+		c = retired
 		msg := "certificate removed from the configuration and retired; its history is kept and it is no longer renewed"
 		if c.Current != nil {
 			msg = fmt.Sprintf("certificate removed from the configuration and retired: its deployed files (serial %s, valid until %s) stay in place and are no longer renewed; "+
@@ -235,6 +302,9 @@ func (s *Scheduler) Apply(ctx context.Context, specs []CertSpec) error {
 	}
 	return nil
 }
+
+// errUnchanged ends an update that has nothing to write.
+var errUnchanged = errors.New("unchanged")
 
 // Actions a certificate can be due for.
 const (
@@ -257,6 +327,20 @@ func (s *Scheduler) Start() {
 	s.mu.Unlock()
 	c.Start()
 	go s.loop()
+	if s.opts.Tick > 0 {
+		go func() {
+			t := time.NewTicker(s.opts.Tick)
+			defer t.Stop()
+			for {
+				select {
+				case <-s.done:
+					return
+				case <-t.C:
+					s.Kick()
+				}
+			}
+		}()
+	}
 	s.Kick()
 }
 
@@ -360,26 +444,33 @@ func (s *Scheduler) Pass(ctx context.Context) error {
 		}
 	}
 	const batch = 1000
-	due, err := s.opts.Store.DueCertificates(ctx, s.opts.Now(), batch)
+	due, err := s.due(ctx, batch)
 	if err != nil {
 		return fmt.Errorf("scheduler: reading due certificates: %w", err)
 	}
 	sem := make(chan struct{}, s.opts.Workers)
-	for _, c := range due {
+	for i, j := range due {
 		sem <- struct{}{}
 		select {
 		case <-s.done: // stopping: leave the rest due for the next start
 			<-sem
+			s.releaseAll(ctx, due[i:])
 			return nil
 		default:
 		}
 		s.jobs.Add(1)
-		go func(c store.Certificate) {
+		go func(j dueJob) {
 			defer func() { <-sem; s.jobs.Done() }()
-			release := s.accountSlot(c.Account)
+			release := s.accountSlot(j.cert.Account)
 			defer release()
-			_ = s.run(ctx, c) // recorded in the store; nothing more to do here
-		}(c)
+			jctx := ctx
+			if j.lease != nil {
+				var end func()
+				jctx, _, end = hold(ctx, s.opts.Fleet.Store, *j.lease, s.opts.Fleet.TTL, s.log.With(zap.String(logkey.Cert, j.cert.Name)))
+				defer end()
+			}
+			_ = s.run(jctx, j.cert) // recorded in the store; nothing more to do here
+		}(j)
 	}
 	claimsWorked := 0
 	if s.opts.ClaimWork != nil {
@@ -387,18 +478,31 @@ func (s *Scheduler) Pass(ctx context.Context) error {
 		if err != nil {
 			return fmt.Errorf("scheduler: reading due claims: %w", err)
 		}
-		claimsWorked = len(claims)
 		for _, c := range claims {
+			jctx, end := ctx, func() {}
+			if f := s.opts.Fleet; f != nil {
+				l, err := f.Store.AcquireLease(ctx, store.ClaimResource(c.Account, c.Domain), f.Holder, f.TTL)
+				if errors.Is(err, store.ErrLeaseHeld) {
+					continue // another host works it
+				}
+				if err != nil {
+					s.log.Warn("leasing a claim failed; it stays due", zap.String(logkey.Domain, c.Domain), zap.Error(err))
+					continue
+				}
+				jctx, _, end = hold(ctx, f.Store, l, f.TTL, s.log.With(zap.String(logkey.Domain, c.Domain)))
+			}
+			claimsWorked++
 			sem <- struct{}{}
 			s.jobs.Add(1)
 			go func(c store.Claim) {
 				defer func() { <-sem; s.jobs.Done() }()
+				defer end()
 				defer func() {
 					if r := recover(); r != nil {
 						s.log.Error("claim job panicked", zap.String(logkey.Domain, c.Domain), zap.Any("panic", r))
 					}
 				}()
-				if err := s.opts.ClaimWork(ctx, c); err != nil {
+				if err := s.opts.ClaimWork(jctx, c); err != nil {
 					s.log.Warn("claim job failed; retry scheduled", zap.String(logkey.Account, c.Account), zap.String(logkey.Domain, c.Domain), zap.Error(err))
 				}
 			}(c)
@@ -411,6 +515,11 @@ func (s *Scheduler) Pass(ctx context.Context) error {
 	if len(due) == batch {
 		s.Kick() // more than one batch is due: go on after this one
 	}
+	if s.opts.HostWork != nil {
+		if err := s.opts.HostWork(ctx); err != nil {
+			s.log.Warn("this host's deploys failed; retried at the next pass", zap.Error(err))
+		}
+	}
 	if s.opts.PassDone != nil {
 		select {
 		case <-s.done: // stopped while it ran: not a completed pass
@@ -419,6 +528,46 @@ func (s *Scheduler) Pass(ctx context.Context) error {
 		}
 	}
 	return nil
+}
+
+// dueJob is a certificate to work, with its lease in fleet mode.
+type dueJob struct {
+	cert  store.Certificate
+	lease *store.Lease
+}
+
+// due reads what is due: by index on one host, claimed with leases in a
+// fleet (what another host is working is skipped).
+func (s *Scheduler) due(ctx context.Context, limit int) ([]dueJob, error) {
+	if f := s.opts.Fleet; f != nil {
+		got, err := f.Store.ClaimDueCertificates(ctx, f.Host, f.Holder, s.opts.Now(), f.TTL, limit)
+		if err != nil {
+			return nil, err
+		}
+		out := make([]dueJob, len(got))
+		for i, g := range got {
+			out[i] = dueJob{cert: g.Certificate, lease: &g.Lease}
+		}
+		return out, nil
+	}
+	certs, err := s.opts.Store.DueCertificates(ctx, s.opts.Now(), limit)
+	if err != nil {
+		return nil, err
+	}
+	out := make([]dueJob, len(certs))
+	for i, c := range certs {
+		out[i] = dueJob{cert: c}
+	}
+	return out, nil
+}
+
+// releaseAll gives back the leases of jobs a stopping pass did not start.
+func (s *Scheduler) releaseAll(ctx context.Context, jobs []dueJob) {
+	for _, j := range jobs {
+		if j.lease != nil {
+			_ = s.opts.Fleet.Store.ReleaseLease(context.WithoutCancel(ctx), *j.lease)
+		}
+	}
 }
 
 func (s *Scheduler) needsOperatorRecheck() time.Duration {
@@ -466,44 +615,53 @@ func (s *Scheduler) run(ctx context.Context, c store.Certificate) error {
 	if err == nil {
 		return nil
 	}
+	if lost := leaseLost(ctx); lost != nil || errors.Is(err, store.ErrLeaseLost) {
+		// Another host holds the certificate now: it records what
+		// happens; this host's writes would be refused anyway.
+		log.Warn("lease lost while working; another host carries on and nothing more is written here", zap.Error(err), zap.NamedError("lease", lost))
+		return err
+	}
 	if ctx.Err() != nil {
 		log.Info("job interrupted by shutdown; it stays due", zap.Error(err))
 		return err
 	}
-	// Re-read: the job may have saved progress before failing.
-	cur, gerr := s.opts.Store.GetCertificate(context.WithoutCancel(ctx), c.Name)
-	if gerr != nil {
-		log.Error("cannot record failure", zap.Error(gerr), zap.NamedError("failure", err))
-		return err
-	}
 	retryAfter := ca.RetryAfterOf(err)
-	cur.Failures++
-	s.mu.Lock()
-	delay := Backoff(cur.Failures, retryAfter, s.opts.Rand)
-	s.mu.Unlock()
 	now := s.opts.Now()
-	cur.State = store.StateFailing
-	cur.LastError = err.Error()
-	if ca.IsPermanent(err) {
-		// Retrying cannot help until a person acts: say so loudly, and
-		// look again only slowly (a reload or `certd renew` is at once).
-		cur.State = store.StateNeedsOperator
-		delay = max(delay, s.needsOperatorRecheck())
-	}
-	// A retry never lands past the emergency time of the deployed
-	// certificate (short lifetimes, a long backoff), unless the CA itself
-	// said to wait longer.
-	if cur.Current != nil && cur.State != store.StateNeedsOperator {
-		if e := EmergencyTime(cur.Current.NotBefore, cur.Current.NotAfter); e.After(now) && now.Add(delay).After(e) {
-			delay = max(e.Sub(now), retryAfter)
+	var cur store.Certificate
+	var delay time.Duration
+	// Read, decide and write in one transaction: the job may have saved
+	// progress before failing.
+	uerr := s.opts.Store.UpdateCertificate(context.WithoutCancel(ctx), c.Name, func(x *store.Certificate) error {
+		x.Failures++
+		s.mu.Lock()
+		delay = Backoff(x.Failures, retryAfter, s.opts.Rand)
+		s.mu.Unlock()
+		x.State = store.StateFailing
+		x.LastError = err.Error()
+		if ca.IsPermanent(err) {
+			// Retrying cannot help until a person acts: say so loudly,
+			// and look again only slowly (a reload or `certd renew` is
+			// at once).
+			x.State = store.StateNeedsOperator
+			delay = max(delay, s.needsOperatorRecheck())
 		}
-	}
-	cur.NextActionAt = now.Add(delay)
-	if retryAfter > 0 {
-		cur.RetryAfter = now.Add(retryAfter)
-	}
-	if serr := s.opts.Store.SaveCertificate(context.WithoutCancel(ctx), cur); serr != nil {
-		log.Error("cannot record failure", zap.Error(serr), zap.NamedError("failure", err))
+		// A retry never lands past the emergency time of the deployed
+		// certificate (short lifetimes, a long backoff), unless the CA
+		// itself said to wait longer.
+		if x.Current != nil && x.State != store.StateNeedsOperator {
+			if e := EmergencyTime(x.Current.NotBefore, x.Current.NotAfter); e.After(now) && now.Add(delay).After(e) {
+				delay = max(e.Sub(now), retryAfter)
+			}
+		}
+		x.NextActionAt = now.Add(delay)
+		if retryAfter > 0 {
+			x.RetryAfter = now.Add(retryAfter)
+		}
+		cur = *x
+		return nil
+	})
+	if uerr != nil {
+		log.Error("cannot record failure", zap.Error(uerr), zap.NamedError("failure", err))
 		return err
 	}
 	if cur.State == store.StateNeedsOperator {

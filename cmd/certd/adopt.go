@@ -41,7 +41,7 @@ func adoptFiles(c *config.Certificate, now time.Time) (foreign, error) {
 // valid. Files that cannot be adopted are said loudly (error log and
 // event) and the certificate is ordered as usual; check-config reports
 // them before a start.
-func adoptConfigured(ctx context.Context, log *zap.Logger, cfg *config.Config, st *store.SQLite, d *deploy.Deployer) {
+func adoptConfigured(ctx context.Context, log *zap.Logger, cfg *config.Config, st store.Store, d *deploy.Deployer) {
 	for _, c := range cfg.Certificates {
 		if c.Adopt == nil {
 			continue

@@ -109,7 +109,7 @@ func cmdClaims(args []string, stdout, stderr io.Writer) int {
 	return exitUsage
 }
 
-func deleteClaim(ctx context.Context, p *parts, st *store.SQLite, account, domain string, stdout, stderr io.Writer) int {
+func deleteClaim(ctx context.Context, p *parts, st store.Store, account, domain string, stdout, stderr io.Writer) int {
 	is, ok := p.issuers[account]
 	if !ok {
 		fmt.Fprintf(stderr, "certd: account %s has no issuer in this release\n", account)

@@ -24,7 +24,7 @@ import (
 // dryRun rehearses a renewal of name (scheduler.Rehearse): everything
 // short of the order, each step printed as it is made, then what could
 // not be checked. It exits 1 when any step failed.
-func dryRun(cfg *config.Config, st *store.SQLite, name string, stdout, stderr io.Writer) int {
+func dryRun(cfg *config.Config, st store.Store, name string, stdout, stderr io.Writer) int {
 	lc := cfg.Log
 	lc.Format = "console"
 	log := newLogger(lc, zap.NewAtomicLevel(), stderr)

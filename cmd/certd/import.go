@@ -105,7 +105,7 @@ func cmdImport(args []string, stdout, stderr io.Writer) int {
 		return exitOK
 	}
 	ctx := context.Background()
-	st, err := store.Open(ctx, cfg.Store.SQLite, store.Options{Exclusive: true})
+	st, err := openConfiguredStore(ctx, cfg, true)
 	if err != nil {
 		fmt.Fprintf(stderr, "certd import: %v (stop the daemon while importing)\n", err)
 		if errors.Is(err, store.ErrLocked) || errors.Is(err, store.ErrSchemaNewer) {
@@ -115,7 +115,8 @@ func cmdImport(args []string, stdout, stderr io.Writer) int {
 	}
 	defer st.Close()
 	// The certificates get their records as a start would make them.
-	sched, err := scheduler.New(scheduler.Options{Store: st, Work: func(context.Context, store.Certificate) error { return nil }, Schedule: "@every 24h"})
+	sched, err := scheduler.New(scheduler.Options{Store: st, Work: func(context.Context, store.Certificate) error { return nil }, Schedule: "@every 24h",
+		Fleet: fleetOf(cfg, st)})
 	if err == nil {
 		err = sched.Apply(ctx, certSpecs(cfg))
 	}
@@ -207,7 +208,7 @@ func checkForeign(f foreign, now time.Time) error {
 
 // adopt stores f as the current version of p.cert (an order marked
 // imported holds its key), deploys it and schedules its renewal.
-func adopt(ctx context.Context, st *store.SQLite, d *deploy.Deployer, tool string, p importPlan) (string, error) {
+func adopt(ctx context.Context, st store.Store, d *deploy.Deployer, tool string, p importPlan) (string, error) {
 	c, err := st.GetCertificate(ctx, p.cert.Name)
 	if err != nil {
 		return "", err

@@ -82,7 +82,7 @@ func cmdOrders(args []string, stdout, stderr io.Writer) int {
 
 // cancelAtCA withdraws the certificate's open order at its CA, when the CA
 // can (ca.Canceler), and says what became of its price.
-func cancelAtCA(ctx context.Context, cfg *config.Config, st *store.SQLite, name string, stdout, stderr io.Writer) int {
+func cancelAtCA(ctx context.Context, cfg *config.Config, st store.Store, name string, stdout, stderr io.Writer) int {
 	open, err := st.OpenOrders(ctx)
 	if err != nil {
 		fmt.Fprintf(stderr, "certd: %v\n", err)

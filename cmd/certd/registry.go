@@ -60,12 +60,12 @@ func loadOrReport(path string, stderr io.Writer) (*config.Config, bool) {
 
 // openFromConfig loads the configuration and opens its store for reading
 // (no daemon lock), printing errors; code is the exit code when !ok.
-func openFromConfig(path string, stderr io.Writer) (cfg *config.Config, st *store.SQLite, code int, ok bool) {
+func openFromConfig(path string, stderr io.Writer) (cfg *config.Config, st store.Store, code int, ok bool) {
 	cfg, ok = loadOrReport(path, stderr)
 	if !ok {
 		return nil, nil, exitUsage, false
 	}
-	st, err := store.Open(context.Background(), cfg.Store.SQLite, store.Options{})
+	st, err := openConfiguredStore(context.Background(), cfg, false)
 	if err != nil {
 		fmt.Fprintf(stderr, "certd: %v\n", err)
 		return nil, nil, exitStore, false

@@ -75,14 +75,22 @@ func cmdRenew(args []string, stdout, stderr io.Writer) int {
 	case c.NextAction == "" || c.NextAction == scheduler.ActionRenew:
 		c.NextAction = scheduler.ActionRenew
 	}
-	c.NextActionAt = now
-	if err := st.SaveCertificate(ctx, c); err != nil {
+	if err := st.UpdateCertificate(ctx, name, func(cur *store.Certificate) error {
+		cur.NextAction, cur.NextActionAt = c.NextAction, now
+		return nil
+	}); err != nil {
 		st.Close()
 		fmt.Fprintf(stderr, "certd: %v\n", err)
 		return exitFailure
 	}
 	_, _ = st.AppendEvent(ctx, store.Event{Level: "info", Kind: "renew_requested", CertName: name, Message: "renewal requested by an operator"})
 	st.Close()
+	if fleetMode(cfg) {
+		// The fleet's daemons claim due work with leases: the first host
+		// listing it to pass works it, and every host deploys the result.
+		fmt.Fprintf(stdout, "%s is due now; a host of the fleet works it at its next pass (within %s). Follow it with: certd status\n", name, cfg.Fleet.SyncInterval.D())
+		return exitOK
+	}
 	if pid, held := store.LockHolder(cfg.Store.SQLite); held {
 		if pid > 0 && syscall.Kill(pid, syscall.SIGHUP) == nil {
 			fmt.Fprintf(stdout, "%s is due now; the running daemon (pid %d) was asked for a pass. Follow it with: certd status\n", name, pid)

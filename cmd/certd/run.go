@@ -68,16 +68,21 @@ func runDaemon(path string, stderr io.Writer, sigs <-chan os.Signal, once bool) 
 	defer func() { _ = log.Sync() }()
 
 	ctx := context.Background()
-	st, err := store.Open(ctx, cfg.Store.SQLite, store.Options{Exclusive: true})
+	st, err := openConfiguredStore(ctx, cfg, true)
 	if err != nil {
-		log.Error("cannot open the store", zap.String(logkey.Store, cfg.Store.SQLite), zap.Error(err))
-		if errors.Is(err, store.ErrLocked) || errors.Is(err, store.ErrSchemaNewer) {
+		log.Error("cannot open the store", zap.String(logkey.Store, storeName(cfg)), zap.Error(err))
+		if errors.Is(err, store.ErrLocked) || errors.Is(err, store.ErrSchemaNewer) || errors.Is(err, store.ErrSealed) {
 			return exitStore
 		}
 		return exitFailure
 	}
 	defer st.Close()
-	log.Debug("store open", zap.String(logkey.Store, cfg.Store.SQLite))
+	log.Debug("store open", zap.String(logkey.Store, storeName(cfg)))
+	fleet := fleetOf(cfg, st)
+	if fleet != nil {
+		log.Info("fleet mode: this host works what it holds a lease on and deploys every certificate it lists",
+			zap.String("host", fleet.Host), zap.String("holder", fleet.Holder), zap.Duration("lease", fleet.TTL))
+	}
 
 	d := &daemonState{log: log, level: level, store: st, path: path}
 	d.cfg.Store(cfg)
@@ -126,7 +131,7 @@ func runDaemon(path string, stderr io.Writer, sigs <-chan os.Signal, once bool) 
 		n: &notify.Notifier{MinInterval: cfg.Notify.MinInterval.D(), MaxPerHour: cfg.Notify.MaxPerHour}}
 	nf.setSenders(senders)
 	d.notifier = nf
-	claims := &scheduler.Claims{Store: st, Log: log.Named("claims")}
+	claims := &scheduler.Claims{Store: st, Log: log.Named("claims"), Fleet: fleet}
 	// Hooks' output is redacted of the secrets of the configuration in
 	// force (a reload may change them).
 	deployer := &deploy.Deployer{Log: log.Named("deploy"), Redact: func() []string { return d.secrets.Load().([]string) }}
@@ -138,6 +143,7 @@ func runDaemon(path string, stderr io.Writer, sigs <-chan os.Signal, once bool) 
 		Claims:   claims,
 		Deployer: deployer,
 		Log:      log.Named("issue"),
+		Host:     cfg.Fleet.Host,
 		Rand:     mrand.New(mrand.NewPCG(mrand.Uint64(), mrand.Uint64())),
 		OnDeploy: func(c store.Certificate, p scheduler.Plan, err error) {
 			if err != nil {
@@ -157,18 +163,23 @@ func runDaemon(path string, stderr io.Writer, sigs <-chan os.Signal, once bool) 
 		err := d.parts.Load().ensureClaim(ctx, claims, c.Account, c.Domain, false)
 		if err != nil && strings.HasPrefix(err.Error(), "no configured certificate") {
 			// Nothing needs this claim any more: stop reasserting it.
-			c.NextAction, c.NextActionAt = "", time.Time{}
-			return st.SaveClaim(ctx, c)
+			return st.UpdateClaim(ctx, c.Account, c.Domain, func(c *store.Claim) error {
+				c.NextAction, c.NextActionAt = "", time.Time{}
+				return nil
+			})
 		}
 		return err
 	}
 	sched, err := scheduler.New(scheduler.Options{
 		Store: st, Work: issuing.Work, ClaimWork: claimWork, Logger: log.Named("scheduler"), Schedule: cfg.Schedule,
 		Workers:   cfg.Workers,
+		Fleet:     fleet,
+		Tick:      fleetTick(cfg),
+		HostWork:  hostWork(cfg, fleet, issuing, d),
 		OnFailure: func(c store.Certificate, err error) { d.obs.failure(c, err); nf.failed(c, err) },
 		// The time of the last completed pass, for status and metrics.
 		PassDone: func(ctx context.Context, worked int) {
-			if err := st.RecordPass(ctx, store.Pass{FinishedAt: time.Now(), PID: os.Getpid(), Worked: worked}); err != nil {
+			if err := st.RecordPass(ctx, store.Pass{Host: cfg.Fleet.Host, FinishedAt: time.Now(), PID: os.Getpid(), Worked: worked}); err != nil {
 				log.Warn("recording the pass failed", zap.Error(err))
 			}
 			// defaults.post_hook: once for the whole pass.
@@ -216,14 +227,14 @@ func runDaemon(path string, stderr io.Writer, sigs <-chan os.Signal, once bool) 
 	adoptConfigured(ctx, log, cfg, st, &deploy.Deployer{Redact: secretValues(cfg)})
 	if once {
 		log.Info("certd started for one run", zap.String(logkey.Version, versionString()), zap.String(logkey.Config, path),
-			zap.String(logkey.Store, cfg.Store.SQLite), zap.Int("certificates", len(cfg.Certificates)))
+			zap.String(logkey.Store, storeName(cfg)), zap.Int("certificates", len(cfg.Certificates)))
 		code := runOnce(ctx, log, st, sched, cfg, sigs)
 		nf.flush(30 * time.Second)
 		return code
 	}
 	sched.Start()
 	log.Info("certd started", zap.String(logkey.Version, versionString()), zap.String(logkey.Config, path),
-		zap.String(logkey.Store, cfg.Store.SQLite), zap.Int("certificates", len(cfg.Certificates)), zap.String("schedule", cfg.Schedule))
+		zap.String(logkey.Store, storeName(cfg)), zap.Int("certificates", len(cfg.Certificates)), zap.String("schedule", cfg.Schedule))
 	sdNotify(log, daemon.SdNotifyReady, "STATUS=running")
 
 	stopWatchdog := startWatchdog(log)
@@ -251,7 +262,7 @@ func runDaemon(path string, stderr io.Writer, sigs <-chan os.Signal, once bool) 
 // runOnce works what is due until nothing is due now (an order the CA is
 // still processing is left for a later run), then reports: exit 0 when
 // every configured certificate is valid. For provisioning and cron.
-func runOnce(ctx context.Context, log *zap.Logger, st *store.SQLite, sched *scheduler.Scheduler, cfg *config.Config, sigs <-chan os.Signal) int {
+func runOnce(ctx context.Context, log *zap.Logger, st store.Store, sched *scheduler.Scheduler, cfg *config.Config, sigs <-chan os.Signal) int {
 	ctx, cancel := context.WithCancel(ctx)
 	defer cancel()
 	go func() {
@@ -293,7 +304,7 @@ func runOnce(ctx context.Context, log *zap.Logger, st *store.SQLite, sched *sche
 type daemonState struct {
 	log      *zap.Logger
 	level    zap.AtomicLevel
-	store    *store.SQLite
+	store    store.Store
 	sched    *scheduler.Scheduler
 	path     string
 	cfg      atomic.Pointer[config.Config] // swapped by reload, read by jobs

@@ -85,6 +85,9 @@ type statusReport struct {
 	Claims       []claimStatus `json:"claims"`
 	// Accounts lists CA accounts paused by a Retry-After.
 	Accounts []accountStatus `json:"accounts"`
+	// Hosts lists the hosts of a fleet (fleet mode only), each with its
+	// last pass and whether it looks alive.
+	Hosts []hostStatus `json:"hosts,omitempty"`
 	// Unhealthy counts certificates with a problem (failing, needing an
 	// operator, inside their emergency window, not issued within
 	// pending_grace, retired with their files still deployed).
@@ -138,8 +141,31 @@ type certStatus struct {
 	Failures     int        `json:"failures"`
 	LastError    string     `json:"last_error,omitempty"`
 	Emergency    bool       `json:"emergency"`
+	// Hosts is each fleet host's deploy of it (fleet mode only).
+	Hosts []hostDeploy `json:"hosts,omitempty"`
 	// Problem, when set, is why it counts as unhealthy.
 	Problem string `json:"problem,omitempty"`
+}
+
+// hostStatus is one host of a fleet.
+type hostStatus struct {
+	Host     string    `json:"host"`
+	LastPass time.Time `json:"last_pass"`
+	PID      int       `json:"pid"`
+	// Up: it completed a pass recently (within three sync intervals, and
+	// at least two minutes).
+	Up bool `json:"up"`
+}
+
+// hostDeploy is one host's latest deploy of a certificate.
+type hostDeploy struct {
+	Host   string `json:"host"`
+	Serial string `json:"serial,omitempty"`
+	State  string `json:"state"` // live, failed, started, rolled_back
+	// Current: the deploy is of the fleet's current version.
+	Current bool      `json:"current"`
+	At      time.Time `json:"at"`
+	Error   string    `json:"error,omitempty"`
 }
 
 type claimStatus struct {
@@ -170,6 +196,7 @@ type statusStore interface {
 	store.AccountHolds
 	store.Deployments
 	store.Passes
+	store.Versions
 }
 
 // collectStatus puts the configuration and the store side by side: every
@@ -264,9 +291,100 @@ func collectStatus(ctx context.Context, cfg *config.Config, st statusStore, now 
 			rep.Accounts = append(rep.Accounts, accountStatus{Account: h.Account, PausedUntil: h.Until, Reason: h.Reason})
 		}
 	}
-	rep.Daemon = daemonHealth(ctx, cfg, st, now, daemonRequired)
+	if fleetMode(cfg) {
+		if err := fleetStatus(ctx, cfg, st, now, &rep); err != nil {
+			return rep, err
+		}
+		rep.Daemon = fleetDaemon(cfg, rep.Hosts, now, daemonRequired)
+	} else {
+		rep.Daemon = daemonHealth(ctx, cfg, st, now, daemonRequired)
+	}
 	rep.Healthy = rep.Unhealthy == 0 && rep.Daemon.Problem == ""
 	return rep, nil
+}
+
+// hostStale is how long a fleet host may go without a pass before it is
+// shown as down.
+func hostStale(cfg *config.Config) time.Duration {
+	return max(3*cfg.Fleet.SyncInterval.D(), 2*time.Minute)
+}
+
+// fleetStatus adds the fleet's hosts and each host's deploy of every
+// certificate; a host that is down, or whose latest deploy of a
+// certificate failed, makes that certificate unhealthy without hiding
+// what the other hosts serve.
+func fleetStatus(ctx context.Context, cfg *config.Config, st statusStore, now time.Time, rep *statusReport) error {
+	passes, err := st.ListPasses(ctx)
+	if err != nil {
+		return err
+	}
+	up := map[string]bool{}
+	for _, p := range passes {
+		h := hostStatus{Host: p.Host, LastPass: p.FinishedAt, PID: p.PID, Up: now.Sub(p.FinishedAt) <= hostStale(cfg)}
+		up[p.Host] = h.Up
+		rep.Hosts = append(rep.Hosts, h)
+	}
+	serials := map[int64]string{}
+	serial := func(id int64) string {
+		if s, ok := serials[id]; ok {
+			return s
+		}
+		v, err := st.GetVersion(ctx, id)
+		if err == nil {
+			serials[id] = v.Serial
+		}
+		return v.Serial
+	}
+	for i := range rep.Certificates {
+		cs := &rep.Certificates[i]
+		sc, err := st.GetCertificate(ctx, cs.Name)
+		if err != nil {
+			continue
+		}
+		deps, err := st.ListDeployments(ctx, cs.Name)
+		if err != nil {
+			return err
+		}
+		seen := map[string]bool{}
+		var problems []string
+		for _, d := range deps { // newest first
+			if seen[d.Host] {
+				continue
+			}
+			seen[d.Host] = true
+			hd := hostDeploy{Host: d.Host, Serial: serial(d.VersionID), State: d.State, Current: d.VersionID == sc.CurrentVersion, At: d.StartedAt, Error: d.Error}
+			cs.Hosts = append(cs.Hosts, hd)
+			isUp, known := up[d.Host]
+			switch {
+			case !cs.Configured || sc.State == store.StateRetired:
+			case known && !isUp:
+				problems = append(problems, fmt.Sprintf("host %s is down (no pass for more than %s)", d.Host, fmtDuration(hostStale(cfg))))
+			case d.State == "failed":
+				problems = append(problems, fmt.Sprintf("deploy on host %s failed: %s", d.Host, truncate(d.Error, 120)))
+			}
+		}
+		sort.Slice(cs.Hosts, func(a, b int) bool { return cs.Hosts[a].Host < cs.Hosts[b].Host })
+		if len(problems) > 0 && cs.Problem == "" {
+			cs.Problem = strings.Join(problems, "; ")
+			rep.Unhealthy++
+		}
+	}
+	return nil
+}
+
+// fleetDaemon is this host's daemon as its passes show it (a fleet has no
+// lock file to ask).
+func fleetDaemon(cfg *config.Config, hosts []hostStatus, now time.Time, required bool) daemonStatus {
+	d := daemonStatus{Required: required}
+	for _, h := range hosts {
+		if h.Host == cfg.Fleet.Host {
+			d.LastPass, d.PID, d.Running = timePtr(h.LastPass), h.PID, h.Up
+		}
+	}
+	if required && !d.Running {
+		d.Problem = fmt.Sprintf("no certd daemon of host %s has completed a pass in the last %s: this host deploys nothing new", cfg.Fleet.Host, fmtDuration(hostStale(cfg)))
+	}
+	return d
 }
 
 func fillFromStore(cs *certStatus, c store.Certificate, now time.Time) {
@@ -373,6 +491,34 @@ func printStatus(w io.Writer, rep statusReport, now time.Time) {
 			next(c.NextAction, c.NextActionAt, now), c.Failures, dash(truncate(c.LastError, 70)))
 	}
 	tw.Flush()
+	if len(rep.Hosts) > 0 {
+		fmt.Fprintln(w)
+		tw = tabwriter.NewWriter(w, 0, 0, 2, ' ', 0)
+		fmt.Fprintln(tw, "HOST\tSTATE\tLAST PASS\tPID")
+		for _, h := range rep.Hosts {
+			state := "up"
+			if !h.Up {
+				state = "DOWN"
+			}
+			at := h.LastPass
+			fmt.Fprintf(tw, "%s\t%s\t%s\t%d\n", h.Host, state, absolute(&at, now), h.PID)
+		}
+		tw.Flush()
+		fmt.Fprintln(w)
+		tw = tabwriter.NewWriter(w, 0, 0, 2, ' ', 0)
+		fmt.Fprintln(tw, "CERTIFICATE\tHOST\tDEPLOY\tSERIAL\tAT\tERROR")
+		for _, c := range rep.Certificates {
+			for _, h := range c.Hosts {
+				state := h.State
+				if !h.Current {
+					state += " (behind)"
+				}
+				at := h.At
+				fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\t%s\n", c.Name, h.Host, state, dash(h.Serial), absolute(&at, now), dash(truncate(h.Error, 60)))
+			}
+		}
+		tw.Flush()
+	}
 	if len(rep.Accounts) > 0 {
 		fmt.Fprintln(w)
 		tw = tabwriter.NewWriter(w, 0, 0, 2, ' ', 0)

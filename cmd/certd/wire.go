@@ -29,7 +29,7 @@ type parts struct {
 // build turns a configuration into issuers, providers and the DCV engine.
 // Secrets are resolved here, so an unresolvable one fails the start (or
 // the reload) with its file:line.
-func build(cfg *config.Config, st *store.SQLite, log *zap.Logger, obs observers) (*parts, error) {
+func build(cfg *config.Config, st store.Store, log *zap.Logger, obs observers) (*parts, error) {
 	p := &parts{cfg: cfg, issuers: map[string]ca.Issuer{}, unavailable: map[string]string{}}
 	kinds := caKinds()
 	for name, acct := range cfg.Accounts {
@@ -114,15 +114,16 @@ func (p *parts) plan(name string) (scheduler.Plan, error) {
 		}
 	}
 	return scheduler.Plan{
-		Spec:      specOf(c),
-		Issuer:    issuer,
-		Engine:    p.engine,
-		Policy:    scheduler.Policy{RemainingFraction: c.Renew.RemainingFraction, Before: c.Renew.Before.D()},
-		Deploy:    deploySpec(c),
-		Proofs:    proofs,
-		Lifetime:  c.Lifetime.D(),
-		OrderWait: p.cfg.Accounts[c.Account].Limits.OrderWait.D(),
-		Profile:   c.Profile, ProfileRequired: c.ProfileIsRequired(),
+		Spec:           specOf(c),
+		Issuer:         issuer,
+		Engine:         p.engine,
+		Policy:         scheduler.Policy{RemainingFraction: c.Renew.RemainingFraction, Before: c.Renew.Before.D()},
+		Deploy:         deploySpec(c),
+		Proofs:         proofs,
+		Lifetime:       c.Lifetime.D(),
+		OrderWait:      p.cfg.Accounts[c.Account].Limits.OrderWait.D(),
+		RequestTimeout: p.cfg.Accounts[c.Account].Limits.RequestTimeout.D(),
+		Profile:        c.Profile, ProfileRequired: c.ProfileIsRequired(),
 	}, nil
 }
 
