@@ -444,33 +444,50 @@ func (s *Scheduler) Pass(ctx context.Context) error {
 		}
 	}
 	const batch = 1000
-	due, err := s.due(ctx, batch)
-	if err != nil {
-		return fmt.Errorf("scheduler: reading due certificates: %w", err)
-	}
 	sem := make(chan struct{}, s.opts.Workers)
-	for i, j := range due {
-		sem <- struct{}{}
-		select {
-		case <-s.done: // stopping: leave the rest due for the next start
-			<-sem
-			s.releaseAll(ctx, due[i:])
-			return nil
-		default:
-		}
-		s.jobs.Add(1)
-		go func(j dueJob) {
-			defer func() { <-sem; s.jobs.Done() }()
-			release := s.accountSlot(j.cert.Account)
-			defer release()
-			jctx := ctx
-			if j.lease != nil {
-				var end func()
-				jctx, _, end = hold(ctx, s.opts.Fleet.Store, *j.lease, s.opts.Fleet.TTL, s.log.With(zap.String(logkey.Cert, j.cert.Name)))
-				defer end()
+	worked, full := 0, false
+	if s.opts.Fleet != nil {
+		// A fleet host claims work only when it has a worker free for it:
+		// what it cannot start at once stays for the other hosts, and no
+		// lease ages in a queue.
+		for worked < batch {
+			sem <- struct{}{}
+			select {
+			case <-s.done:
+				<-sem
+				return nil
+			default:
 			}
-			_ = s.run(jctx, j.cert) // recorded in the store; nothing more to do here
-		}(j)
+			due, err := s.due(ctx, 1)
+			if err != nil {
+				<-sem
+				s.waitWorkers(sem)
+				return fmt.Errorf("scheduler: claiming due certificates: %w", err)
+			}
+			if len(due) == 0 {
+				<-sem
+				break
+			}
+			worked++
+			s.launch(ctx, sem, due[0])
+		}
+		full = worked == batch
+	} else {
+		due, err := s.due(ctx, batch)
+		if err != nil {
+			return fmt.Errorf("scheduler: reading due certificates: %w", err)
+		}
+		for _, j := range due {
+			sem <- struct{}{}
+			select {
+			case <-s.done: // stopping: leave the rest due for the next start
+				<-sem
+				return nil
+			default:
+			}
+			s.launch(ctx, sem, j)
+		}
+		worked, full = len(due), len(due) == batch
 	}
 	claimsWorked := 0
 	if s.opts.ClaimWork != nil {
@@ -508,11 +525,9 @@ func (s *Scheduler) Pass(ctx context.Context) error {
 			}(c)
 		}
 	}
-	worked := len(due) + claimsWorked
-	for range s.opts.Workers {
-		sem <- struct{}{}
-	}
-	if len(due) == batch {
+	worked += claimsWorked
+	s.waitWorkers(sem)
+	if full {
 		s.Kick() // more than one batch is due: go on after this one
 	}
 	if s.opts.HostWork != nil {
@@ -528,6 +543,35 @@ func (s *Scheduler) Pass(ctx context.Context) error {
 		}
 	}
 	return nil
+}
+
+// launch works j on a worker whose slot the caller took from sem.
+func (s *Scheduler) launch(ctx context.Context, sem chan struct{}, j dueJob) {
+	s.jobs.Add(1)
+	go func() {
+		defer func() { <-sem; s.jobs.Done() }()
+		jctx := ctx
+		if j.lease != nil {
+			// Held (and renewed) while the job waits for its account's
+			// slot too.
+			var end func()
+			jctx, _, end = hold(ctx, s.opts.Fleet.Store, *j.lease, s.opts.Fleet.TTL, s.log.With(zap.String(logkey.Cert, j.cert.Name)))
+			defer end()
+		}
+		release := s.accountSlot(j.cert.Account)
+		defer release()
+		_ = s.run(jctx, j.cert) // recorded in the store; nothing more to do here
+	}()
+}
+
+// waitWorkers waits until every worker of the pass is done.
+func (s *Scheduler) waitWorkers(sem chan struct{}) {
+	for range cap(sem) {
+		sem <- struct{}{}
+	}
+	for range cap(sem) {
+		<-sem
+	}
 }
 
 // dueJob is a certificate to work, with its lease in fleet mode.
@@ -559,15 +603,6 @@ func (s *Scheduler) due(ctx context.Context, limit int) ([]dueJob, error) {
 		out[i] = dueJob{cert: c}
 	}
 	return out, nil
-}
-
-// releaseAll gives back the leases of jobs a stopping pass did not start.
-func (s *Scheduler) releaseAll(ctx context.Context, jobs []dueJob) {
-	for _, j := range jobs {
-		if j.lease != nil {
-			_ = s.opts.Fleet.Store.ReleaseLease(context.WithoutCancel(ctx), *j.lease)
-		}
-	}
 }
 
 func (s *Scheduler) needsOperatorRecheck() time.Duration {
