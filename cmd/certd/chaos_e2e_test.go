@@ -49,7 +49,7 @@ type chaosWorld struct {
 	roots             *x509.CertPool
 }
 
-func serveSim(t *testing.T, serve func(context.Context, net.Listener) error) string {
+func serveSim(t testing.TB, serve func(context.Context, net.Listener) error) string {
 	t.Helper()
 	ln, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
@@ -62,7 +62,7 @@ func serveSim(t *testing.T, serve func(context.Context, net.Listener) error) str
 	return ln.Addr().String()
 }
 
-func newChaosWorld(t *testing.T, delay time.Duration) *chaosWorld {
+func newChaosWorld(t testing.TB, delay time.Duration) *chaosWorld {
 	t.Helper()
 	w := &chaosWorld{dir: t.TempDir(), urls: map[string]string{}, roots: x509.NewCertPool()}
 	w.knot = testenv.StartKnot(t, map[string]string{"example.com": testenv.Zone("example.com", `@ TXT "v=spf1 -all"`)})

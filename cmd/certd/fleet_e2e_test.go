@@ -35,7 +35,7 @@ type fleet struct {
 	cmds map[string]*exec.Cmd
 }
 
-func newFleet(t *testing.T, pg *pgtest.Server, delay time.Duration) *fleet {
+func newFleet(t testing.TB, pg *pgtest.Server, delay time.Duration) *fleet {
 	t.Helper()
 	f := &fleet{w: newChaosWorld(t, delay), pg: pg, key: store.NewEncryptionKey(), logs: map[string]*syncBuffer{}, cmds: map[string]*exec.Cmd{}}
 	f.dsn = pg.NewDatabase(t)
@@ -50,7 +50,7 @@ func newFleet(t *testing.T, pg *pgtest.Server, delay time.Duration) *fleet {
 	return f
 }
 
-func writeFileMode(t *testing.T, path, data string, mode os.FileMode) {
+func writeFileMode(t testing.TB, path, data string, mode os.FileMode) {
 	t.Helper()
 	if err := os.WriteFile(path, []byte(data), mode); err != nil {
 		t.Fatal(err)
@@ -71,7 +71,7 @@ func fleetNames(atlas, sectigo int) []string {
 
 // config is host's configuration: the same accounts and certificates as
 // every other host, its own name and deploy directory.
-func (f *fleet) config(t *testing.T, host string, names []string, lease, requestTimeout time.Duration) string {
+func (f *fleet) config(t testing.TB, host string, names []string, lease, requestTimeout time.Duration) string {
 	t.Helper()
 	w := f.w
 	var b strings.Builder
@@ -130,14 +130,14 @@ certificates:
 }
 
 // start runs `certd run` for host.
-func (f *fleet) start(t *testing.T, host, cfg string) {
+func (f *fleet) start(t testing.TB, host, cfg string) {
 	t.Helper()
 	f.launch(t, host, cfg)
 	f.logs[host].waitFor(t, "certd started")
 }
 
 // launch starts `certd run` for host without waiting for it.
-func (f *fleet) launch(t *testing.T, host, cfg string) {
+func (f *fleet) launch(t testing.TB, host, cfg string) {
 	t.Helper()
 	cmd := exec.Command(binary(t), "run", "-config", cfg)
 	cmd.Env = append(os.Environ(), "CERTD_FLEET_DSN="+f.dsn)
@@ -149,7 +149,7 @@ func (f *fleet) launch(t *testing.T, host, cfg string) {
 	f.cmds[host], f.logs[host] = cmd, logs
 }
 
-func (f *fleet) stop(t *testing.T, host string) {
+func (f *fleet) stop(t testing.TB, host string) {
 	t.Helper()
 	cmd := f.cmds[host]
 	_ = cmd.Process.Signal(syscall.SIGTERM)
@@ -168,7 +168,7 @@ func (f *fleet) stop(t *testing.T, host string) {
 }
 
 // open opens the fleet's store as a host would.
-func (f *fleet) open(t *testing.T) *store.Postgres {
+func (f *fleet) open(t testing.TB) *store.Postgres {
 	t.Helper()
 	k, err := store.ParseEncryptionKey(f.key)
 	if err != nil {
@@ -206,7 +206,7 @@ func (f *fleet) notServed(st store.Store, hosts, names []string) []string {
 	return missing
 }
 
-func (f *fleet) waitServed(t *testing.T, st store.Store, hosts, names []string, timeout time.Duration) {
+func (f *fleet) waitServed(t testing.TB, st store.Store, hosts, names []string, timeout time.Duration) {
 	t.Helper()
 	deadline := time.Now().Add(timeout)
 	for {
@@ -228,7 +228,7 @@ func (f *fleet) waitServed(t *testing.T, st store.Store, hosts, names []string, 
 // checkSets: every host's live set of every certificate is one complete
 // version: the key matches, the chain verifies to the CA's root, the
 // names are the certificate's.
-func (f *fleet) checkSets(t *testing.T, hosts, names []string) {
+func (f *fleet) checkSets(t testing.TB, hosts, names []string) {
 	t.Helper()
 	for _, h := range hosts {
 		for _, n := range names {
@@ -273,7 +273,7 @@ func (f *fleet) paidOrders() map[string]int {
 	return out
 }
 
-func (f *fleet) checkOnePaidOrderEach(t *testing.T, names []string) {
+func (f *fleet) checkOnePaidOrderEach(t testing.TB, names []string) {
 	t.Helper()
 	per := f.paidOrders()
 	for _, n := range names {

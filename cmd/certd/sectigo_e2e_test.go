@@ -75,7 +75,7 @@ func newSectigoWorld(t *testing.T, mods ...func(*sectigosim.Options)) *sectigoWo
 	return w
 }
 
-func freePort(t *testing.T) int {
+func freePort(t testing.TB) int {
 	t.Helper()
 	ln, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
