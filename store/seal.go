@@ -100,7 +100,9 @@ func (a aesGCM) Open(sealed, aad []byte) ([]byte, error) {
 func IsSealed(b []byte) bool { return bytes.HasPrefix(b, sealedPrefix) }
 
 // keyAAD binds a private key to its certificate and public key.
-func keyAAD(certName, publicSHA string) []byte { return []byte("key\x00" + certName + "\x00" + publicSHA) }
+func keyAAD(certName, publicSHA string) []byte {
+	return []byte("key\x00" + certName + "\x00" + publicSHA)
+}
 
 // accountAAD binds a CA account key to its account and endpoint.
 func accountAAD(account, endpoint string) []byte {

@@ -654,7 +654,7 @@ func (s *SQLite) SaveCAAccount(ctx context.Context, a CAAccount) error {
 	if a.Account == "" || a.Endpoint == "" || len(a.KeyPEM) == 0 {
 		return errors.New("store: a CA account needs a name, an endpoint and a key")
 	}
-	now := ms(time.Now())
+	now := ms(s.now())
 	keyPEM := a.KeyPEM
 	if s.seal != nil {
 		var err error
@@ -679,7 +679,7 @@ func (s *SQLite) SaveCAAccount(ctx context.Context, a CAAccount) error {
 func (s *SQLite) SetAccountHold(ctx context.Context, h AccountHold) error {
 	_, err := s.exec(ctx, `INSERT INTO account_holds (account, until, reason, updated_at) VALUES (?, ?, ?, ?)
 		ON CONFLICT (account) DO UPDATE SET until = excluded.until, reason = excluded.reason, updated_at = excluded.updated_at`,
-		h.Account, ms(h.Until), h.Reason, ms(s.now()))
+		h.Account, h.Until.UnixMilli()*b2i(!h.Until.IsZero()), h.Reason, ms(s.now()))
 	if err != nil {
 		return fmt.Errorf("store: saving the hold on account %s: %w", h.Account, s.disk(err))
 	}
@@ -733,4 +733,11 @@ func scanPass(r scanner) (Pass, error) {
 	err := r.Scan(&p.Host, &at, &p.PID, &p.Worked)
 	p.FinishedAt = fromMs(at)
 	return p, err
+}
+
+func b2i(b bool) int64 {
+	if b {
+		return 1
+	}
+	return 0
 }

@@ -307,5 +307,3 @@ func (s *SQLite) HostCertificates(ctx context.Context) (map[string][]string, err
 	}
 	return out, nil
 }
-
-

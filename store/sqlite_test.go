@@ -14,6 +14,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/certd/certd/internal/pgtest"
 	"github.com/certd/certd/store"
 	"github.com/certd/certd/store/storetest"
 )
@@ -47,7 +48,9 @@ func TestMain(m *testing.M) {
 	case "crash-mid-tx":
 		helperCrashMidTx()
 	}
-	os.Exit(m.Run())
+	code := m.Run()
+	pgtest.StopShared()
+	os.Exit(code)
 }
 
 func helperHoldLock() {

@@ -37,6 +37,8 @@ var cliCommands = []cliCommand{
 	{name: "import", subs: []string{"certbot", "lego"}, flags: []string{"config", "dry-run"}},
 	{name: "claims", subs: []string{"list", "verify", "reassert", "delete"}, flags: []string{"config", "account", "json"}},
 	{name: "orders", subs: []string{"list", "found", "absent", "abandon"}, flags: []string{"config"}, names: true},
+	{name: "fleet", subs: []string{"keygen"}},
+	{name: "store", subs: []string{"migrate"}, flags: []string{"config", "from"}},
 	{name: "demo", flags: []string{"dir", "once", "lifetime", "renew-after", "timeout"}},
 	{name: "sim", subs: []string{"atlas", "sectigo", "reseller", "markmonitor"}},
 	{name: "completion", subs: []string{"bash", "zsh", "fish"}},

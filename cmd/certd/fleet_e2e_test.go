@@ -9,6 +9,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"regexp"
 	"strconv"
 	"strings"
 	"syscall"
@@ -523,4 +524,76 @@ func TestFleetSurvivesPostgresRestart(t *testing.T) {
 	if !reported {
 		t.Error("neither host logged a warning or an error while the database was down")
 	}
+}
+
+// A host moves from SQLite to the fleet: `certd store migrate` copies its
+// store into PostgreSQL, and the fleet's daemons (the old host and a new
+// one) serve the certificates it had without ordering anything again.
+func TestFleetMigrateFromSQLiteBuysNothing(t *testing.T) {
+	pg := pgtest.Shared(t)
+	f := newFleet(t, pg, 0)
+	names := fleetNames(3, 2)
+	fleetCfg := f.config(t, "web1", names, 2*time.Minute, time.Minute)
+	data, err := os.ReadFile(fleetCfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	single := strings.Replace(string(data), "store: {postgres: env:CERTD_FLEET_DSN}", "store: {sqlite: state/certd.db}", 1)
+	single = regexpLine("fleet: ").ReplaceAllString(single, "")
+	singleCfg := filepath.Join(f.w.dir, "single.yaml")
+	writeFile(t, singleCfg, single)
+	if code, out, _ := runOnceBin(t, singleCfg); code != 0 {
+		t.Fatalf("single host run: exit %d\n%s", code, tailString(out, 4000))
+	}
+	before := f.paidOrders()
+	serials := map[string]string{}
+	for _, n := range names {
+		serials[n] = fmt.Sprintf("%X", readCert(t, filepath.Join(f.w.dir, "web1", "live", n, "cert.pem")).SerialNumber)
+	}
+	migrate := func() (int, string) {
+		cmd := exec.Command(binary(t), "store", "migrate", "-config", fleetCfg, "-from", filepath.Join(f.w.dir, "state", "certd.db"))
+		cmd.Env = append(os.Environ(), "CERTD_FLEET_DSN="+f.dsn)
+		out, err := cmd.CombinedOutput()
+		code := 0
+		if ee, ok := err.(*exec.ExitError); ok {
+			code = ee.ExitCode()
+		} else if err != nil {
+			t.Fatal(err)
+		}
+		return code, string(out)
+	}
+	if code, out := migrate(); code != 0 || !strings.Contains(out, "certificates 5") {
+		t.Fatalf("migrate: exit %d\n%s", code, out)
+	}
+	if code, out := migrate(); code != exitStore || !strings.Contains(out, "empty database") {
+		t.Errorf("a second migrate into the same database: exit %d, want %d and a refusal\n%s", code, exitStore, out)
+	}
+	st := f.open(t)
+	for _, n := range names {
+		c, err := st.GetCertificate(context.Background(), n)
+		if err != nil || c.Current == nil || c.Current.Serial != serials[n] {
+			t.Fatalf("%s after the copy: %+v, %v; want serial %s", n, c.Current, err, serials[n])
+		}
+	}
+	f.start(t, "web1", fleetCfg)
+	f.start(t, "web2", f.config(t, "web2", names, 2*time.Minute, time.Minute))
+	f.waitServed(t, st, []string{"web1", "web2"}, names, 2*time.Minute)
+	time.Sleep(2 * time.Second) // a pass or two more: nothing is ordered
+	after := f.paidOrders()
+	for _, n := range names {
+		if before[n] != 1 || after[n] != 1 {
+			t.Errorf("%s: %d paid orders before the move, %d after; want 1 and 1", n, before[n], after[n])
+		}
+		got := fmt.Sprintf("%X", readCert(t, filepath.Join(f.w.dir, "web2", "live", n, "cert.pem")).SerialNumber)
+		if got != serials[n] {
+			t.Errorf("%s on web2: serial %s, want the migrated %s", n, got, serials[n])
+		}
+	}
+	f.checkSets(t, []string{"web1", "web2"}, names)
+	f.stop(t, "web1")
+	f.stop(t, "web2")
+}
+
+func regexpLine(prefix string) *regexp.Regexp {
+	return regexp.MustCompile(`(?m)^` + regexp.QuoteMeta(prefix) + `.*\n`)
 }

@@ -53,6 +53,10 @@ Usage:
   certd orders       list|found|absent|abandon [-config FILE] [NAME [REF]]
                                               open orders, and an operator's word on one certd
                                               cannot settle alone
+  certd fleet        keygen                   print a new fleet.encryption_key for a fleet's hosts
+  certd store        migrate [-config FILE] -from SQLITE
+                                              copy a host's SQLite store into the fleet's
+                                              PostgreSQL (store.postgres); nothing is bought again
   certd demo         [-dir D] [-once]         the whole lifecycle on loopback: the four CA
                                               simulators, DNS server, HTTP responder; nothing to install;
                                               run it again in the same folder: its state is kept
@@ -89,7 +93,8 @@ func run(args []string, stdout, stderr io.Writer) int {
 	// Commands with subcommands print their own usage for -h, without a
 	// configuration.
 	if len(rest) > 0 && isHelp(rest[0]) {
-		if u, ok := map[string]string{"claims": claimsUsage, "orders": ordersUsage, "hooks": hooksUsage, "import": importUsage, "completion": completionUsage}[cmd]; ok {
+		if u, ok := map[string]string{"claims": claimsUsage, "orders": ordersUsage, "hooks": hooksUsage, "import": importUsage, "completion": completionUsage,
+			"fleet": fleetUsage, "store": storeUsage}[cmd]; ok {
 			fmt.Fprint(stdout, u)
 			return exitOK
 		}
@@ -131,6 +136,10 @@ func run(args []string, stdout, stderr io.Writer) int {
 		return cmdMan(rest, stdout, stderr)
 	case "delete":
 		return cmdDelete(rest, stdout, stderr)
+	case "fleet":
+		return cmdFleet(rest, stdout, stderr)
+	case "store":
+		return cmdStore(rest, stdout, stderr)
 	case "version", "--version", "-version":
 		fmt.Fprintln(stdout, versionString())
 		return exitOK

@@ -15,6 +15,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/certd/certd/internal/pgtest"
 	"github.com/certd/certd/store"
 )
 
@@ -394,4 +395,12 @@ func readString(t *testing.T, path string) string {
 		t.Fatal(err)
 	}
 	return string(b)
+}
+
+// TestMain stops the shared PostgreSQL of the fleet tests (if one was
+// started) when the tests end, and removes its files.
+func TestMain(m *testing.M) {
+	code := m.Run()
+	pgtest.StopShared()
+	os.Exit(code)
 }
