@@ -41,14 +41,20 @@ type Metrics struct {
 	LiveChecks *prometheus.CounterVec   // cert, result
 	Quota      *prometheus.GaugeVec     // account
 	BuildInfo  *prometheus.GaugeVec     // version, goversion
+
+	state *stateCollector
 }
+
+// SetFleet turns on the per-host gauges of fleet mode. Call it before
+// Serve.
+func (m *Metrics) SetFleet() { m.state.fleet = true }
 
 // New registers every collector on a fresh registry.
 func New(src Source, now func() time.Time) *Metrics {
 	if now == nil {
 		now = time.Now
 	}
-	m := &Metrics{reg: prometheus.NewRegistry()}
+	m := &Metrics{reg: prometheus.NewRegistry(), state: &stateCollector{src: src, now: now}}
 	m.Renewals = prometheus.NewCounterVec(prometheus.CounterOpts{Name: "certd_renewals_total",
 		Help: "Certificates issued and deployed."}, []string{"account"})
 	m.Failures = prometheus.NewCounterVec(prometheus.CounterOpts{Name: "certd_failures_total",
@@ -69,7 +75,7 @@ func New(src Source, now func() time.Time) *Metrics {
 	m.BuildInfo = prometheus.NewGaugeVec(prometheus.GaugeOpts{Name: "certd_build_info",
 		Help: "Always 1; the labels say which certd runs."}, []string{"version", "goversion"})
 	m.reg.MustRegister(m.Renewals, m.Failures, m.CARequests, m.CALatency, m.DCVVisible, m.Deploys, m.LiveChecks, m.Quota, m.BuildInfo,
-		&stateCollector{src: src, now: now},
+		m.state,
 		collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
 	return m
 }
@@ -139,16 +145,26 @@ var (
 		"1 when the store could not be read for this scrape.", nil, nil)
 	descLastPass = prometheus.NewDesc("certd_last_pass_timestamp_seconds",
 		"When the scheduler last completed a pass over what was due (0: never).", nil, nil)
+	descStoreUp = prometheus.NewDesc("certd_store_up",
+		"1 when the store (SQLite, or a fleet's PostgreSQL) answered this scrape, else 0: with 0, nothing is renewed or deployed anew.", nil, nil)
+	descHostPass = prometheus.NewDesc("certd_fleet_host_last_pass_timestamp_seconds",
+		"When each host of a fleet last completed a pass (fleet mode).", []string{"host"}, nil)
 )
+
+// hostPasses is what a fleet's store adds to Source: each host's last pass.
+type hostPasses interface {
+	ListPasses(ctx context.Context) ([]store.Pass, error)
+}
 
 // stateCollector reads certificate and claim state from the store.
 type stateCollector struct {
-	src Source
-	now func() time.Time
+	src   Source
+	now   func() time.Time
+	fleet bool
 }
 
 func (c *stateCollector) Describe(ch chan<- *prometheus.Desc) {
-	for _, d := range []*prometheus.Desc{descExpiry, descRenewal, descReady, descFailing, descClaim, descScrapeErr, descLastPass} {
+	for _, d := range []*prometheus.Desc{descExpiry, descRenewal, descReady, descFailing, descClaim, descScrapeErr, descLastPass, descStoreUp, descHostPass} {
 		ch <- d
 	}
 }
@@ -196,5 +212,15 @@ func (c *stateCollector) Collect(ch chan<- prometheus.Metric) {
 		failed = 1
 	}
 	ch <- prometheus.MustNewConstMetric(descLastPass, prometheus.GaugeValue, last)
+	if hp, ok := c.src.(hostPasses); ok && c.fleet {
+		passes, err := hp.ListPasses(ctx)
+		if err != nil {
+			failed = 1
+		}
+		for _, p := range passes {
+			ch <- prometheus.MustNewConstMetric(descHostPass, prometheus.GaugeValue, float64(p.FinishedAt.UnixMilli())/1000, p.Host)
+		}
+	}
 	ch <- prometheus.MustNewConstMetric(descScrapeErr, prometheus.GaugeValue, failed)
+	ch <- prometheus.MustNewConstMetric(descStoreUp, prometheus.GaugeValue, 1-failed)
 }

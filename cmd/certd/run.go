@@ -89,6 +89,9 @@ func runDaemon(path string, stderr io.Writer, sigs <-chan os.Signal, once bool) 
 	if cfg.Metrics.Listen != "" {
 		m := metrics.New(st, nil)
 		m.SetBuild(buildVersion(), runtime.Version())
+		if fleet != nil {
+			m.SetFleet()
+		}
 		initMetrics(m, cfg)
 		ln, err := net.Listen("tcp", cfg.Metrics.Listen)
 		if err != nil {
