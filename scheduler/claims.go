@@ -78,7 +78,6 @@ const awaitApproval = "await_approval"
 // margin is how long before expiry a claim is proved again (0: 30 days);
 // force proves it again whatever its state (certd claims reassert).
 func (m *Claims) Ensure(ctx context.Context, engine *dcv.Engine, account string, da ca.DomainAuthorizer, domain string, p Proof, margin time.Duration, force bool) error {
-	defer m.lock(account + "/" + domain)()
 	log := m.Log
 	if log == nil {
 		log = zap.NewNop()
@@ -87,11 +86,13 @@ func (m *Claims) Ensure(ctx context.Context, engine *dcv.Engine, account string,
 	if margin == 0 {
 		margin = 30 * 24 * time.Hour
 	}
-	end, err := m.Fleet.claimLease(ctx, log, account, domain, m.pollTimeout()+time.Minute)
+	// The fleet's lease first, then this process's lock: one order.
+	ctx, end, err := m.Fleet.claimLease(ctx, log, account, domain, m.pollTimeout()+time.Minute)
 	if err != nil {
 		return err
 	}
 	defer end()
+	defer m.lock(account + "/" + domain)()
 	now := m.now()
 	st, err := m.Store.GetClaim(ctx, account, domain)
 	if err != nil && !errors.Is(err, store.ErrNotFound) {
@@ -136,14 +137,14 @@ func (m *Claims) Recheck(ctx context.Context, engine *dcv.Engine, account string
 	if margin == 0 {
 		margin = 30 * 24 * time.Hour
 	}
-	unlock := m.lock(account + "/" + domain)
-	end, err := m.Fleet.claimLease(ctx, log, account, domain, m.pollTimeout()+time.Minute)
+	lctx, end, err := m.Fleet.claimLease(ctx, log, account, domain, m.pollTimeout()+time.Minute)
 	if err != nil {
-		unlock()
 		return err
 	}
-	unlockMu := unlock
-	unlock = func() { end(); unlockMu() }
+	unlockMu := m.lock(account + "/" + domain)
+	unlock := func() { unlockMu(); end() }
+	outer := ctx
+	ctx = lctx
 	st, err := m.Store.GetClaim(ctx, account, domain)
 	if err != nil && !errors.Is(err, store.ErrNotFound) {
 		unlock()
@@ -192,8 +193,8 @@ func (m *Claims) Recheck(ctx context.Context, engine *dcv.Engine, account string
 		return err
 	}
 	log.Warn("a claim the store held verified is not verified at the CA; proving it again now", zap.String("stored_status", was), zap.String("ca_status", what))
-	m.event(ctx, "warn", "claim_dropped", st, fmt.Sprintf("claim on %s was %s in certd's store but is %s; proving it again", domain, was, what))
-	return m.Ensure(ctx, engine, account, da, domain, p, margin, false)
+	m.event(outer, "warn", "claim_dropped", st, fmt.Sprintf("claim on %s was %s in certd's store but is %s; proving it again", domain, was, what))
+	return m.Ensure(outer, engine, account, da, domain, p, margin, false)
 }
 
 func (m *Claims) prove(ctx context.Context, log *zap.Logger, engine *dcv.Engine, da ca.DomainAuthorizer, st *store.Claim, p Proof, margin time.Duration, force bool) error {

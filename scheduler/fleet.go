@@ -9,6 +9,7 @@ import (
 
 	"go.uber.org/zap"
 
+	"github.com/certd/certd/internal/failpoint"
 	"github.com/certd/certd/internal/logkey"
 	"github.com/certd/certd/store"
 )
@@ -17,6 +18,7 @@ import (
 type FleetStore interface {
 	store.Leases
 	store.Hosts
+	ListPasses(ctx context.Context) ([]store.Pass, error)
 }
 
 // Fleet turns on fleet mode: several hosts share one store, and each
@@ -32,6 +34,48 @@ type Fleet struct {
 	Holder string
 	// TTL is the lease time, renewed every third of it while a job runs.
 	TTL time.Duration
+	// HostStale is how long a host may go without a pass before its
+	// configuration stops counting (default 10m): a host that is down
+	// does not hold up a change the others agree on.
+	HostStale time.Duration
+}
+
+// otherSpecs returns, for each certificate, the spec hashes the other
+// hosts of the fleet that are alive list it with (host -> hash), and
+// whether any other host lists it at all. A host that never completed a
+// pass counts as alive: it has just started.
+func (f *Fleet) otherSpecs(ctx context.Context, hosts map[string]map[string]string, now time.Time) (map[string]map[string]string, map[string]bool, error) {
+	passes, err := f.Store.ListPasses(ctx)
+	if err != nil {
+		return nil, nil, err
+	}
+	stale := f.HostStale
+	if stale <= 0 {
+		stale = 10 * time.Minute
+	}
+	last := map[string]time.Time{}
+	for _, p := range passes {
+		last[p.Host] = p.FinishedAt
+	}
+	specs, listed := map[string]map[string]string{}, map[string]bool{}
+	for h, m := range hosts {
+		if h == f.Host {
+			continue
+		}
+		t, seen := last[h]
+		alive := !seen || now.Sub(t) <= stale
+		for name, hash := range m {
+			listed[name] = true
+			if !alive {
+				continue
+			}
+			if specs[name] == nil {
+				specs[name] = map[string]string{}
+			}
+			specs[name][h] = hash
+		}
+	}
+	return specs, listed, nil
 }
 
 // keeper holds one lease for one job: it renews the lease every third of
@@ -86,6 +130,10 @@ func hold(ctx context.Context, leases store.Leases, l store.Lease, ttl time.Dura
 
 func (k *keeper) loop() {
 	defer close(k.done)
+	if failpoint.Active(failpoint.LeaseKeeperStalled) {
+		<-k.stop
+		return
+	}
 	t := time.NewTicker(k.ttl / 3)
 	defer t.Stop()
 	for {
@@ -104,6 +152,16 @@ func (k *keeper) current() store.Lease {
 	k.mu.Lock()
 	defer k.mu.Unlock()
 	return k.lease
+}
+
+// left is how long the lease is held for, as last renewed.
+func (k *keeper) left() time.Duration { return time.Until(k.end()) }
+
+// end is when the lease ends by the local monotonic clock, as last renewed.
+func (k *keeper) end() time.Time {
+	k.mu.Lock()
+	defer k.mu.Unlock()
+	return k.until
 }
 
 // lost is why the lease is gone, or nil while it is held.
@@ -150,7 +208,12 @@ func (k *keeper) renew() (time.Duration, error) {
 func (k *keeper) ensure(need time.Duration) (time.Duration, error) {
 	left, err := k.renew()
 	if err != nil {
-		return 0, err
+		if lost := k.lost(); lost != nil {
+			return 0, lost
+		}
+		// The store did not answer this once: what was last renewed
+		// still counts.
+		left = k.left()
 	}
 	if left < need {
 		return 0, fmt.Errorf("the lease on %s has %s left, less than the %s a CA request may take; not sending", k.current().Resource, left.Round(time.Millisecond), need)
@@ -169,11 +232,12 @@ func forSubmit(ctx context.Context, timeout time.Duration) (context.Context, con
 	if timeout <= 0 {
 		timeout = time.Minute
 	}
-	left, err := k.ensure(timeout + time.Second)
-	if err != nil {
+	if _, err := k.ensure(timeout + time.Second); err != nil {
 		return ctx, func() {}, err
 	}
-	c, cancel := context.WithTimeout(ctx, left-time.Second)
+	// Cut off a second before the lease ends, by the local monotonic
+	// clock from the moment the renewal was asked (not answered).
+	c, cancel := context.WithDeadline(ctx, k.end().Add(-time.Second))
 	return c, cancel, nil
 }
 
@@ -186,34 +250,38 @@ func leaseLost(ctx context.Context) error {
 }
 
 // claimLease takes the fleet-wide lease on an account's claim before it is
-// proved, waiting up to wait for another host that is proving it; the
-// caller re-reads the claim after. Outside fleet mode, or when ctx already
-// holds that very lease (a claim job), it holds nothing.
-func (f *Fleet) claimLease(ctx context.Context, log *zap.Logger, account, domain string, wait time.Duration) (func(), error) {
+// proved, waiting up to wait for another holder (another host, or another
+// job of this one) that is proving it; the caller re-reads the claim
+// after. The returned context carries the claim's lease: the claim's
+// writes are fenced by it, and the proof stops when it is lost. Callers
+// take it before any in-process lock on the claim (one order of locking
+// everywhere). Outside fleet mode, or when ctx already holds that very
+// lease (a claim job), it holds nothing new.
+func (f *Fleet) claimLease(ctx context.Context, log *zap.Logger, account, domain string, wait time.Duration) (context.Context, func(), error) {
 	res := store.ClaimResource(account, domain)
 	if f == nil {
-		return func() {}, nil
+		return ctx, func() {}, nil
 	}
 	if l, ok := store.LeaseFrom(ctx); ok && l.Resource == res {
-		return func() {}, nil
+		return ctx, func() {}, nil
 	}
 	deadline := time.Now().Add(wait)
 	for pause := 200 * time.Millisecond; ; pause = min(pause*2, 2*time.Second) {
 		l, err := f.Store.AcquireLease(ctx, res, f.Holder, f.TTL)
 		if err == nil {
-			_, _, end := hold(ctx, f.Store, l, f.TTL, log)
-			return end, nil
+			cctx, _, end := hold(ctx, f.Store, l, f.TTL, log)
+			return cctx, end, nil
 		}
 		if !errors.Is(err, store.ErrLeaseHeld) {
-			return nil, fmt.Errorf("leasing the claim on %s: %w", domain, err)
+			return ctx, nil, fmt.Errorf("leasing the claim on %s: %w", domain, err)
 		}
 		if time.Now().After(deadline) {
-			return nil, fmt.Errorf("the claim on %s is being proved by another host for longer than %s; this certificate waits for it", domain, wait)
+			return ctx, nil, fmt.Errorf("the claim on %s is being proved by another host for longer than %s; this certificate waits for it", domain, wait)
 		}
 		log.Debug("another host is proving the claim; waiting", zap.String(logkey.Domain, domain))
 		select {
 		case <-ctx.Done():
-			return nil, ctx.Err()
+			return ctx, nil, ctx.Err()
 		case <-time.After(pause):
 		}
 	}

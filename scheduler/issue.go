@@ -399,6 +399,16 @@ func (x *Issuing) send(ctx context.Context, log *zap.Logger, c store.Certificate
 			return 0, 0, err
 		}
 	}
+	// In a fleet, the request goes out only under a lease that outlasts
+	// it, and is cut off before the lease ends. Checked before SentAt is
+	// stored: an order refused here was never sent, and stays free to
+	// send (a CA that cannot be asked would otherwise leave it to a
+	// person).
+	sctx, cancel, err := forSubmit(ctx, plan.RequestTimeout)
+	if err != nil {
+		return 0, 0, err
+	}
+	defer cancel()
 	o.SentAt = x.now()
 	if err := x.Store.SaveOrder(ctx, *o); err != nil {
 		return 0, 0, err
@@ -406,14 +416,6 @@ func (x *Issuing) send(ctx context.Context, log *zap.Logger, c store.Certificate
 	failpoint.Hit(failpoint.OrderBeforeSubmit)
 	req.SentAt = o.SentAt
 	var placed ca.Order
-	// In a fleet, the request goes out only under a lease that outlasts
-	// it, and is cut off before the lease ends. Not sent: the stored
-	// SentAt makes the order looked up before anything is sent again.
-	sctx, cancel, err := forSubmit(ctx, plan.RequestTimeout)
-	if err != nil {
-		return 0, 0, err
-	}
-	defer cancel()
 	switch prev, how := x.baseOrder(ctx, c, plan, o); how {
 	case "reissue":
 		log.Info("the key changes, the names do not: reissuing under the current order (no new purchase)", zap.String(logkey.Order, prev.Ref))
@@ -962,6 +964,7 @@ func leafNames(leaf *x509.Certificate) []string {
 func (x *Issuing) deploy(ctx context.Context, log *zap.Logger, c store.Certificate, plan Plan, v store.Version) error {
 	res, err := x.deployFiles(ctx, log, c, plan, v)
 	if err != nil {
+		x.keepIssuedVersion(ctx, c.Name)
 		return err
 	}
 	jitter := 0.0
@@ -992,6 +995,25 @@ func (x *Issuing) deploy(ctx context.Context, log *zap.Logger, c store.Certifica
 		})
 	}
 	return nil
+}
+
+// keepIssuedVersion runs when a deploy failed. A certificate due for a
+// reissue (names changed, `certd renew -force`, a rollback held) has just
+// been issued a version it could not deploy: the retry must deploy that
+// version, never buy another, so it goes back to a plain renewal (which
+// deploys a stored version newer than the current one first). The write
+// carries the job's lease, like every other.
+func (x *Issuing) keepIssuedVersion(ctx context.Context, name string) {
+	err := x.Store.UpdateCertificate(context.WithoutCancel(ctx), name, func(c *store.Certificate) error {
+		if c.NextAction != ActionReissue {
+			return errUnchanged
+		}
+		c.NextAction = ActionRenew
+		return nil
+	})
+	if err != nil && !errors.Is(err, errUnchanged) {
+		x.log().Warn("keeping the issued version for the retry failed", zap.String(logkey.Cert, name), zap.Error(err))
+	}
 }
 
 func (x *Issuing) onHost() string {

@@ -47,8 +47,6 @@ type Store interface {
 	DueClaims(ctx context.Context, now time.Time, limit int) ([]store.Claim, error)
 }
 
-
-
 // Work does the due action of one certificate. It returns nil when the
 // action is done and the certificate saved with its next action, or an
 // error, in which case the scheduler records the failure and schedules a
@@ -188,27 +186,24 @@ func (s *Scheduler) Apply(ctx context.Context, specs []CertSpec) error {
 	s.mu.Unlock()
 
 	now := s.opts.Now()
-	// Others hosts' listings keep a certificate this host dropped.
+	// Other hosts' listings keep a certificate this host dropped, and
+	// their specs hold a change back until every live host asks for it.
 	listedElsewhere := map[string]bool{}
+	var others map[string]map[string]string
 	if f := s.opts.Fleet; f != nil {
-		names := make([]string, len(specs))
-		for i, sp := range specs {
-			names[i] = sp.Name
+		mine := make(map[string]string, len(specs))
+		for _, sp := range specs {
+			mine[sp.Name] = sp.Hash()
 		}
-		if err := f.Store.SetHostCertificates(ctx, f.Host, names); err != nil {
+		if err := f.Store.SetHostCertificates(ctx, f.Host, mine); err != nil {
 			return fmt.Errorf("scheduler: recording this host's certificates: %w", err)
 		}
 		hosts, err := f.Store.HostCertificates(ctx)
 		if err != nil {
 			return fmt.Errorf("scheduler: reading the fleet's certificates: %w", err)
 		}
-		for h, ns := range hosts {
-			if h == f.Host {
-				continue
-			}
-			for _, n := range ns {
-				listedElsewhere[n] = true
-			}
+		if others, listedElsewhere, err = f.otherSpecs(ctx, hosts, now); err != nil {
+			return fmt.Errorf("scheduler: reading the fleet's hosts: %w", err)
 		}
 	}
 	stored, err := s.opts.Store.ListCertificates(ctx)
@@ -223,21 +218,43 @@ func (s *Scheduler) Apply(ctx context.Context, specs []CertSpec) error {
 		_, ok := byName[spec.Name]
 		delete(byName, spec.Name)
 		if !ok {
+			// Created only if no other host of a fleet created it since
+			// the listing above; then it is reconciled like any other.
 			c := store.Certificate{Name: spec.Name, State: store.StatePending, NextAction: ActionIssue, NextActionAt: now,
 				Account: spec.Account, Domains: spec.Domains, KeyType: spec.KeyType, SpecHash: spec.Hash()}
-			if err := s.opts.Store.SaveCertificate(ctx, c); err != nil {
+			err := s.opts.Store.InsertCertificate(ctx, c)
+			if err == nil {
+				s.event(ctx, "info", "configured", spec.Name, spec.Account, "certificate added to the configuration; first issuance is due")
+				continue
+			}
+			if !errors.Is(err, store.ErrExists) {
 				return fmt.Errorf("scheduler: reconciling %s: %w", spec.Name, err)
 			}
-			s.event(ctx, "info", "configured", spec.Name, spec.Account, "certificate added to the configuration; first issuance is due")
-			continue
 		}
+		// In a fleet, a host whose configuration asks for other names or
+		// another key type than a live host's does not change the stored
+		// spec (each would order its own, paid, in turn): the change
+		// waits until every live host asks for it, and meanwhile only the
+		// hosts agreeing with the store work the certificate.
+		hash := spec.Hash()
+		var disagree []string
+		for h, hh := range others[spec.Name] {
+			if hh != hash {
+				disagree = append(disagree, h)
+			}
+		}
+		slices.Sort(disagree)
 		// The decision is taken on the row as it is inside the update's
 		// transaction, not on the listing above (another host may have
 		// moved it on since).
 		var kind, msg string
+		held := false
 		err := s.opts.Store.UpdateCertificate(ctx, spec.Name, func(c *store.Certificate) error {
-			kind, msg = "", ""
-			hash := spec.Hash()
+			kind, msg, held = "", "", false
+			if c.SpecHash != hash && len(disagree) > 0 {
+				held = true
+				return errUnchanged
+			}
 			switch {
 			case c.State == store.StateRetired && c.SpecHash == hash && c.Current != nil && now.Before(c.Current.NotAfter):
 				// The same names and key type back again: the stored
@@ -259,6 +276,12 @@ func (s *Scheduler) Apply(ctx context.Context, specs []CertSpec) error {
 			return nil
 		})
 		switch {
+		case held:
+			s.log.Warn("the fleet's hosts ask for different names or key types for this certificate; the stored one stays until every live host asks for the same",
+				zap.String(logkey.Cert, spec.Name), zap.Strings("hosts_differing", disagree))
+			s.event(ctx, "warn", "spec_disagreement", spec.Name, spec.Account, fmt.Sprintf("this host's configuration of %s differs from host(s) %s; "+
+				"it changes when every live host's configuration asks for the same names and key type, and meanwhile only hosts that agree with the store work it",
+				spec.Name, strings.Join(disagree, ", ")))
 		case errors.Is(err, errUnchanged):
 		case err != nil:
 			return fmt.Errorf("scheduler: reconciling %s: %w", spec.Name, err)

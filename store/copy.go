@@ -90,7 +90,7 @@ var copyTables = []copyTable{
 	{name: "ca_accounts", order: "account, endpoint", cols: cols(`account:t endpoint:t key_pem:acct ref:t binding_id:t created_at:i updated_at:i`)},
 	{name: "account_holds", order: "account", cols: cols(`account:t until:i reason:t updated_at:i`)},
 	{name: "passes", order: "host", cols: cols(`host:t finished_at:i pid:i worked:i`)},
-	{name: "host_certificates", order: "host, cert_name", cols: cols(`host:t cert_name:t`)},
+	{name: "host_certificates", order: "host, cert_name", cols: cols(`host:t cert_name:t spec_hash:t`)},
 }
 
 // CopySQLiteToPostgres copies everything src holds into dst, ids kept, in

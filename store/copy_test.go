@@ -53,7 +53,7 @@ func TestCopySQLiteToPostgres(t *testing.T) {
 	must(err)
 	must(src.SetAccountHold(ctx, store.AccountHold{Account: "atlas", Until: at, Reason: "429"}))
 	must(src.RecordPass(ctx, store.Pass{Host: "h1", FinishedAt: at, PID: 7, Worked: 2}))
-	must(src.SetHostCertificates(ctx, "h1", []string{"api", "www"}))
+	must(src.SetHostCertificates(ctx, "h1", map[string]string{"api": "spec-a", "www": "spec-w"}))
 	l, err := src.AcquireLease(ctx, "cert:www", "h1", time.Minute)
 	must(err)
 

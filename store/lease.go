@@ -54,8 +54,9 @@ type Leases interface {
 	// resource; ErrLeaseLost when l is no longer current.
 	ReleaseLease(ctx context.Context, l Lease) error
 	// ClaimDueCertificates grants holder leases on up to limit
-	// certificates listed by host (SetHostCertificates) whose
-	// NextActionAt is at or before now, earliest first, skipping those
+	// certificates listed by host (SetHostCertificates) with the spec hash
+	// the certificate has in the store, whose NextActionAt is at or
+	// before now, earliest first, skipping those
 	// with a live lease and those another claimer is claiming at that
 	// instant. It returns the certificates with their leases, in the
 	// same order.
@@ -101,12 +102,16 @@ func LeaseFrom(ctx context.Context) (Lease, bool) {
 	return l, ok
 }
 
-// Hosts records which host lists which certificates in its configuration:
-// a host claims only certificates it lists, and a certificate is retired
-// only when no host lists it.
+// Hosts records which host lists which certificates in its configuration,
+// with the hash of what its configuration asks for each (names, key
+// type): a host claims only certificates it lists as the store has them
+// (a host whose configuration differs never orders the other spec), and a
+// certificate is retired only when no host lists it.
 type Hosts interface {
-	// SetHostCertificates replaces the set of certificates host lists.
-	SetHostCertificates(ctx context.Context, host string, names []string) error
-	// HostCertificates returns every host's listed certificates.
-	HostCertificates(ctx context.Context) (map[string][]string, error)
+	// SetHostCertificates replaces the set of certificates host lists:
+	// certificate name to spec hash.
+	SetHostCertificates(ctx context.Context, host string, specs map[string]string) error
+	// HostCertificates returns every host's listed certificates with
+	// their spec hashes.
+	HostCertificates(ctx context.Context) (map[string]map[string]string, error)
 }

@@ -184,6 +184,7 @@ CREATE TABLE leases (
 CREATE TABLE host_certificates (
 	host       TEXT NOT NULL,
 	cert_name  TEXT NOT NULL,
+	spec_hash  TEXT NOT NULL DEFAULT '',
 	PRIMARY KEY (host, cert_name)
 );
 CREATE INDEX host_certificates_cert ON host_certificates(cert_name);

@@ -309,6 +309,32 @@ ON CONFLICT (name) DO UPDATE SET account = excluded.account, domains = excluded.
 	})
 }
 
+// InsertCertificate implements Certificates.
+func (p *Postgres) InsertCertificate(ctx context.Context, c Certificate) error {
+	domains, err := json.Marshal(c.Domains)
+	if err != nil {
+		return fmt.Errorf("store: inserting certificate %s: %w", c.Name, err)
+	}
+	what := "inserting certificate " + c.Name
+	return p.write(ctx, what, func(tx pgx.Tx) error {
+		now := pms(p.now())
+		tag, err := tx.Exec(ctx, `
+INSERT INTO certificates (name, account, domains, key_type, spec_hash, state, current_version,
+	next_action, next_action_at, failures, last_error, retry_after, created_at, updated_at)
+VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14)
+ON CONFLICT (name) DO NOTHING`,
+			c.Name, c.Account, string(domains), c.KeyType, c.SpecHash, c.State, c.CurrentVersion,
+			c.NextAction, pms(c.NextActionAt), c.Failures, c.LastError, pms(c.RetryAfter), now, now)
+		if err != nil {
+			return fmt.Errorf("store: %s: %w", what, err)
+		}
+		if tag.RowsAffected() == 0 {
+			return fmt.Errorf("%w: certificate %s", ErrExists, c.Name)
+		}
+		return nil
+	})
+}
+
 // UpdateCertificate implements Certificates: the row is read FOR UPDATE,
 // so concurrent updates of one certificate queue instead of losing one.
 func (p *Postgres) UpdateCertificate(ctx context.Context, name string, fn func(*Certificate) error) error {
@@ -879,17 +905,21 @@ func (p *Postgres) ListPasses(ctx context.Context) ([]Pass, error) {
 // --- hosts
 
 // SetHostCertificates implements Hosts, in one transaction.
-func (p *Postgres) SetHostCertificates(ctx context.Context, host string, names []string) error {
+func (p *Postgres) SetHostCertificates(ctx context.Context, host string, specs map[string]string) error {
 	what := "listing the certificates of host " + host
 	return p.write(ctx, what, func(tx pgx.Tx) error {
 		if _, err := tx.Exec(ctx, "DELETE FROM host_certificates WHERE host = $1", host); err != nil {
 			return fmt.Errorf("store: %s: %w", what, err)
 		}
-		if len(names) == 0 {
+		if len(specs) == 0 {
 			return nil
 		}
-		if _, err := tx.Exec(ctx, `INSERT INTO host_certificates (host, cert_name)
-	SELECT $1, n FROM unnest($2::text[]) AS n ON CONFLICT DO NOTHING`, host, names); err != nil {
+		names, hashes := make([]string, 0, len(specs)), make([]string, 0, len(specs))
+		for n, h := range specs {
+			names, hashes = append(names, n), append(hashes, h)
+		}
+		if _, err := tx.Exec(ctx, `INSERT INTO host_certificates (host, cert_name, spec_hash)
+	SELECT $1, n, h FROM unnest($2::text[], $3::text[]) AS x(n, h) ON CONFLICT DO NOTHING`, host, names, hashes); err != nil {
 			return fmt.Errorf("store: %s: %w", what, err)
 		}
 		return nil
@@ -897,19 +927,22 @@ func (p *Postgres) SetHostCertificates(ctx context.Context, host string, names [
 }
 
 // HostCertificates implements Hosts.
-func (p *Postgres) HostCertificates(ctx context.Context) (map[string][]string, error) {
-	type pair struct{ host, name string }
-	rows, err := pgQueryAll(ctx, p.pool, "host certificates", func(r pgx.Row) (pair, error) {
-		var x pair
-		err := r.Scan(&x.host, &x.name)
+func (p *Postgres) HostCertificates(ctx context.Context) (map[string]map[string]string, error) {
+	type row struct{ host, name, hash string }
+	rows, err := pgQueryAll(ctx, p.pool, "host certificates", func(r pgx.Row) (row, error) {
+		var x row
+		err := r.Scan(&x.host, &x.name, &x.hash)
 		return x, err
-	}, "SELECT host, cert_name FROM host_certificates ORDER BY host, cert_name")
+	}, "SELECT host, cert_name, spec_hash FROM host_certificates ORDER BY host, cert_name")
 	if err != nil {
 		return nil, err
 	}
-	out := map[string][]string{}
+	out := map[string]map[string]string{}
 	for _, x := range rows {
-		out[x.host] = append(out[x.host], x.name)
+		if out[x.host] == nil {
+			out[x.host] = map[string]string{}
+		}
+		out[x.host][x.name] = x.hash
 	}
 	return out, nil
 }
@@ -1009,7 +1042,7 @@ due AS (
 		-- OFFSET 0 keeps this a probe of the primary key per due row: as
 		-- a join, the planner hashes all of the host's rows (10 ms at
 		-- 100,000) to keep 1% of them.
-		AND EXISTS (SELECT 1 FROM host_certificates h WHERE h.host = $1 AND h.cert_name = c.name OFFSET 0)
+		AND EXISTS (SELECT 1 FROM host_certificates h WHERE h.host = $1 AND h.cert_name = c.name AND h.spec_hash = c.spec_hash OFFSET 0)
 		AND NOT EXISTS (SELECT 1 FROM leases l, n WHERE l.resource = 'cert:' || c.name AND l.expires_at > n.ms)
 	ORDER BY c.next_action_at, c.name
 	LIMIT $5

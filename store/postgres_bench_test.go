@@ -32,14 +32,14 @@ func BenchmarkPostgresClaimDue100k(b *testing.B) {
 		}
 		name := fmt.Sprintf("cert-%06d", i)
 		certs = append(certs, []any{name, "atlas", fmt.Sprintf(`["c%d.example.com"]`, i), "ecdsa-p256", "h", "valid", "renew", at.UnixMilli(), int64(0), int64(0)})
-		hosts = append(hosts, []any{"host-1", name})
+		hosts = append(hosts, []any{"host-1", name, "h"})
 	}
 	if _, err := conn.CopyFrom(ctx, pgx.Identifier{"certificates"},
 		[]string{"name", "account", "domains", "key_type", "spec_hash", "state", "next_action", "next_action_at", "created_at", "updated_at"},
 		pgx.CopyFromRows(certs)); err != nil {
 		b.Fatal(err)
 	}
-	if _, err := conn.CopyFrom(ctx, pgx.Identifier{"host_certificates"}, []string{"host", "cert_name"}, pgx.CopyFromRows(hosts)); err != nil {
+	if _, err := conn.CopyFrom(ctx, pgx.Identifier{"host_certificates"}, []string{"host", "cert_name", "spec_hash"}, pgx.CopyFromRows(hosts)); err != nil {
 		b.Fatal(err)
 	}
 	if _, err := conn.Exec(ctx, "VACUUM ANALYZE"); err != nil {

@@ -234,7 +234,11 @@ func TestPostgresClaimRace(t *testing.T) {
 			t.Fatal(err)
 		}
 	}
-	if err := s.SetHostCertificates(ctx, "h", names); err != nil {
+	listed := map[string]string{}
+	for _, n := range names {
+		listed[n] = ""
+	}
+	if err := s.SetHostCertificates(ctx, "h", listed); err != nil {
 		t.Fatal(err)
 	}
 	var mu sync.Mutex
@@ -327,7 +331,7 @@ func TestPostgresStaleLeaseWritesNothing(t *testing.T) {
 		"SaveCAAccount":       s.SaveCAAccount(stale, store.CAAccount{Account: "le", Endpoint: "e", KeyPEM: []byte("k")}),
 		"SetAccountHold":      s.SetAccountHold(stale, store.AccountHold{Account: "le", Until: time.Now()}),
 		"RecordPass":          s.RecordPass(stale, store.Pass{Host: "host-a", PID: 1}),
-		"SetHostCertificates": s.SetHostCertificates(stale, "host-a", []string{"www"}),
+		"SetHostCertificates": s.SetHostCertificates(stale, "host-a", map[string]string{"www": "h"}),
 		"SaveClaim":           s.SaveClaim(stale, store.Claim{Account: "a", Domain: "d", Status: "PENDING"}),
 	}
 	for what, err := range writes {

@@ -88,6 +88,20 @@ ON CONFLICT (name) DO UPDATE SET account = excluded.account, domains = excluded.
 	return nil
 }
 
+// InsertCertificate implements Certificates.
+func (s *SQLite) InsertCertificate(ctx context.Context, c Certificate) error {
+	return s.write(ctx, func(tx *sql.Tx) error {
+		var n int
+		if err := tx.QueryRowContext(ctx, `SELECT COUNT(*) FROM certificates WHERE name = ?`, c.Name).Scan(&n); err != nil {
+			return fmt.Errorf("store: inserting certificate %s: %w", c.Name, s.disk(err))
+		}
+		if n > 0 {
+			return fmt.Errorf("%w: certificate %s", ErrExists, c.Name)
+		}
+		return s.saveCert(ctx, tx, c)
+	})
+}
+
 // UpdateCertificate implements Certificates.
 func (s *SQLite) UpdateCertificate(ctx context.Context, name string, fn func(*Certificate) error) error {
 	return s.write(ctx, func(tx *sql.Tx) error {
@@ -221,7 +235,7 @@ func (s *SQLite) ClaimDueCertificates(ctx context.Context, host, holder string, 
 		out = out[:0]
 		clock := s.now()
 		rows, err := tx.QueryContext(ctx, `SELECT c.name FROM certificates c
-	JOIN host_certificates h ON h.cert_name = c.name AND h.host = ?
+	JOIN host_certificates h ON h.cert_name = c.name AND h.host = ? AND h.spec_hash = c.spec_hash
 	WHERE c.next_action_at IS NOT NULL AND c.next_action_at <= ?
 	AND NOT EXISTS (SELECT 1 FROM leases l WHERE l.resource = 'cert:' || c.name AND l.expires_at > ?)
 	ORDER BY c.next_action_at LIMIT ?`, host, now.UnixMilli(), clock.UnixMilli(), limit)
@@ -276,13 +290,13 @@ func (s *SQLite) ListLeases(ctx context.Context) ([]Lease, error) {
 // --- hosts
 
 // SetHostCertificates implements Hosts.
-func (s *SQLite) SetHostCertificates(ctx context.Context, host string, names []string) error {
+func (s *SQLite) SetHostCertificates(ctx context.Context, host string, specs map[string]string) error {
 	return s.write(ctx, func(tx *sql.Tx) error {
 		if _, err := tx.ExecContext(ctx, `DELETE FROM host_certificates WHERE host = ?`, host); err != nil {
 			return fmt.Errorf("store: listing the certificates of host %q: %w", host, s.disk(err))
 		}
-		for _, n := range names {
-			if _, err := tx.ExecContext(ctx, `INSERT OR IGNORE INTO host_certificates (host, cert_name) VALUES (?, ?)`, host, n); err != nil {
+		for n, h := range specs {
+			if _, err := tx.ExecContext(ctx, `INSERT OR IGNORE INTO host_certificates (host, cert_name, spec_hash) VALUES (?, ?, ?)`, host, n, h); err != nil {
 				return fmt.Errorf("store: listing the certificates of host %q: %w", host, s.disk(err))
 			}
 		}
@@ -291,19 +305,22 @@ func (s *SQLite) SetHostCertificates(ctx context.Context, host string, names []s
 }
 
 // HostCertificates implements Hosts.
-func (s *SQLite) HostCertificates(ctx context.Context) (map[string][]string, error) {
-	type row struct{ host, name string }
+func (s *SQLite) HostCertificates(ctx context.Context) (map[string]map[string]string, error) {
+	type row struct{ host, name, hash string }
 	rows, err := queryAll(ctx, s.db, "host certificates", func(r scanner) (row, error) {
 		var x row
-		err := r.Scan(&x.host, &x.name)
+		err := r.Scan(&x.host, &x.name, &x.hash)
 		return x, err
-	}, `SELECT host, cert_name FROM host_certificates ORDER BY host, cert_name`)
+	}, `SELECT host, cert_name, spec_hash FROM host_certificates ORDER BY host, cert_name`)
 	if err != nil {
 		return nil, err
 	}
-	out := map[string][]string{}
+	out := map[string]map[string]string{}
 	for _, r := range rows {
-		out[r.host] = append(out[r.host], r.name)
+		if out[r.host] == nil {
+			out[r.host] = map[string]string{}
+		}
+		out[r.host][r.name] = r.hash
 	}
 	return out, nil
 }

@@ -114,6 +114,10 @@ type Certificates interface {
 	GetCertificate(ctx context.Context, name string) (Certificate, error)
 	// SaveCertificate inserts or replaces the row with c.Name.
 	SaveCertificate(ctx context.Context, c Certificate) error
+	// InsertCertificate inserts c and fails with ErrExists, writing
+	// nothing, when a row with c.Name is there (another host created it
+	// first).
+	InsertCertificate(ctx context.Context, c Certificate) error
 	// UpdateCertificate reads the row named name, lets fn change it and
 	// writes it back, all in one transaction: no other write to the row
 	// lands between the read and the write, and nothing is written when

@@ -125,9 +125,7 @@ func cmdRenew(args []string, stdout, stderr io.Writer) int {
 	issuing := &scheduler.Issuing{Store: lst, Plans: func(n string) (scheduler.Plan, error) { return p.plan(n) },
 		Claims: &scheduler.Claims{Store: lst, Log: log.Named("claims")}, Deployer: deployer, Log: log.Named("issue"),
 		OnDeploy: func(c store.Certificate, _ scheduler.Plan, err error) {
-			if err != nil {
-				keepIssuedVersion(ctx, lst, c.Name)
-			} else {
+			if err == nil {
 				post.add(c.Name)
 			}
 		}}

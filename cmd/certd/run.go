@@ -149,9 +149,7 @@ func runDaemon(path string, stderr io.Writer, sigs <-chan os.Signal, once bool) 
 		Host:     cfg.Fleet.Host,
 		Rand:     mrand.New(mrand.NewPCG(mrand.Uint64(), mrand.Uint64())),
 		OnDeploy: func(c store.Certificate, p scheduler.Plan, err error) {
-			if err != nil {
-				keepIssuedVersion(ctx, st, c.Name)
-			} else {
+			if err == nil {
 				post.add(c.Name)
 			}
 			d.obs.deployed(c, p, err)
@@ -557,19 +555,4 @@ func initMetrics(m *metrics.Metrics, cfg *config.Config) {
 		certs = append(certs, c.Name)
 	}
 	m.Init(accounts, certs, failureReasons)
-}
-
-// keepIssuedVersion is called when a deploy failed. A certificate due for
-// a reissue (names changed, `certd renew -force`, a rollback held) has
-// just been issued a version it could not deploy: the retry must deploy
-// that version, never buy another, so it goes back to a plain renewal
-// (which deploys a stored version newer than the current one first).
-func keepIssuedVersion(ctx context.Context, st store.Certificates, name string) {
-	ctx = context.WithoutCancel(ctx)
-	c, err := st.GetCertificate(ctx, name)
-	if err != nil || c.NextAction != scheduler.ActionReissue {
-		return
-	}
-	c.NextAction = scheduler.ActionRenew
-	_ = st.SaveCertificate(ctx, c)
 }

@@ -67,7 +67,7 @@ func fleetOf(cfg *config.Config, st store.Store) *scheduler.Fleet {
 	if !fleetMode(cfg) {
 		return nil
 	}
-	return &scheduler.Fleet{Store: st, Host: cfg.Fleet.Host, Holder: holderName(cfg.Fleet.Host), TTL: cfg.Fleet.Lease.D()}
+	return &scheduler.Fleet{Store: st, Host: cfg.Fleet.Host, Holder: holderName(cfg.Fleet.Host), TTL: cfg.Fleet.Lease.D(), HostStale: hostStale(cfg)}
 }
 
 // holderName names this process in leases: the host, its pid and a

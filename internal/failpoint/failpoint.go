@@ -30,6 +30,18 @@ const (
 	DeployAfterSwitch  = "deploy-after-switch"  // live link switched, store not yet told
 )
 
+// LeaseKeeperStalled is not a kill: with CERTD_FAILPOINT=lease-keeper-stalled
+// a fleet host never renews a lease it holds (as if the goroutine that
+// renews were starved), so that a test sees the store's fencing, not the
+// renewal, refuse the late writes of a host paused past its lease.
+const LeaseKeeperStalled = "lease-keeper-stalled"
+
+// Active reports whether CERTD_FAILPOINT names the behaviour name.
+func Active(name string) bool {
+	spec := os.Getenv("CERTD_FAILPOINT")
+	return spec != "" && spec == name
+}
+
 // Points lists every point.
 func Points() []string {
 	return []string{ClaimBeforePublish, DCVAfterJournal, DCVAfterPublish, OrderBeforeSubmit, OrderAfterSubmit,

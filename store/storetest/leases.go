@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"sort"
 	"sync"
 	"testing"
 	"time"
@@ -179,7 +180,7 @@ func staleWrites(t *testing.T, s store.Store) {
 			return s.SetAccountHold(c, store.AccountHold{Account: "acct", Until: at})
 		}},
 		{"RecordPass", func(c ctxT) error { return s.RecordPass(c, store.Pass{Host: "h", FinishedAt: at, PID: 1}) }},
-		{"SetHostCertificates", func(c ctxT) error { return s.SetHostCertificates(c, "h", []string{"www"}) }},
+		{"SetHostCertificates", func(c ctxT) error { return s.SetHostCertificates(c, "h", specs("www")) }},
 	}
 	snapshot := func() string {
 		c, _ := s.GetCertificate(ctx, "www")
@@ -229,12 +230,18 @@ func claimDue(t *testing.T, s store.Store) {
 	}
 	// c5 is due later than now; c4 is not listed by the host.
 	must(t, s.SaveCertificate(ctx, store.Certificate{Name: "later", Domains: []string{"a.example"}, NextAction: "renew", NextActionAt: now.Add(time.Hour)}))
-	must(t, s.SetHostCertificates(ctx, "h1", []string{"c0", "c1", "c2", "c3", "c5", "later", "c0"}))
-	must(t, s.SetHostCertificates(ctx, "h2", []string{"c4"}))
+	must(t, s.SetHostCertificates(ctx, "h1", specs("c0", "c1", "c2", "c3", "c5", "later")))
+	must(t, s.SetHostCertificates(ctx, "h2", specs("c4")))
+	// h4 lists c0 with another spec (its configuration asks other names):
+	// it never claims it.
+	must(t, s.SetHostCertificates(ctx, "h4", map[string]string{"c0": "other-spec"}))
 	hc, err := s.HostCertificates(ctx)
 	must(t, err)
-	if fmt.Sprint(hc["h1"]) != "[c0 c1 c2 c3 c5 later]" || fmt.Sprint(hc["h2"]) != "[c4]" {
+	if keys(hc["h1"]) != "[c0 c1 c2 c3 c5 later]" || keys(hc["h2"]) != "[c4]" || hc["h4"]["c0"] != "other-spec" {
 		t.Fatalf("host certificates: %v", hc)
+	}
+	if got, err := s.ClaimDueCertificates(ctx, "h4", "h4-a", now, time.Minute, 10); err != nil || len(got) != 0 {
+		t.Fatalf("a host listing another spec claimed %+v (%v)", got, err)
 	}
 	// c1 is leased by another holder already.
 	_, err = s.AcquireLease(ctx, store.CertificateResource("c1"), "other", time.Minute)
@@ -261,10 +268,10 @@ func claimDue(t *testing.T, s store.Store) {
 		t.Fatalf("second claim: %+v, want only c5", got)
 	}
 	// Replacing a host's set drops what it no longer lists.
-	must(t, s.SetHostCertificates(ctx, "h1", []string{"c0"}))
+	must(t, s.SetHostCertificates(ctx, "h1", specs("c0")))
 	hc, err = s.HostCertificates(ctx)
 	must(t, err)
-	if fmt.Sprint(hc["h1"]) != "[c0]" {
+	if keys(hc["h1"]) != "[c0]" {
 		t.Fatalf("after replacing: %v", hc)
 	}
 
@@ -276,7 +283,7 @@ func claimDue(t *testing.T, s store.Store) {
 		all = append(all, n)
 		must(t, s.SaveCertificate(ctx, store.Certificate{Name: n, Domains: []string{"a.example"}, NextAction: "issue", NextActionAt: at}))
 	}
-	must(t, s.SetHostCertificates(ctx, "h3", all))
+	must(t, s.SetHostCertificates(ctx, "h3", specs(all...)))
 	var mu sync.Mutex
 	seen := map[string]int{}
 	var wg sync.WaitGroup
@@ -313,6 +320,14 @@ func claimDue(t *testing.T, s store.Store) {
 }
 
 func updateInOneTransaction(t *testing.T, s store.Store) {
+	first := store.Certificate{Name: "new", Account: "a", Domains: []string{"x.example"}, State: store.StateIssuing, Failures: 3}
+	must(t, s.InsertCertificate(ctx, first))
+	if err := s.InsertCertificate(ctx, store.Certificate{Name: "new", Account: "b", State: store.StatePending}); !errors.Is(err, store.ErrExists) {
+		t.Fatalf("a second insert: %v, want ErrExists", err)
+	}
+	if c, _ := s.GetCertificate(ctx, "new"); c.State != store.StateIssuing || c.Failures != 3 || c.Account != "a" {
+		t.Fatalf("a refused insert changed the row: %+v", c)
+	}
 	if err := s.UpdateCertificate(ctx, "nope", func(*store.Certificate) error { t.Fatal("fn called for a missing row"); return nil }); !errors.Is(err, store.ErrNotFound) {
 		t.Fatalf("update of a missing certificate: %v, want ErrNotFound", err)
 	}
@@ -392,4 +407,23 @@ func perHost(t *testing.T, s store.Store) {
 	if p.Host != "web1" || p.PID != 3 {
 		t.Fatalf("last pass: %+v", p)
 	}
+}
+
+// specs lists names with the empty spec hash of certificates saved
+// without one.
+func specs(names ...string) map[string]string {
+	m := map[string]string{}
+	for _, n := range names {
+		m[n] = ""
+	}
+	return m
+}
+
+func keys(m map[string]string) string {
+	var out []string
+	for k := range m {
+		out = append(out, k)
+	}
+	sort.Strings(out)
+	return fmt.Sprint(out)
 }
