@@ -351,7 +351,7 @@ func (s *SQLite) CreateOrder(ctx context.Context, o Order, key PrivateKey) (int6
 		return 0, err
 	}
 	var id int64
-	err = s.write(ctx, func(tx *sql.Tx) error {
+	err = s.writeWhat(ctx, "creating order for "+o.CertName, func(tx *sql.Tx) error {
 		now := ms(s.now())
 		res, err := tx.ExecContext(ctx, `INSERT INTO private_keys (cert_name, key_type, key_pem, public_sha, created_at) VALUES (?, ?, ?, ?, ?)`,
 			key.CertName, key.KeyType, pem, key.PublicSHA, now)

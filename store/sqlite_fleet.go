@@ -13,10 +13,19 @@ import (
 // resource's current lease and writes nothing if not (ErrLeaseLost): the
 // fencing every backend owes (see Leases).
 func (s *SQLite) write(ctx context.Context, fn func(tx *sql.Tx) error) error {
-	return s.txn(ctx, true, fn)
+	return s.txnWhat(ctx, "", true, fn)
+}
+
+// writeWhat is write with what it does named in its commit's error.
+func (s *SQLite) writeWhat(ctx context.Context, what string, fn func(tx *sql.Tx) error) error {
+	return s.txnWhat(ctx, what, true, fn)
 }
 
 func (s *SQLite) txn(ctx context.Context, fenced bool, fn func(tx *sql.Tx) error) error {
+	return s.txnWhat(ctx, "", fenced, fn)
+}
+
+func (s *SQLite) txnWhat(ctx context.Context, what string, fenced bool, fn func(tx *sql.Tx) error) error {
 	tx, err := s.w.BeginTx(ctx, nil)
 	if err != nil {
 		return s.disk(err)
@@ -37,6 +46,9 @@ func (s *SQLite) txn(ctx context.Context, fenced bool, fn func(tx *sql.Tx) error
 		return err
 	}
 	if err := tx.Commit(); err != nil {
+		if what != "" {
+			return fmt.Errorf("store: %s: committing: %w", what, s.disk(err))
+		}
 		return fmt.Errorf("store: committing: %w", s.disk(err))
 	}
 	return nil
