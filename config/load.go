@@ -310,7 +310,7 @@ func (l *loader) decodePlugins() {
 // the CA's own decoder.
 func (l *loader) accountLimits(b *Block) AccountLimits {
 	lim := AccountLimits{MaxConcurrent: 4, OrderWait: DefaultOrderWait}
-	b.common = map[string]bool{"max_concurrent": true, "rate_limit": true, "burst": true, "order_wait": true, "request_timeout": true}
+	b.common = map[string]bool{"max_concurrent": true, "rate_limit": true, "burst": true, "order_wait": true, "request_timeout": true, "per_host_keys": true}
 	if b.node == nil {
 		return lim
 	}
@@ -320,6 +320,7 @@ func (l *loader) accountLimits(b *Block) AccountLimits {
 		Burst          *int      `yaml:"burst"`
 		OrderWait      *Duration `yaml:"order_wait"`
 		RequestTimeout *Duration `yaml:"request_timeout"`
+		PerHostKeys    *bool     `yaml:"per_host_keys"`
 	}
 	picked := &yaml.Node{Kind: yaml.MappingNode, Line: b.node.Line, Column: b.node.Column}
 	for i := 0; i+1 < len(b.node.Content); i += 2 {
@@ -363,6 +364,12 @@ func (l *loader) accountLimits(b *Block) AccountLimits {
 			l.errs.add(at("request_timeout"), "must be between 1s and 10m")
 		}
 		lim.RequestTimeout = *only.RequestTimeout
+	}
+	if only.PerHostKeys != nil {
+		lim.PerHostKeys = *only.PerHostKeys
+		if lim.PerHostKeys && !l.cfg.Store.Postgres.IsSet() {
+			l.errs.add(at("per_host_keys"), "needs fleet mode (store.postgres): on one host, its keys never leave it already")
+		}
 	}
 	if lim.Burst == 0 {
 		lim.Burst = max(1, int(lim.RateLimit))

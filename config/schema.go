@@ -102,6 +102,11 @@ type AccountLimits struct {
 	// accepts a request and never answers costs this long; the outcome is
 	// then ambiguous and settled by a lookup, never by a second order.
 	RequestTimeout Duration `yaml:"request_timeout"`
+	// PerHostKeys (fleet mode, CAs that reissue for another key without a
+	// purchase): every host of the fleet serves a certificate for a
+	// private key of its own, which never leaves it; the fleet buys one
+	// certificate and each host has it reissued for its key.
+	PerHostKeys bool `yaml:"per_host_keys"`
 }
 
 // DCVSettings tune how certd checks that a challenge is visible.
@@ -202,6 +207,10 @@ type Fleet struct {
 	// SyncInterval is how often a host looks for versions another host
 	// issued and deploys them on itself (default 30s).
 	SyncInterval Duration `yaml:"sync_interval"`
+	// KeyDir holds this host's own private keys of accounts with
+	// per_host_keys (default /var/lib/certd/keys): they are never written
+	// to the shared database.
+	KeyDir string `yaml:"key_dir"`
 }
 
 // Log sets logging.

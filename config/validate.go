@@ -566,6 +566,7 @@ func lookupGroup(name string) (*user.Group, error) {
 const (
 	DefaultFleetLease        = 2 * time.Minute
 	DefaultFleetSyncInterval = 30 * time.Second
+	DefaultFleetKeyDir       = "/var/lib/certd/keys"
 )
 
 // fleet checks the fleet block of a configuration with store.postgres.
@@ -588,6 +589,12 @@ func (l *loader) fleet(file string, c *Config) {
 		f.Lease = Duration(DefaultFleetLease)
 	case f.Lease.D() < 10*time.Second || f.Lease.D() > time.Hour:
 		l.errAt(file, "fleet.lease", "must be between 10s and 1h")
+	}
+	switch {
+	case f.KeyDir == "":
+		f.KeyDir = DefaultFleetKeyDir
+	case !filepath.IsAbs(f.KeyDir):
+		f.KeyDir = filepath.Join(filepath.Dir(file), f.KeyDir)
 	}
 	switch {
 	case f.SyncInterval == 0:

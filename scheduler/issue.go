@@ -64,7 +64,21 @@ type Plan struct {
 	// 1m): in fleet mode nothing is sent to the CA under a lease with
 	// less time left.
 	RequestTimeout time.Duration
+	// PerHostKeys: the account gives every host of the fleet a
+	// certificate for a key of its own (Spec.Base names the fleet's
+	// certificate on a host's own one). The fleet's certificate is bought
+	// and never deployed; each host's is a reissue of it, its key kept
+	// in KeyDir on the host and never in the store.
+	PerHostKeys bool
+	KeyDir      string
 }
+
+// hostOwn reports whether p is a host's own certificate (per-host keys).
+func (p Plan) hostOwn() bool { return p.PerHostKeys && p.Spec.Base != "" }
+
+// fleetOnly reports whether p is the fleet's certificate of an account
+// with per-host keys: bought, never deployed.
+func (p Plan) fleetOnly() bool { return p.PerHostKeys && p.Spec.Base == "" }
 
 // claimDomain is the domain claimed for name.
 func (p Plan) claimDomain(name string) string {
@@ -186,6 +200,14 @@ func (x *Issuing) Work(ctx context.Context, c store.Certificate) (err error) {
 	}
 	log := x.log().With(zap.String(logkey.Cert, c.Name), zap.String(logkey.Account, plan.Spec.Account))
 	defer func() { x.holdAccount(ctx, log, plan.Spec.Account, err) }()
+
+	// A host's own certificate (per-host keys) follows the fleet's: it is
+	// reissued when the fleet's is new, and waits while it is not.
+	if plan.hostOwn() {
+		if wait, err := x.waitForFleetCert(ctx, log, c, plan); err != nil || wait {
+			return err
+		}
+	}
 
 	// 0. Files missing or altered: the stored current version goes back.
 	if c.NextAction == ActionRedeploy && c.CurrentVersion != 0 {
@@ -423,6 +445,14 @@ func (x *Issuing) send(ctx context.Context, log *zap.Logger, c store.Certificate
 	case "renew":
 		log.Info("renewing the current order at the CA", zap.String(logkey.Order, prev.Ref))
 		placed, err = plan.Issuer.(ca.Renewer).Renew(sctx, prev, req)
+	case "none":
+		// A host's own certificate with no fleet order to reissue under:
+		// never a purchase; it waits (the order stays unsent).
+		o.SentAt = time.Time{}
+		if serr := x.Store.SaveOrder(context.WithoutCancel(ctx), *o); serr != nil {
+			return 0, 0, serr
+		}
+		return 0, 0, fmt.Errorf("order %s: the fleet's certificate %s has no order to reissue under yet", o.IdempotencyKey, plan.Spec.Base)
 	default:
 		placed, err = plan.Issuer.Submit(sctx, req)
 	}
@@ -478,6 +508,14 @@ func (x *Issuing) send(ctx context.Context, log *zap.Logger, c store.Certificate
 // and o renews the same spec. It is a pure function of what is stored, so
 // a resumed order decides the same way.
 func (x *Issuing) baseOrder(ctx context.Context, c store.Certificate, plan Plan, o *store.Order) (ca.Order, string) {
+	if plan.hostOwn() {
+		// Always a reissue of the order that issued the fleet's current
+		// certificate: a host's own key is never a purchase.
+		if prev, err := x.fleetOrder(ctx, plan); err == nil {
+			return prev, "reissue"
+		}
+		return ca.Order{}, "none"
+	}
 	_, canReissue := plan.Issuer.(ca.Reissuer)
 	_, canRenew := plan.Issuer.(ca.Renewer)
 	if (!canReissue && !canRenew) || c.CurrentVersion == 0 {
@@ -751,8 +789,8 @@ func (x *Issuing) Sweep(ctx context.Context) error {
 			continue // not deployed, failing, or already due
 		}
 		plan, err := x.Plans(c.Name)
-		if err != nil {
-			continue
+		if err != nil || plan.fleetOnly() {
+			continue // the fleet's certificate of per-host keys has no files of its own
 		}
 		if _, seen := revoked[c.Account]; !seen {
 			revoked[c.Account] = map[string]bool{}
@@ -825,6 +863,9 @@ func (x *Issuing) order(ctx context.Context, log *zap.Logger, c store.Certificat
 		if err != nil {
 			return o, ca.Request{}, false, err
 		}
+		if k.PEM, err = readKey(plan.KeyDir, k); err != nil {
+			return o, ca.Request{}, false, fmt.Errorf("order %s: %w", o.IdempotencyKey, err)
+		}
 		key, err := pemutil.Key(k.PEM)
 		if err != nil {
 			return o, ca.Request{}, false, fmt.Errorf("order %s: %w", o.IdempotencyKey, err)
@@ -852,6 +893,13 @@ func (x *Issuing) order(ctx context.Context, log *zap.Logger, c store.Certificat
 	}
 	spki, _ := x509.MarshalPKIXPublicKey(key.Public())
 	sum := sha256.Sum256(spki)
+	if plan.hostOwn() {
+		// The key stays on this host: written (durably) here before the
+		// order is journaled; the store keeps only where it is.
+		if keyPEM, err = writeHostKey(plan.KeyDir, hex.EncodeToString(sum[:]), keyPEM); err != nil {
+			return store.Order{}, ca.Request{}, false, err
+		}
+	}
 	suffix := make([]byte, 4)
 	_, _ = rand.Read(suffix)
 	o := store.Order{IdempotencyKey: fmt.Sprintf("%s-%d-%s", c.Name, gen, hex.EncodeToString(suffix)), CertName: c.Name,
@@ -962,6 +1010,9 @@ func leafNames(leaf *x509.Certificate) []string {
 
 // deploy puts version v in place and schedules the renewal.
 func (x *Issuing) deploy(ctx context.Context, log *zap.Logger, c store.Certificate, plan Plan, v store.Version) error {
+	if plan.fleetOnly() {
+		return x.promote(ctx, log, c, plan, v)
+	}
 	res, err := x.deployFiles(ctx, log, c, plan, v)
 	if err != nil {
 		x.keepIssuedVersion(ctx, c.Name)
@@ -1033,6 +1084,9 @@ func (x *Issuing) deployFiles(ctx context.Context, log *zap.Logger, c store.Cert
 	k, err := x.Store.GetKey(ctx, v.KeyID)
 	if err != nil {
 		return deploy.Result{}, err
+	}
+	if k.PEM, err = readKey(plan.KeyDir, k); err != nil {
+		return deploy.Result{}, fmt.Errorf("version %s: %w", v.Serial, err)
 	}
 	dep := store.Deployment{Host: x.Host, CertName: c.Name, VersionID: v.ID, Dir: plan.Deploy.LivePath(), State: "started"}
 	if dep.ID, err = x.Store.AddDeployment(ctx, dep); err != nil {

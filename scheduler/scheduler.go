@@ -27,7 +27,15 @@ type CertSpec struct {
 	Account string
 	Domains []string
 	KeyType string
+	// Base, when set, makes this a host's own certificate of the fleet's
+	// certificate Base (per-host keys): the same names, a key that never
+	// leaves the host, issued as a reissue of Base's order, never bought.
+	Base string
 }
+
+// HostCertName is the name of host's own certificate of the fleet's
+// certificate base (per-host keys).
+func HostCertName(base, host string) string { return base + "@" + host }
 
 // Hash identifies the parts of the spec whose change needs a new
 // certificate: the names and the key type (not the account: moving a

@@ -606,3 +606,160 @@ func TestFleetMigrateFromSQLiteBuysNothing(t *testing.T) {
 func regexpLine(prefix string) *regexp.Regexp {
 	return regexp.MustCompile(`(?m)^` + regexp.QuoteMeta(prefix) + `.*\n`)
 }
+
+// Per-host keys (Atlas): the fleet buys one certificate per name, every
+// host has it reissued (rekeyed, no purchase) for a private key that never
+// leaves the host; a renewal of the fleet's certificate is bought once and
+// reissued on every host again.
+func TestFleetPerHostKeysNeverLeaveTheirHost(t *testing.T) {
+	pg := pgtest.Shared(t)
+	f := newFleet(t, pg, 0)
+	names := fleetNames(3, 0)
+	hosts := []string{"web1", "web2"}
+	for _, h := range hosts {
+		cfg := f.config(t, h, names, 2*time.Minute, time.Minute)
+		data, err := os.ReadFile(cfg)
+		if err != nil {
+			t.Fatal(err)
+		}
+		text := strings.Replace(string(data), "    type: globalsign-atlas\n", "    type: globalsign-atlas\n    per_host_keys: true\n", 1)
+		text = strings.Replace(text, "sync_interval: 1s}", fmt.Sprintf("sync_interval: 1s, key_dir: %s/keys}", h), 1)
+		writeFile(t, cfg, text)
+		f.launch(t, h, cfg)
+	}
+	st := f.open(t)
+	ctx := context.Background()
+	// servedOwn: every host serves, for every name, a certificate of its
+	// own reissued from the fleet's current one.
+	servedOwn := func() []string {
+		var missing []string
+		for _, n := range names {
+			base, err := st.GetCertificate(ctx, n)
+			if err != nil || base.Current == nil {
+				missing = append(missing, n)
+				continue
+			}
+			for _, h := range hosts {
+				own, err := st.GetCertificate(ctx, n+"@"+h)
+				live := deploy.Inspect(deploy.Spec{Dir: filepath.Join(f.w.dir, h, "live"), Name: n})
+				if err != nil || own.Current == nil || own.State != store.StateValid || live.Missing || live.Fingerprint != own.Current.Fingerprint ||
+					own.Current.NotAfter.Before(base.Current.NotAfter) {
+					missing = append(missing, n+"@"+h)
+				}
+			}
+		}
+		return missing
+	}
+	waitOwn := func(what string) {
+		t.Helper()
+		deadline := time.Now().Add(2 * time.Minute)
+		for {
+			missing := servedOwn()
+			if len(missing) == 0 {
+				return
+			}
+			if time.Now().After(deadline) {
+				t.Fatalf("%s: not served with each host's own key: %v\n%s\n%s", what, missing,
+					tailString(f.logs["web1"].String(), 3000), tailString(f.logs["web2"].String(), 3000))
+			}
+			time.Sleep(200 * time.Millisecond)
+		}
+	}
+	waitOwn("first issuance")
+	check := func(paidPerName int) {
+		t.Helper()
+		per := f.paidOrders()
+		for _, n := range names {
+			if per[n] != paidPerName {
+				t.Errorf("%s: %d paid orders, want %d (a host's own key is a rekey, never a purchase)", n, per[n], paidPerName)
+			}
+		}
+		rekeys := 0
+		for _, e := range f.w.atlas.Ledger() {
+			if e.Rekey {
+				rekeys++
+			}
+		}
+		if rekeys < len(names)*len(hosts)*paidPerName {
+			t.Errorf("%d rekeys, want at least %d (one per name, host and purchase)", rekeys, len(names)*len(hosts)*paidPerName)
+		}
+		for _, n := range names {
+			base, _ := st.GetCertificate(ctx, n)
+			keys := map[string]string{}
+			for _, h := range hosts {
+				own, _ := st.GetCertificate(ctx, n+"@"+h)
+				v, err := st.GetVersion(ctx, own.CurrentVersion)
+				if err != nil {
+					t.Fatal(err)
+				}
+				k, err := st.GetKey(ctx, v.KeyID)
+				if err != nil {
+					t.Fatal(err)
+				}
+				if !strings.HasPrefix(string(k.PEM), "host-local:") || strings.Contains(string(k.PEM), "PRIVATE KEY") {
+					t.Errorf("%s on %s: the store holds the private key, not only where it is", n, h)
+				}
+				file := filepath.Join(f.w.dir, h, "keys", k.PublicSHA+".pem")
+				fi, err := os.Stat(file)
+				if err != nil || fi.Mode().Perm() != 0o600 {
+					t.Errorf("%s on %s: key file %s: %v %v", n, h, file, err, fi)
+				}
+				for _, other := range hosts {
+					if other != h {
+						if _, err := os.Stat(filepath.Join(f.w.dir, other, "keys", k.PublicSHA+".pem")); err == nil {
+							t.Errorf("%s: %s's key is on %s too", n, h, other)
+						}
+					}
+				}
+				live, _ := os.ReadFile(filepath.Join(f.w.dir, h, "live", n, "privkey.pem"))
+				keys[h] = string(live)
+				if own.Current.Fingerprint == base.Current.Fingerprint {
+					t.Errorf("%s on %s serves the fleet's certificate, not its own", n, h)
+				}
+			}
+			if keys["web1"] == keys["web2"] {
+				t.Errorf("%s: both hosts serve the same private key", n)
+			}
+		}
+		f.checkSets(t, hosts, names)
+	}
+	check(1)
+	// The fleet's certificates are renewed: bought once more each, and
+	// every host has the new ones reissued for a new key of its own.
+	for _, n := range names {
+		if err := st.UpdateCertificate(ctx, n, func(c *store.Certificate) error {
+			c.NextActionAt = time.Now()
+			return nil
+		}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	deadline := time.Now().Add(2 * time.Minute)
+	for {
+		per := f.paidOrders()
+		done := true
+		for _, n := range names {
+			done = done && per[n] == 2
+		}
+		if done {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("the fleet's certificates were not renewed: %v", per)
+		}
+		time.Sleep(200 * time.Millisecond)
+	}
+	waitOwn("renewal")
+	time.Sleep(2 * time.Second) // a pass more: nothing else is bought
+	check(2)
+	rekeys := 0
+	for _, e := range f.w.atlas.Ledger() {
+		if e.Rekey {
+			rekeys++
+		}
+	}
+	t.Logf("per-host keys: hosts=%d names=%d paid=%v rekeys=%d", len(hosts), len(names), f.paidOrders(), rekeys)
+	for _, h := range hosts {
+		f.stop(t, h)
+	}
+}

@@ -372,11 +372,23 @@ func (d *daemonState) reload(ctx context.Context) {
 }
 
 func certSpecs(cfg *config.Config) []scheduler.CertSpec {
-	specs := make([]scheduler.CertSpec, len(cfg.Certificates))
-	for i, c := range cfg.Certificates {
-		specs[i] = scheduler.CertSpec{Name: c.Name, Account: c.Account, Domains: c.Domains, KeyType: c.KeyType}
+	specs := make([]scheduler.CertSpec, 0, len(cfg.Certificates))
+	for _, c := range cfg.Certificates {
+		spec := scheduler.CertSpec{Name: c.Name, Account: c.Account, Domains: c.Domains, KeyType: c.KeyType}
+		specs = append(specs, spec)
+		if perHostKeys(cfg, c.Account) {
+			// This host's own certificate of it (per-host keys).
+			spec.Name, spec.Base = scheduler.HostCertName(c.Name, cfg.Fleet.Host), c.Name
+			specs = append(specs, spec)
+		}
 	}
 	return specs
+}
+
+// perHostKeys reports whether account gives every host a key of its own.
+func perHostKeys(cfg *config.Config, account string) bool {
+	a, ok := cfg.Accounts[account]
+	return ok && fleetMode(cfg) && a.Limits.PerHostKeys
 }
 
 // serveResponders starts the built-in HTTP responders on their addresses.

@@ -96,9 +96,11 @@ func hostWork(cfg *config.Config, fleet *scheduler.Fleet, issuing *scheduler.Iss
 	}
 	return func(ctx context.Context) error {
 		c := d.cfg.Load()
-		names := make([]string, len(c.Certificates))
-		for i, cert := range c.Certificates {
-			names[i] = cert.Name
+		names := make([]string, 0, len(c.Certificates))
+		for _, cert := range c.Certificates {
+			if !perHostKeys(c, cert.Account) { // those each host issues for itself
+				names = append(names, cert.Name)
+			}
 		}
 		return issuing.SyncHost(ctx, names)
 	}

@@ -43,6 +43,10 @@ func build(cfg *config.Config, st store.Store, log *zap.Logger, obs observers) (
 		if err != nil {
 			return nil, fmt.Errorf("account %s (%s): %w", name, acct.Pos, err)
 		}
+		if _, ok := iss.(ca.Reissuer); perHostKeys(cfg, name) && !ok {
+			return nil, fmt.Errorf("account %s (%s): per_host_keys: %s cannot reissue for another key without a purchase; "+
+				"per-host keys need GlobalSign Atlas, Sectigo, the reseller API or Markmonitor", name, acct.Pos, acct.Type)
+		}
 		p.issuers[name] = iss
 	}
 	dnsTable, httpTable := providers.DNSTypes(), providers.HTTPTypes()
@@ -87,9 +91,13 @@ func build(cfg *config.Config, st store.Store, log *zap.Logger, obs observers) (
 // plan resolves one certificate's configuration into a scheduler.Plan.
 func (p *parts) plan(name string) (scheduler.Plan, error) {
 	var c *config.Certificate
+	base := ""
 	for _, cc := range p.cfg.Certificates {
 		if cc.Name == name {
 			c = cc
+		}
+		if perHostKeys(p.cfg, cc.Account) && name == scheduler.HostCertName(cc.Name, p.cfg.Fleet.Host) {
+			c, base = cc, cc.Name // this host's own certificate of cc
 		}
 	}
 	if c == nil {
@@ -113,7 +121,7 @@ func (p *parts) plan(name string) (scheduler.Plan, error) {
 			proofs[d] = scheduler.Proof{CA: ca.Proof{Method: dcv.Email, Email: m.Email}}
 		}
 	}
-	return scheduler.Plan{
+	plan := scheduler.Plan{
 		Spec:           specOf(c),
 		Issuer:         issuer,
 		Engine:         p.engine,
@@ -123,8 +131,14 @@ func (p *parts) plan(name string) (scheduler.Plan, error) {
 		Lifetime:       c.Lifetime.D(),
 		OrderWait:      p.cfg.Accounts[c.Account].Limits.OrderWait.D(),
 		RequestTimeout: p.cfg.Accounts[c.Account].Limits.RequestTimeout.D(),
+		PerHostKeys:    perHostKeys(p.cfg, c.Account),
+		KeyDir:         p.cfg.Fleet.KeyDir,
 		Profile:        c.Profile, ProfileRequired: c.ProfileIsRequired(),
-	}, nil
+	}
+	if base != "" {
+		plan.Spec.Name, plan.Spec.Base = name, base
+	}
+	return plan, nil
 }
 
 // claimPlan finds how the account's claim on domain is proved: through
