@@ -759,6 +759,30 @@ func TestFleetPerHostKeysNeverLeaveTheirHost(t *testing.T) {
 		}
 	}
 	t.Logf("per-host keys: hosts=%d names=%d paid=%v rekeys=%d", len(hosts), len(names), f.paidOrders(), rekeys)
+	// status shows each name with each host's own deploy, current.
+	cmd := exec.Command(binary(t), "status", "-json", "-config", filepath.Join(f.w.dir, "web1.yaml"))
+	cmd.Env = append(os.Environ(), "CERTD_FLEET_DSN="+f.dsn)
+	out, err := cmd.Output()
+	if err != nil {
+		t.Fatalf("status: %v\n%s", err, out)
+	}
+	var rep statusReport
+	if err := json.Unmarshal(out, &rep); err != nil {
+		t.Fatal(err)
+	}
+	if len(rep.Certificates) != len(names) {
+		t.Errorf("status lists %d certificates, want %d (hosts' own ones under their name)", len(rep.Certificates), len(names))
+	}
+	for _, c := range rep.Certificates {
+		if len(c.Hosts) != len(hosts) {
+			t.Errorf("status of %s: %d hosts' deploys, want %d", c.Name, len(c.Hosts), len(hosts))
+		}
+		for _, h := range c.Hosts {
+			if !h.Current || h.State != "live" {
+				t.Errorf("status of %s on %s: %+v, want live and current", c.Name, h.Host, h)
+			}
+		}
+	}
 	for _, h := range hosts {
 		f.stop(t, h)
 	}

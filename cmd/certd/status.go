@@ -250,8 +250,12 @@ func collectStatus(ctx context.Context, cfg *config.Config, st statusStore, now 
 	}
 	// Stored certificates the configuration does not list: retired ones
 	// (whose files may still be served) and any the daemon has not seen
-	// the configuration change for yet.
+	// the configuration change for yet. Hosts' own certificates of a
+	// configured one (per-host keys) are shown under it, per host.
 	for _, sc := range stored {
+		if base, _, ok := strings.Cut(sc.Name, "@"); ok && configured(cfg, base) != nil && perHostKeys(cfg, configured(cfg, base).Account) {
+			continue
+		}
 		cs := certStatus{Name: sc.Name, Domains: sc.Domains, Account: sc.Account, KeyType: sc.KeyType}
 		if a, ok := cfg.Accounts[sc.Account]; ok {
 			cs.Issuer = a.Type
@@ -345,6 +349,27 @@ func fleetStatus(ctx context.Context, cfg *config.Config, st statusStore, now ti
 		if err != nil {
 			return err
 		}
+		// Per-host keys: each host deploys its own certificate of it;
+		// "current" is one reissued from the fleet's current one.
+		own := map[int64]bool{}
+		if cc := configured(cfg, cs.Name); cc != nil && perHostKeys(cfg, cc.Account) {
+			deps = nil
+			for _, h := range rep.Hosts {
+				hc, err := st.GetCertificate(ctx, scheduler.HostCertName(cs.Name, h.Host))
+				if err != nil {
+					continue
+				}
+				hd, err := st.ListDeployments(ctx, hc.Name)
+				if err != nil {
+					return err
+				}
+				if hc.Current != nil && sc.Current != nil && !hc.Current.NotAfter.Before(sc.Current.NotAfter) {
+					own[hc.CurrentVersion] = true
+				}
+				deps = append(deps, hd...)
+			}
+			sort.Slice(deps, func(a, b int) bool { return deps[a].ID > deps[b].ID })
+		}
 		seen := map[string]bool{}
 		var problems []string
 		for _, d := range deps { // newest first
@@ -352,7 +377,7 @@ func fleetStatus(ctx context.Context, cfg *config.Config, st statusStore, now ti
 				continue
 			}
 			seen[d.Host] = true
-			hd := hostDeploy{Host: d.Host, Serial: serial(d.VersionID), State: d.State, Current: d.VersionID == sc.CurrentVersion, At: d.StartedAt, Error: d.Error}
+			hd := hostDeploy{Host: d.Host, Serial: serial(d.VersionID), State: d.State, Current: d.VersionID == sc.CurrentVersion || own[d.VersionID], At: d.StartedAt, Error: d.Error}
 			cs.Hosts = append(cs.Hosts, hd)
 			isUp, known := up[d.Host]
 			switch {
