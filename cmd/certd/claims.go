@@ -131,8 +131,10 @@ func deleteClaim(ctx context.Context, p *parts, st store.Store, account, domain 
 		fmt.Fprintf(stderr, "certd: %v\n", err)
 		return exitFailure
 	}
-	c.Status, c.Token, c.NextAction, c.NextActionAt = "DELETED", "", "", time.Time{}
-	if err := st.SaveClaim(ctx, c); err != nil {
+	if err := st.UpdateClaim(ctx, account, domain, func(c *store.Claim) error {
+		c.Status, c.Token, c.NextAction, c.NextActionAt = "DELETED", "", "", time.Time{}
+		return nil
+	}); err != nil {
 		fmt.Fprintf(stderr, "certd: %v\n", err)
 		return exitFailure
 	}

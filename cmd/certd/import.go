@@ -268,13 +268,13 @@ func adopt(ctx context.Context, st store.Store, d *deploy.Deployer, tool string,
 	if err := st.SaveDeployment(ctx, dep); err != nil {
 		return "", err
 	}
-	if c, err = st.GetCertificate(ctx, c.Name); err != nil {
-		return "", err
-	}
 	policy := scheduler.Policy{RemainingFraction: p.cert.Renew.RemainingFraction, Before: p.cert.Renew.Before.D()}
-	c.CurrentVersion, c.State, c.Failures, c.LastError = v.ID, store.StateValid, 0, ""
-	c.NextAction, c.NextActionAt, c.RetryAfter = scheduler.ActionRenew, scheduler.RenewalTime(leaf.NotBefore, leaf.NotAfter, policy, 0), time.Time{}
-	if err := st.SaveCertificate(ctx, c); err != nil {
+	if err := st.UpdateCertificate(ctx, c.Name, func(x *store.Certificate) error {
+		x.CurrentVersion, x.State, x.Failures, x.LastError = v.ID, store.StateValid, 0, ""
+		x.NextAction, x.NextActionAt, x.RetryAfter = scheduler.ActionRenew, scheduler.RenewalTime(leaf.NotBefore, leaf.NotAfter, policy, 0), time.Time{}
+		c = *x
+		return nil
+	}); err != nil {
 		return "", err
 	}
 	msg := fmt.Sprintf("%s: adopted serial %s from %s (valid until %s), deployed to %s; renewal at %s", c.Name, serial, p.f.from,

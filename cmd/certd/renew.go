@@ -247,17 +247,22 @@ func cmdRollback(args []string, stdout, stderr io.Writer) int {
 	}
 	msg := fmt.Sprintf("rolled back by an operator from %s to %s", res.Previous, res.Version)
 	if to != nil {
-		if c, err := st.GetCertificate(ctx, name); err == nil {
-			// Held until the next real issuance: the renewal due for the
-			// version now live places a new order (a reissue), and never
-			// deploys the version rolled back from.
-			policy := scheduler.Policy{RemainingFraction: cc.Renew.RemainingFraction, Before: cc.Renew.Before.D()}
-			c.CurrentVersion, c.State, c.Failures, c.LastError = to.ID, store.StateValid, 0, ""
-			c.NextAction, c.NextActionAt = scheduler.ActionReissue, scheduler.RenewalTime(to.NotBefore, to.NotAfter, policy, 0)
-			if err := st.SaveCertificate(ctx, c); err != nil {
-				fmt.Fprintf(stderr, "certd: recording the rollback: %v\n", err)
-				return exitFailure
-			}
+		// Held until the next real issuance: the renewal due for the
+		// version now live places a new order (a reissue), and never
+		// deploys the version rolled back from.
+		policy := scheduler.Policy{RemainingFraction: cc.Renew.RemainingFraction, Before: cc.Renew.Before.D()}
+		var c store.Certificate
+		err := st.UpdateCertificate(ctx, name, func(x *store.Certificate) error {
+			x.CurrentVersion, x.State, x.Failures, x.LastError = to.ID, store.StateValid, 0, ""
+			x.NextAction, x.NextActionAt = scheduler.ActionReissue, scheduler.RenewalTime(to.NotBefore, to.NotAfter, policy, 0)
+			c = *x
+			return nil
+		})
+		if err != nil && !errors.Is(err, store.ErrNotFound) {
+			fmt.Fprintf(stderr, "certd: recording the rollback: %v\n", err)
+			return exitFailure
+		}
+		if err == nil {
 			now := time.Now()
 			if from != nil {
 				_, _ = st.AddDeployment(ctx, store.Deployment{CertName: name, VersionID: from.ID, Dir: spec.LivePath(), State: "rolled_back",

@@ -78,8 +78,10 @@ func cmdRevoke(args []string, stdout, stderr io.Writer) int {
 		fmt.Fprintf(stderr, "certd revoke: %s: %v\n", name, err)
 		return exitFailure
 	}
-	c.NextAction, c.NextActionAt = scheduler.ActionRenew, time.Now()
-	if err := st.SaveCertificate(ctx, c); err != nil {
+	if err := st.UpdateCertificate(ctx, name, func(c *store.Certificate) error {
+		c.NextAction, c.NextActionAt = scheduler.ActionRenew, time.Now()
+		return nil
+	}); err != nil {
 		fmt.Fprintf(stderr, "certd: %v\n", err)
 		return exitFailure
 	}
