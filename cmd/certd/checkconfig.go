@@ -143,6 +143,16 @@ func checkStartable(cfg *config.Config, skipCreds bool) (problems, skipped []str
 			problems = append(problems, fmt.Sprintf("notify.email.ca: %v", err))
 		}
 	}
+	// Fleet mode: the DSN and the encryption key resolve, and the key is
+	// one (the database itself is not asked: check-config sends nothing).
+	if fleetMode(cfg) {
+		secretsOK("store.postgres", cfg.Store)
+		if secretsOK("fleet.encryption_key", cfg.Fleet) {
+			if _, err := fleetSealer(cfg); err != nil {
+				problems = append(problems, err.Error())
+			}
+		}
+	}
 	// Files to adopt are checked as a start adopts them (a start that
 	// cannot adopt them orders instead: paid, on a commercial CA).
 	for _, c := range cfg.Certificates {
