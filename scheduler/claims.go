@@ -86,6 +86,12 @@ func (m *Claims) Ensure(ctx context.Context, engine *dcv.Engine, account string,
 	if margin == 0 {
 		margin = 30 * 24 * time.Hour
 	}
+	// A claim verified well beyond the margin needs nothing, and no lease
+	// to find that out.
+	if cur, err := m.Store.GetClaim(ctx, account, domain); err == nil && !force &&
+		cur.Status == string(ca.AuthValid) && cur.ExpiresAt.After(m.now().Add(margin)) {
+		return nil
+	}
 	// The fleet's lease first, then this process's lock: one order.
 	ctx, end, err := m.Fleet.claimLease(ctx, log, account, domain, m.pollTimeout()+time.Minute)
 	if err != nil {

@@ -56,6 +56,17 @@ func (u unitFile) one(t *testing.T, section, key string) string {
 // into a DESTDIR, with non-default PREFIX and CONFDIR, and returns DESTDIR.
 func installed(t *testing.T, prefix, confdir string) string {
 	t.Helper()
+	dest := t.TempDir()
+	// A stand-in binary (make install runs it for the man page).
+	makeInstall(t, "#!/bin/sh\necho '.TH CERTD 1'\n", dest, "PREFIX="+prefix, "CONFDIR="+confdir, "UNITDIR=/lib/systemd/system")
+	return dest
+}
+
+// makeInstall runs `make install DESTDIR=dest` with the given variables
+// from a copy of the tree's install inputs, with bin (the contents of
+// bin/certd) as the binary it installs.
+func makeInstall(t *testing.T, bin, dest string, vars ...string) {
+	t.Helper()
 	if _, err := exec.LookPath("make"); err != nil {
 		t.Skip("make not installed")
 	}
@@ -73,19 +84,15 @@ func installed(t *testing.T, prefix, confdir string) string {
 	if err := os.MkdirAll(filepath.Join(src, "bin"), 0o755); err != nil {
 		t.Fatal(err)
 	}
-	// A stand-in binary (make install runs it for the man page).
-	writeFile(t, filepath.Join(src, "bin", "certd"), "#!/bin/sh\necho '.TH CERTD 1'\n")
-	if err := os.Chmod(filepath.Join(src, "bin", "certd"), 0o755); err != nil {
+	if err := os.WriteFile(filepath.Join(src, "bin", "certd"), []byte(bin), 0o755); err != nil {
 		t.Fatal(err)
 	}
-	dest := t.TempDir()
-	// -o build: the binary is not built again (a stand-in is there).
-	cmd := exec.Command("make", "-o", "build", "install", "DESTDIR="+dest, "PREFIX="+prefix, "CONFDIR="+confdir, "UNITDIR=/lib/systemd/system")
+	// -o build: the binary is not built again (it is there).
+	cmd := exec.Command("make", append([]string{"-o", "build", "install", "DESTDIR=" + dest}, vars...)...)
 	cmd.Dir = src
 	if out, err := cmd.CombinedOutput(); err != nil {
 		t.Fatalf("make install: %v\n%s", err, out)
 	}
-	return dest
 }
 
 // TestSystemdUnits checks the shipped units: what they need exists after
@@ -126,7 +133,14 @@ func TestSystemdUnits(t *testing.T) {
 		}
 	}
 	for name, u := range map[string]unitFile{"certd.service": svc, "certd-once.service": once} {
-		for _, k := range []string{"ExecStartPre", "ExecStart"} {
+		keys := []string{"ExecStart"}
+		if name == "certd-once.service" {
+			keys = append(keys, "ExecStartPre") // the daemon's unit has none: see its comment
+		}
+		if len(u["Service"]["ConfigurationDirectory"]) > 0 {
+			t.Errorf("%s: ConfigurationDirectory= makes the configuration writable to certd", name)
+		}
+		for _, k := range keys {
 			v := u.one(t, "Service", k)
 			if !strings.HasPrefix(v, prefix+"/bin/certd ") || !strings.Contains(v, "-config "+confdir+"/certd.yaml") {
 				t.Errorf("%s: %s=%s does not run the installed certd on the installed configuration", name, k, v)
