@@ -17,6 +17,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"strings"
 	"testing"
 	"time"
 )
@@ -71,6 +72,18 @@ func StartPebble(t testing.TB, o PebbleOptions) *Pebble {
 	if o.HTTPPort == 0 {
 		o.HTTPPort = FreePort(t)
 	}
+	// A free port may be taken by another process before Pebble binds it
+	// (tests run in parallel): Pebble then exits at once, and is started
+	// again on other ports.
+	for attempt := 1; ; attempt++ {
+		if p, retry := startPebbleOnce(t, o, bin, dir, certFile, keyFile, pool, attempt < 3); !retry {
+			return p
+		}
+	}
+}
+
+func startPebbleOnce(t testing.TB, o PebbleOptions, bin, dir, certFile, keyFile string, pool *x509.CertPool, mayRetry bool) (*Pebble, bool) {
+	t.Helper()
 	port, mport := FreePort(t), FreePort(t)
 	cfg := map[string]any{
 		"listenAddress":           fmt.Sprintf("127.0.0.1:%d", port),
@@ -122,6 +135,10 @@ func StartPebble(t testing.TB, o PebbleOptions) *Pebble {
 		select {
 		case <-exited:
 			b, _ := os.ReadFile(filepath.Join(dir, "pebble.log"))
+			if mayRetry && strings.Contains(string(b), "address already in use") {
+				stop()
+				return nil, true
+			}
 			t.Fatalf("pebble exited:\n%s", b)
 		default:
 		}
@@ -133,7 +150,7 @@ func StartPebble(t testing.TB, o PebbleOptions) *Pebble {
 		time.Sleep(50 * time.Millisecond)
 	}
 	t.Cleanup(stop)
-	return p
+	return p, false
 }
 
 // Log is what Pebble has printed so far.
