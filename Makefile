@@ -57,9 +57,11 @@ CHAOS_KILLS ?= 50
 CHAOS_DELAY ?= 8s
 # certd SIGKILLed at every failpoint and at random instants while it works
 # certificates of every CA at once (Atlas, Sectigo, the reseller API,
-# Markmonitor), against real Knot and nginx; prints one line: kills,
-# violations of N1–N8 (must be 0), orders per certificate (max 1),
-# orphans, leftover artefacts.
+# Markmonitor), against real Knot and nginx, with forced renewals between
+# kills and a reload hook that records what each reload loaded; prints one
+# line per invariant: kills, orders per certificate generation (max 1),
+# orphans, lost keys, mixed reads, secrets, leftover artefacts, reloads
+# onto a broken or stale set (N7), silent failures, violations (must be 0).
 CHAOS_PER_CA ?= 5
 chaos:
 	CERTD_CHAOS_KILLS=$(or $(KILLS),1000) CERTD_CHAOS_PER_CA=$(CHAOS_PER_CA) \

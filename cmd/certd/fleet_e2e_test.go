@@ -6,6 +6,7 @@ import (
 	"crypto/x509"
 	"encoding/json"
 	"fmt"
+	"math/rand/v2"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -17,6 +18,7 @@ import (
 	"time"
 
 	"github.com/certd/certd/deploy"
+	"github.com/certd/certd/internal/failpoint"
 	"github.com/certd/certd/internal/pemutil"
 	"github.com/certd/certd/internal/pgtest"
 	"github.com/certd/certd/store"
@@ -32,21 +34,23 @@ type fleet struct {
 	pg   *pgtest.Server
 	dsn  string
 	key  string // the encryption key, base64
-	logs map[string]*syncBuffer
-	cmds map[string]*exec.Cmd
-	env  []string // extra environment of the next daemon started
+	logs   map[string]*syncBuffer
+	cmds   map[string]*exec.Cmd
+	exited map[string]chan struct{} // closed when the host's daemon has exited
+	env    []string                 // extra environment of the next daemon started
 }
 
 func newFleet(t testing.TB, pg *pgtest.Server, delay time.Duration) *fleet {
 	t.Helper()
-	f := &fleet{w: newChaosWorld(t, delay), pg: pg, key: store.NewEncryptionKey(), logs: map[string]*syncBuffer{}, cmds: map[string]*exec.Cmd{}}
+	f := &fleet{w: newChaosWorld(t, delay), pg: pg, key: store.NewEncryptionKey(), logs: map[string]*syncBuffer{}, cmds: map[string]*exec.Cmd{},
+		exited: map[string]chan struct{}{}}
 	f.dsn = pg.NewDatabase(t)
 	writeFileMode(t, filepath.Join(f.w.dir, "fleet.key"), f.key+"\n", 0o600)
 	t.Cleanup(func() {
-		for _, c := range f.cmds {
+		for h, c := range f.cmds {
 			_ = c.Process.Signal(syscall.SIGCONT)
 			_ = c.Process.Kill()
-			_ = c.Wait()
+			<-f.exited[h]
 		}
 	})
 	return f
@@ -149,21 +153,40 @@ func (f *fleet) launch(t testing.TB, host, cfg string) {
 		t.Fatal(err)
 	}
 	f.cmds[host], f.logs[host] = cmd, logs
+	done := make(chan struct{})
+	f.exited[host] = done
+	go func() { _ = cmd.Wait(); close(done) }()
+}
+
+// running reports whether host's daemon is still running.
+func (f *fleet) running(host string) bool {
+	select {
+	case <-f.exited[host]:
+		return false
+	default:
+		return true
+	}
+}
+
+// kill SIGKILLs host's daemon and waits for it.
+func (f *fleet) kill(host string) {
+	_ = f.cmds[host].Process.Signal(syscall.SIGKILL)
+	<-f.exited[host]
+	delete(f.cmds, host)
 }
 
 func (f *fleet) stop(t testing.TB, host string) {
 	t.Helper()
 	cmd := f.cmds[host]
 	_ = cmd.Process.Signal(syscall.SIGTERM)
-	done := make(chan error, 1)
-	go func() { done <- cmd.Wait() }()
 	select {
-	case err := <-done:
-		if err != nil {
-			t.Errorf("host %s exited: %v\n%s", host, err, tailString(f.logs[host].String(), 4000))
+	case <-f.exited[host]:
+		if code := cmd.ProcessState.ExitCode(); code != 0 {
+			t.Errorf("host %s exited %d\n%s", host, code, tailString(f.logs[host].String(), 4000))
 		}
 	case <-time.After(60 * time.Second):
 		_ = cmd.Process.Kill()
+		<-f.exited[host]
 		t.Errorf("host %s did not stop within 60s", host)
 	}
 	delete(f.cmds, host)
@@ -510,7 +533,7 @@ func TestFleetSurvivesPostgresRestart(t *testing.T) {
 	down := time.Now()
 	time.Sleep(5 * time.Second)
 	for _, h := range hosts {
-		if f.cmds[h].ProcessState != nil {
+		if !f.running(h) {
 			t.Fatalf("host %s exited while the database was down:\n%s", h, tailString(f.logs[h].String(), 3000))
 		}
 	}
@@ -783,6 +806,72 @@ func TestFleetPerHostKeysNeverLeaveTheirHost(t *testing.T) {
 			}
 		}
 	}
+	for _, h := range hosts {
+		f.stop(t, h)
+	}
+}
+
+// Hosts of a fleet SIGKILLed at random instants, and at every failpoint,
+// and started again, while they order from Atlas and Sectigo (slow
+// issuance): after every kill no certificate has two paid orders (N1),
+// and at the end every host serves every certificate, each bought once.
+// CERTD_FLEET_KILLS sets the number of kills.
+func TestFleetHostsKilledAtRandomNeverBuyTwice(t *testing.T) {
+	pg := pgtest.Shared(t)
+	f := newFleet(t, pg, 2*time.Second)
+	names := fleetNames(10, 10)
+	hosts := []string{"web1", "web2", "web3"}
+	cfgs := map[string]string{}
+	for _, h := range hosts {
+		cfgs[h] = f.config(t, h, names, 12*time.Second, 2*time.Second)
+		f.launch(t, h, cfgs[h])
+	}
+	kills := 12
+	if v, _ := strconv.Atoi(os.Getenv("CERTD_FLEET_KILLS")); v > 0 {
+		kills = v
+	}
+	seed := uint64(time.Now().UnixNano())
+	rnd := rand.New(rand.NewPCG(seed, 23))
+	points := failpoint.Points()
+	st := f.open(t)
+	start := time.Now()
+	armed := map[string]bool{} // started with a failpoint
+	for k := range kills {
+		h := hosts[rnd.IntN(len(hosts))]
+		time.Sleep(time.Duration(rnd.Int64N(int64(1500 * time.Millisecond))))
+		f.kill(h)
+		// Every other restart dies at a failpoint of its own.
+		armed[h] = k%2 == 1
+		if armed[h] {
+			f.env = []string{"CERTD_FAILPOINT=" + points[(k/2)%len(points)]}
+		}
+		f.launch(t, h, cfgs[h])
+		f.env = nil
+		for name, n := range f.paidOrders() {
+			if n > 1 {
+				t.Fatalf("after kill %d (%s): %s has %d paid orders (N1, seed %d)", k, h, name, n, seed)
+			}
+		}
+	}
+	// For the end, every host runs without a failpoint (one still armed
+	// would die later at it).
+	for _, h := range hosts {
+		if armed[h] || !f.running(h) {
+			f.kill(h)
+			f.launch(t, h, cfgs[h])
+		}
+	}
+	f.waitServed(t, st, hosts, names, 3*time.Minute)
+	f.checkOnePaidOrderEach(t, names)
+	f.checkSets(t, hosts, names)
+	open, err := st.OpenOrders(context.Background())
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(open) != 0 {
+		t.Errorf("%d orders left open", len(open))
+	}
+	t.Logf("fleet kills: hosts=3 kills=%d certificates=%d max_paid_orders=1 took=%s seed=%d", kills, len(names), time.Since(start).Round(time.Second), seed)
 	for _, h := range hosts {
 		f.stop(t, h)
 	}
