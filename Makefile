@@ -20,7 +20,7 @@ build:
 
 # Every test, with the race detector, plus vet, gofmt and a short fuzz run.
 test: lint
-	$(GO) test -race -count=1 ./...
+	$(GO) test -race -count=1 -timeout 20m ./...
 	$(MAKE) fuzz FUZZTIME=20s
 
 test-short:
