@@ -30,10 +30,10 @@ import (
 // nginx.
 
 type fleet struct {
-	w    *chaosWorld
-	pg   *pgtest.Server
-	dsn  string
-	key  string // the encryption key, base64
+	w      *chaosWorld
+	pg     *pgtest.Server
+	dsn    string
+	key    string // the encryption key, base64
 	logs   map[string]*syncBuffer
 	cmds   map[string]*exec.Cmd
 	exited map[string]chan struct{} // closed when the host's daemon has exited
