@@ -810,6 +810,12 @@ func (x *Issuing) Sweep(ctx context.Context) error {
 		if !due || check.Name == "renewal-due" {
 			continue // renewal is already scheduled by its time
 		}
+		if check.Action == ActionRedeploy && x.Host != "" && !plan.hostOwn() {
+			// In a fleet this host's files are this host's business:
+			// SyncHost puts them back here, while a redeploy due on the
+			// shared row would run on whichever host claims it.
+			continue
+		}
 		err = x.Store.UpdateCertificate(ctx, c.Name, func(cur *store.Certificate) error {
 			if cur.State != store.StateValid || cur.CurrentVersion != c.CurrentVersion || (!cur.NextActionAt.IsZero() && !cur.NextActionAt.After(now)) {
 				return errUnchanged // moved on since it was listed

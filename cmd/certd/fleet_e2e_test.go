@@ -394,6 +394,11 @@ func TestFleetThreeDaemonsOnePostgres(t *testing.T) {
 			break
 		}
 	}
+	// A host's files removed behind its back are put back by that host.
+	if err := os.RemoveAll(filepath.Join(f.w.dir, "web2", "live", names[0])); err != nil {
+		t.Fatal(err)
+	}
+	f.waitServed(t, st, hosts, names, time.Minute)
 	for _, h := range hosts {
 		f.stop(t, h)
 		if c := f.w.canaryIn(f.logs[h].String()); c != "" {
