@@ -402,3 +402,56 @@ func parseBlock(t *testing.T, body string) (any, error) {
 	}
 	return cfg.Accounts["r"].Settings, nil
 }
+
+// A certificate proved by a file is renewed and reissued with dcv_type
+// FILE, as configured for it, not with the account's default (DNS): the
+// API takes dcv_type on renew and reissue too, and a renewal asked as DNS
+// offers no file to publish.
+func TestRenewAndReissueKeepTheCertificatesDCVType(t *testing.T) {
+	e := newEnv(t, nil)
+	iss := e.issuer(t, reseller.IssuerOptions{}) // account default: DNS
+	byFile := func(req ca.Request) ca.Request {
+		req.Proofs = map[string]ca.Proof{req.Domains[0]: {Method: dcv.HTTPFile}}
+		return req
+	}
+	offersFile := func(op string, o ca.Order, req ca.Request) {
+		t.Helper()
+		auths, err := iss.Authorizations(ctx, o, req)
+		if err != nil {
+			t.Fatalf("%s: %v", op, err)
+		}
+		for _, a := range auths {
+			if a.Status == ca.AuthValid {
+				continue
+			}
+			if !slices.ContainsFunc(a.Challenges, func(c dcv.Challenge) bool { return c.Method == dcv.HTTPFile }) {
+				t.Fatalf("%s: no file to publish for %s: %+v", op, a.Domain, a.Challenges)
+			}
+		}
+	}
+	req := byFile(request(t, "file.example.com"))
+	o, err := iss.Submit(ctx, req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	offersFile("submit", o, req)
+	if err := e.prove(iss, o, req.Domains); err != nil {
+		t.Fatal(err)
+	}
+	collect(t, iss, o, req)
+	nx := byFile(request(t, "file.example.com"))
+	nx.ClientRef = "renewal-file"
+	if _, err := iss.Renew(ctx, o, nx); err != nil {
+		t.Fatal(err)
+	}
+	offersFile("renew", o, nx)
+	if err := e.prove(iss, o, nx.Domains); err != nil {
+		t.Fatal(err)
+	}
+	collect(t, iss, o, nx)
+	re := byFile(request(t, "file.example.com"))
+	if _, err := iss.Reissue(ctx, o, re); err != nil {
+		t.Fatal(err)
+	}
+	offersFile("reissue", o, re)
+}

@@ -532,7 +532,13 @@ func (is *Issuer) Renew(ctx context.Context, prev ca.Order, req ca.Request) (ca.
 	if err := is.checkRequest("renew", req); err != nil {
 		return ca.Order{}, err
 	}
-	cert, err := is.c.Renew(ctx, id, is.orderRequest(req.CSR, req.ClientRef))
+	r := is.orderRequest(req.CSR, req.ClientRef)
+	typ, err := is.dcvTypeFor(req)
+	if err != nil {
+		return ca.Order{}, &ca.Error{CA: caName, Op: "renew", Permanent: true, Detail: err.Error(), Err: err}
+	}
+	r.DCVType = typ // as the certificate is proved now, not the account's default
+	cert, err := is.c.Renew(ctx, id, r)
 	if err != nil {
 		return ca.Order{}, err
 	}
@@ -549,6 +555,11 @@ func (is *Issuer) Reissue(ctx context.Context, prev ca.Order, req ca.Request) (c
 		return ca.Order{}, err
 	}
 	r := is.orderRequest(req.CSR, req.ClientRef)
+	typ, err := is.dcvTypeFor(req)
+	if err != nil {
+		return ca.Order{}, &ca.Error{CA: caName, Op: "reissue", Permanent: true, Detail: err.Error(), Err: err}
+	}
+	r.DCVType = typ
 	cert, err := is.c.Reissue(ctx, id, r)
 	if err != nil {
 		return ca.Order{}, err
