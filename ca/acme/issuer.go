@@ -131,7 +131,7 @@ func New(opts Options) (*Issuer, error) {
 			timeout = opts.HTTPClient.Timeout
 		}
 	}
-	hc := &http.Client{Transport: &transport{base: base, observe: opts.Observe}, Timeout: timeout,
+	hc := &http.Client{Transport: &transport{base: base, observe: opts.Observe, log: opts.Logger}, Timeout: timeout,
 		// ACME resources are never fetched through redirects.
 		CheckRedirect: func(*http.Request, []*http.Request) error { return http.ErrUseLastResponse }}
 	return &Issuer{
@@ -142,6 +142,7 @@ func New(opts Options) (*Issuer, error) {
 			Directory:  opts.Directory,
 			HTTPClient: hc,
 			UserAgent:  "certd",
+			Logger:     newSlogLogger(opts.Logger),
 			// certd polls orders itself (adaptive, Retry-After): acmez's
 			// own finalize loop is cut short at once.
 			PollTimeout: time.Nanosecond,

@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"context"
 	"errors"
+	"go.uber.org/zap"
 	"io"
 	"net"
 	"net/http"
@@ -64,6 +65,10 @@ var errResendRefused = errors.New("certd refuses to resend a request whose outco
 type transport struct {
 	base    http.RoundTripper
 	observe func(route string, status int, d time.Duration)
+	// log is told of every server error the ACME server answers: acmez
+	// retries some of them on its own, and a pass that succeeds after
+	// them must still leave a trace.
+	log *zap.Logger
 }
 
 func (t *transport) RoundTrip(req *http.Request) (*http.Response, error) {
@@ -97,6 +102,10 @@ func (t *transport) RoundTrip(req *http.Request) (*http.Response, error) {
 			code = resp.StatusCode
 		}
 		t.observe(route, code, time.Since(start))
+	}
+	if t.log != nil && resp != nil && (resp.StatusCode >= 500 || resp.StatusCode == http.StatusTooManyRequests) {
+		t.log.Warn("the ACME server answered a server error or a rate limit (the ACME client may retry it)", zap.String("route", route), zap.Int("status", resp.StatusCode),
+			zap.Duration("took", time.Since(start)))
 	}
 	if x == nil {
 		return resp, err

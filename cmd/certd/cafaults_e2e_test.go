@@ -62,10 +62,8 @@ type faultCA struct {
 	// nothing, and certd rightly carries on without a word.
 	bodyless map[string]bool
 	// retriedUnseen are the faults (step/name) a CA client library
-	// retries inside the pass without a word certd can log: acmez
-	// retries a POST-as-GET that timed out or answered 5xx and logs it to
-	// its own Logger, which ca/acme does not set. Known gap (issue 18):
-	// the pass succeeds, but the trouble leaves no trace.
+	// retries inside the pass without a word certd can log (none now:
+	// acmez's retries reach ca/acme's logger).
 	retriedUnseen map[string]bool
 	inject        func(route string, f caFault)
 	sim           interface {
@@ -115,7 +113,7 @@ func acmeFaultCA(t *testing.T, w *chaosWorld) (faultCA, string) {
     request_timeout: %s
 `, proxy.Directory, p.TLSCA, roots, requestTimeout)
 	return faultCA{"acme", map[string]string{"submit": testenv.ACMERouteNewOrder, "status": testenv.ACMERouteOrder}, nil,
-		map[string]bool{"status/hang": true, "status/5xx": true, "status/html": true},
+		nil, // acmez's own retries are logged through ca/acme's logger
 		func(route string, f caFault) {
 			proxy.InjectFault(route, testenv.ACMEFault{Status: f.status, RetryAfter: f.retryAfter, Hang: f.hang, Truncate: f.truncate, HTML: f.html})
 		}, proxy}, block
