@@ -189,6 +189,17 @@ func (s *SQLite) disk(err error) error {
 	if serr := unix.Statfs(dir, &fs); serr == nil && fs.Bavail*uint64(fs.Bsize) < lowSpace {
 		return fmt.Errorf("%w (store %s: no space left on device, %d bytes free in %s)", err, s.path, fs.Bavail*uint64(fs.Bsize), dir)
 	}
+	// A process file size limit (ulimit -f, LimitFSIZE=) reached shows
+	// as an I/O error too (EFBIG): say so when a file of the store is at
+	// the limit.
+	var lim unix.Rlimit
+	if unix.Getrlimit(unix.RLIMIT_FSIZE, &lim) == nil && lim.Cur != unix.RLIM_INFINITY {
+		for _, f := range []string{s.path, s.path + "-wal", s.path + "-shm"} {
+			if fi, serr := os.Stat(f); serr == nil && uint64(fi.Size())+lowSpace >= lim.Cur {
+				return fmt.Errorf("%w (store %s: the process's file size limit of %d bytes is reached by %s; raise ulimit -f or LimitFSIZE=)", err, s.path, lim.Cur, f)
+			}
+		}
+	}
 	return fmt.Errorf("%w (store %s)", err, s.path)
 }
 

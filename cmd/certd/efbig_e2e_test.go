@@ -37,10 +37,10 @@ func prlimitFsize(t *testing.T, limit int64, args ...string) (int, string) {
 
 // fileTooLarge reports whether out says a write failed on the size limit.
 // SQLite reports EFBIG as SQLITE_IOERR_WRITE ("disk I/O error (778)"),
-// the first write of a connection as "(4874)": certd passes it on with
-// the store's path, but cannot name the limit.
+// the first write of a connection as "(4874)": certd adds the store's
+// path and names the process's file size limit.
 func fileTooLarge(out string) bool {
-	for _, s := range []string{"file too large", "disk is full", "no space left on device", "disk I/O error"} {
+	for _, s := range []string{"file too large", "file size limit", "disk is full", "no space left on device"} {
 		if strings.Contains(out, s) {
 			return true
 		}
