@@ -536,6 +536,14 @@ func TestFleetSurvivesPostgresRestart(t *testing.T) {
 	}
 	pg.Stop()
 	down := time.Now()
+	// status says the store cannot be reached (exit 3), without the
+	// DSN's password.
+	cmd := exec.Command(binary(t), "status", "-config", filepath.Join(f.w.dir, "web1.yaml"))
+	cmd.Env = append(os.Environ(), "CERTD_FLEET_DSN="+f.dsn)
+	out, _ := cmd.CombinedOutput()
+	if code := cmd.ProcessState.ExitCode(); code != exitStore || strings.Contains(string(out), pg.Password()) {
+		t.Errorf("status with the database down: exit %d (want %d), password shown: %v\n%s", code, exitStore, strings.Contains(string(out), pg.Password()), out)
+	}
 	time.Sleep(5 * time.Second)
 	for _, h := range hosts {
 		if !f.running(h) {
