@@ -151,19 +151,36 @@ type Engine struct {
 	removed chan struct{}
 }
 
+// SystemResolvers are the resolvers /etc/resolv.conf names, used when the
+// configuration names none; an error when it is unreadable or names none.
+func SystemResolvers() ([]string, error) { return resolversFrom("/etc/resolv.conf") }
+
+func resolversFrom(path string) ([]string, error) {
+	conf, err := dns.ClientConfigFromFile(path)
+	if err != nil {
+		return nil, fmt.Errorf("dcv: no resolvers configured and %s unreadable: %w", path, err)
+	}
+	var out []string
+	for _, s := range conf.Servers {
+		out = append(out, net.JoinHostPort(s, conf.Port))
+	}
+	if len(out) == 0 {
+		return nil, fmt.Errorf("dcv: no resolvers configured and %s names none", path)
+	}
+	return out, nil
+}
+
 // NewEngine checks opts and returns an Engine.
 func NewEngine(opts Options) (*Engine, error) {
 	if opts.Journal == nil {
 		return nil, errors.New("dcv: a journal is required")
 	}
 	if len(opts.Resolvers) == 0 {
-		conf, err := dns.ClientConfigFromFile("/etc/resolv.conf")
+		rs, err := SystemResolvers()
 		if err != nil {
-			return nil, fmt.Errorf("dcv: no resolvers configured and /etc/resolv.conf unreadable: %w", err)
+			return nil, err
 		}
-		for _, s := range conf.Servers {
-			opts.Resolvers = append(opts.Resolvers, net.JoinHostPort(s, conf.Port))
-		}
+		opts.Resolvers = rs
 	}
 	switch {
 	case opts.NSPort == 0:

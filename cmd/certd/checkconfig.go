@@ -11,6 +11,7 @@ import (
 
 	"github.com/certd/certd/ca"
 	"github.com/certd/certd/config"
+	"github.com/certd/certd/dcv"
 	"github.com/certd/certd/providers"
 )
 
@@ -141,6 +142,12 @@ func checkStartable(cfg *config.Config, skipCreds bool) (problems, skipped []str
 	} else if e := cfg.Notify.Email; e != nil && e.CA != "" {
 		if err := readable(e.CA); err != nil {
 			problems = append(problems, fmt.Sprintf("notify.email.ca: %v", err))
+		}
+	}
+	// A start needs resolvers: the configuration's, or the system's.
+	if len(cfg.DCV.Resolvers) == 0 {
+		if _, err := dcv.SystemResolvers(); err != nil {
+			problems = append(problems, fmt.Sprintf("dcv.resolvers: %v; set dcv.resolvers", err))
 		}
 	}
 	// Fleet mode: the DSN and the encryption key resolve, and the key is
