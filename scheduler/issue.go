@@ -459,7 +459,7 @@ func (x *Issuing) send(ctx context.Context, log *zap.Logger, c store.Certificate
 	if err == nil {
 		failpoint.Hit(failpoint.OrderAfterSubmit)
 		o.State, o.CARef, o.LastError = store.OrderPending, placed.Ref, ""
-		if err := x.Store.SaveOrder(ctx, *o); err != nil {
+		if err := x.saveAccepted(ctx, log, o); err != nil {
 			return 0, 0, err
 		}
 		log.Info("order submitted", zap.String(logkey.Order, placed.Ref))
@@ -497,6 +497,42 @@ func (x *Issuing) send(ctx context.Context, log *zap.Logger, c store.Certificate
 		}
 	}
 	return 0, 0, fmt.Errorf("submitting order %s: %w", o.IdempotencyKey, err)
+}
+
+// saveAccepted stores the CA's reference of an order it just accepted.
+// Losing it costs a lookup at best, and a person at a CA that cannot be
+// asked, so in a fleet a database that cannot be written (restarting) is
+// tried again for up to two minutes, while the job's lease holds; the
+// reference is logged, for `certd orders found` should it never be
+// stored.
+func (x *Issuing) saveAccepted(ctx context.Context, log *zap.Logger, o *store.Order) error {
+	deadline := x.now().Add(2 * time.Minute)
+	pause := 250 * time.Millisecond
+	for attempt := 1; ; attempt++ {
+		err := x.Store.SaveOrder(context.WithoutCancel(ctx), *o)
+		if err == nil {
+			if attempt > 1 {
+				log.Info("the accepted order is stored", zap.String(logkey.Order, o.IdempotencyKey), zap.String("ca_ref", o.CARef), zap.Int(logkey.Attempt, attempt))
+			}
+			return nil
+		}
+		// One host's SQLite that cannot be written will not be writable
+		// in a moment; a fleet's database restarting will be.
+		fleet := keeperFrom(ctx) != nil
+		if !fleet || errors.Is(err, store.ErrLeaseLost) || leaseLost(ctx) != nil || !x.now().Add(pause).Before(deadline) || ctx.Err() != nil || attempt >= 30 {
+			log.Error("the CA accepted an order but storing its reference failed; it is looked up before anything is sent again",
+				zap.String(logkey.Order, o.IdempotencyKey), zap.String("ca_ref", o.CARef), zap.Error(err))
+			return err
+		}
+		if attempt == 1 {
+			log.Warn("the CA accepted an order but the store cannot be written; trying again",
+				zap.String(logkey.Order, o.IdempotencyKey), zap.String("ca_ref", o.CARef), zap.Error(err))
+		}
+		if serr := x.sleep(ctx, pause); serr != nil {
+			return err
+		}
+		pause = min(pause*2, 5*time.Second)
+	}
 }
 
 // baseOrder says whether o is sent as an action on the order that issued
