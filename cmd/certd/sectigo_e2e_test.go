@@ -77,12 +77,7 @@ func newSectigoWorld(t *testing.T, mods ...func(*sectigosim.Options)) *sectigoWo
 
 func freePort(t testing.TB) int {
 	t.Helper()
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer ln.Close()
-	return ln.Addr().(*net.TCPAddr).Port
+	return testenv.FreePort(t) // below the kernel's ephemeral range
 }
 
 // config: a multi-domain (UCC) Sectigo account; certs is the

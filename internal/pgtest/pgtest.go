@@ -6,6 +6,7 @@ import (
 	"encoding/hex"
 	"errors"
 	"fmt"
+	mrand "math/rand/v2"
 	"net"
 	"os"
 	"os/exec"
@@ -304,6 +305,16 @@ func (s *Server) tail() string {
 }
 
 func freePort() (int, error) {
+	// Below the kernel's ephemeral range: a port it hands out as free may
+	// become some outgoing connection's source port before postgres binds
+	// it.
+	for range 200 {
+		port := 20000 + mrand.IntN(12000)
+		if l, err := net.Listen("tcp", fmt.Sprintf("127.0.0.1:%d", port)); err == nil {
+			l.Close()
+			return port, nil
+		}
+	}
 	l, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
 		return 0, err

@@ -8,6 +8,7 @@ import (
 	"crypto/rand"
 	"encoding/base64"
 	"fmt"
+	mrand "math/rand/v2"
 	"net"
 	"os"
 	"os/exec"
@@ -76,6 +77,23 @@ func fileExists(p string) bool {
 // its UDP twin too, for DNS).
 func FreePort(t testing.TB) int {
 	t.Helper()
+	// Ports below the kernel's ephemeral range (32768 and up by default):
+	// a port the kernel handed out as "free" may be taken again at once as
+	// the source port of some outgoing connection, before the server the
+	// test starts binds it.
+	for range 200 {
+		port := 20000 + mrand.IntN(12000)
+		l, err := net.Listen("tcp", fmt.Sprintf("127.0.0.1:%d", port))
+		if err != nil {
+			continue
+		}
+		u, err := net.ListenPacket("udp", fmt.Sprintf("127.0.0.1:%d", port))
+		l.Close()
+		if err == nil {
+			u.Close()
+			return port
+		}
+	}
 	for range 50 {
 		l, err := net.Listen("tcp", "127.0.0.1:0")
 		if err != nil {
