@@ -3,9 +3,6 @@ package scheduler
 import (
 	"bytes"
 	"context"
-	"crypto/sha256"
-	"crypto/x509"
-	"encoding/hex"
 	"errors"
 	"fmt"
 	"os"
@@ -99,11 +96,7 @@ func readKey(dir string, k store.PrivateKey) ([]byte, error) {
 	if err != nil {
 		return nil, fmt.Errorf("private key %d of %s: %w", k.ID, k.CertName, err)
 	}
-	spki, err := x509.MarshalPKIXPublicKey(key.Public())
-	if err != nil {
-		return nil, err
-	}
-	if sum := sha256.Sum256(spki); hex.EncodeToString(sum[:]) != sha {
+	if got, err := pemutil.PublicSHA(key.Public()); err != nil || got != sha {
 		return nil, fmt.Errorf("private key %d of %s: the file in %s is not the key the store names", k.ID, k.CertName, dir)
 	}
 	return b, nil

@@ -20,8 +20,6 @@ import (
 	"strings"
 	"time"
 
-	"crypto/sha256"
-
 	"go.uber.org/zap"
 
 	"github.com/certd/certd/ca"
@@ -933,12 +931,14 @@ func (x *Issuing) order(ctx context.Context, log *zap.Logger, c store.Certificat
 	if err != nil {
 		return store.Order{}, ca.Request{}, false, err
 	}
-	spki, _ := x509.MarshalPKIXPublicKey(key.Public())
-	sum := sha256.Sum256(spki)
+	publicSHA, err := pemutil.PublicSHA(key.Public())
+	if err != nil {
+		return store.Order{}, ca.Request{}, false, err
+	}
 	if plan.hostOwn() {
 		// The key stays on this host: written (durably) here before the
 		// order is journaled; the store keeps only where it is.
-		if keyPEM, err = writeHostKey(plan.KeyDir, hex.EncodeToString(sum[:]), keyPEM); err != nil {
+		if keyPEM, err = writeHostKey(plan.KeyDir, publicSHA, keyPEM); err != nil {
 			return store.Order{}, ca.Request{}, false, err
 		}
 	}
@@ -947,7 +947,7 @@ func (x *Issuing) order(ctx context.Context, log *zap.Logger, c store.Certificat
 	o := store.Order{IdempotencyKey: fmt.Sprintf("%s-%d-%s", c.Name, gen, hex.EncodeToString(suffix)), CertName: c.Name,
 		Account: plan.Spec.Account, Generation: gen, CSR: csr, SpecHash: plan.Spec.Hash(), State: store.OrderIntent}
 	if o.ID, err = x.Store.CreateOrder(ctx, o, store.PrivateKey{CertName: c.Name, KeyType: plan.Spec.KeyType, PEM: keyPEM,
-		PublicSHA: hex.EncodeToString(sum[:])}); err != nil {
+		PublicSHA: publicSHA}); err != nil {
 		return o, ca.Request{}, false, err
 	}
 	if o, err = x.Store.GetOrder(ctx, o.ID); err != nil {

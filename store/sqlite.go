@@ -362,7 +362,7 @@ func (s *SQLite) CreateOrder(ctx context.Context, o Order, key PrivateKey) (int6
 		return 0, err
 	}
 	var id int64
-	err = s.writeWhat(ctx, "creating order for "+o.CertName, func(tx *sql.Tx) error {
+	err = s.txn(ctx, "creating order for "+o.CertName, true, func(tx *sql.Tx) error {
 		now := ms(s.now())
 		res, err := tx.ExecContext(ctx, `INSERT INTO private_keys (cert_name, key_type, key_pem, public_sha, created_at) VALUES (?, ?, ?, ?, ?)`,
 			key.CertName, key.KeyType, pem, key.PublicSHA, now)
@@ -690,7 +690,7 @@ func (s *SQLite) SaveCAAccount(ctx context.Context, a CAAccount) error {
 func (s *SQLite) SetAccountHold(ctx context.Context, h AccountHold) error {
 	_, err := s.exec(ctx, `INSERT INTO account_holds (account, until, reason, updated_at) VALUES (?, ?, ?, ?)
 		ON CONFLICT (account) DO UPDATE SET until = excluded.until, reason = excluded.reason, updated_at = excluded.updated_at`,
-		h.Account, h.Until.UnixMilli()*b2i(!h.Until.IsZero()), h.Reason, ms(s.now()))
+		h.Account, ms(h.Until).Int64, h.Reason, ms(s.now())) // a lifted hold (zero Until) is 0: the column is NOT NULL
 	if err != nil {
 		return fmt.Errorf("store: saving the hold on account %s: %w", h.Account, s.disk(err))
 	}
@@ -744,11 +744,4 @@ func scanPass(r scanner) (Pass, error) {
 	err := r.Scan(&p.Host, &at, &p.PID, &p.Worked)
 	p.FinishedAt = fromMs(at)
 	return p, err
-}
-
-func b2i(b bool) int64 {
-	if b {
-		return 1
-	}
-	return 0
 }

@@ -13,19 +13,13 @@ import (
 // resource's current lease and writes nothing if not (ErrLeaseLost): the
 // fencing every backend owes (see Leases).
 func (s *SQLite) write(ctx context.Context, fn func(tx *sql.Tx) error) error {
-	return s.txnWhat(ctx, "", true, fn)
+	return s.txn(ctx, "", true, fn)
 }
 
-// writeWhat is write with what it does named in its commit's error.
-func (s *SQLite) writeWhat(ctx context.Context, what string, fn func(tx *sql.Tx) error) error {
-	return s.txnWhat(ctx, what, true, fn)
-}
-
-func (s *SQLite) txn(ctx context.Context, fenced bool, fn func(tx *sql.Tx) error) error {
-	return s.txnWhat(ctx, "", fenced, fn)
-}
-
-func (s *SQLite) txnWhat(ctx context.Context, what string, fenced bool, fn func(tx *sql.Tx) error) error {
+// txn runs fn in one transaction on the writer connection, fenced by the
+// lease ctx carries when fenced; what, when set, names the write in a
+// failed commit's error.
+func (s *SQLite) txn(ctx context.Context, what string, fenced bool, fn func(tx *sql.Tx) error) error {
 	tx, err := s.w.BeginTx(ctx, nil)
 	if err != nil {
 		return s.disk(err)
@@ -193,7 +187,7 @@ func (s *SQLite) grant(ctx context.Context, tx *sql.Tx, resource, holder string,
 // AcquireLease implements Leases.
 func (s *SQLite) AcquireLease(ctx context.Context, resource, holder string, ttl time.Duration) (Lease, error) {
 	var l Lease
-	err := s.txn(ctx, false, func(tx *sql.Tx) error {
+	err := s.txn(ctx, "", false, func(tx *sql.Tx) error {
 		var ok bool
 		var err error
 		if l, ok, err = s.grant(ctx, tx, resource, holder, s.now(), ttl); err != nil {
@@ -208,7 +202,7 @@ func (s *SQLite) AcquireLease(ctx context.Context, resource, holder string, ttl 
 
 // RenewLease implements Leases.
 func (s *SQLite) RenewLease(ctx context.Context, l Lease, ttl time.Duration) (Lease, error) {
-	err := s.txn(ctx, false, func(tx *sql.Tx) error {
+	err := s.txn(ctx, "", false, func(tx *sql.Tx) error {
 		now := s.now()
 		exp := now.Add(ttl).UnixMilli()
 		res, err := tx.ExecContext(ctx, `UPDATE leases SET expires_at = ? WHERE resource = ? AND holder = ? AND token = ? AND expires_at > ?`,
@@ -227,7 +221,7 @@ func (s *SQLite) RenewLease(ctx context.Context, l Lease, ttl time.Duration) (Le
 
 // ReleaseLease implements Leases.
 func (s *SQLite) ReleaseLease(ctx context.Context, l Lease) error {
-	return s.txn(ctx, false, func(tx *sql.Tx) error {
+	return s.txn(ctx, "", false, func(tx *sql.Tx) error {
 		res, err := tx.ExecContext(ctx, `UPDATE leases SET expires_at = 0 WHERE resource = ? AND holder = ? AND token = ? AND expires_at > ?`,
 			l.Resource, l.Holder, l.Token, s.now().UnixMilli())
 		if err != nil {
@@ -243,7 +237,7 @@ func (s *SQLite) ReleaseLease(ctx context.Context, l Lease) error {
 // ClaimDueCertificates implements Leases.
 func (s *SQLite) ClaimDueCertificates(ctx context.Context, host, holder string, now time.Time, ttl time.Duration, limit int) ([]LeasedCertificate, error) {
 	var out []LeasedCertificate
-	err := s.txn(ctx, false, func(tx *sql.Tx) error {
+	err := s.txn(ctx, "", false, func(tx *sql.Tx) error {
 		out = out[:0]
 		clock := s.now()
 		rows, err := tx.QueryContext(ctx, `SELECT c.name FROM certificates c

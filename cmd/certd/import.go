@@ -5,9 +5,7 @@ import (
 	"crypto"
 	"crypto/ecdsa"
 	"crypto/rsa"
-	"crypto/sha256"
 	"crypto/x509"
-	"encoding/hex"
 	"errors"
 	"fmt"
 	"io"
@@ -228,8 +226,10 @@ func adopt(ctx context.Context, st store.Store, d *deploy.Deployer, tool string,
 	if err != nil {
 		return "", err
 	}
-	spki, _ := x509.MarshalPKIXPublicKey(p.f.key.Public())
-	sum := sha256.Sum256(spki)
+	publicSHA, err := pemutil.PublicSHA(p.f.key.Public())
+	if err != nil {
+		return "", err
+	}
 	gen := 1
 	if prev, err := st.LatestOrder(ctx, c.Name); err == nil {
 		gen = prev.Generation + 1
@@ -237,7 +237,7 @@ func adopt(ctx context.Context, st store.Store, d *deploy.Deployer, tool string,
 	spec := scheduler.CertSpec{Name: p.cert.Name, Account: p.cert.Account, Domains: p.cert.Domains, KeyType: p.cert.KeyType}
 	o := store.Order{IdempotencyKey: fmt.Sprintf("%s-import-%s", c.Name, shortHex(serial)), CertName: c.Name, Account: c.Account,
 		Generation: gen, SpecHash: spec.Hash(), State: store.OrderIssued, CARef: "imported from " + tool + ": " + p.f.from}
-	if o.ID, err = st.CreateOrder(ctx, o, store.PrivateKey{CertName: c.Name, KeyType: p.cert.KeyType, PEM: keyPEM, PublicSHA: hex.EncodeToString(sum[:])}); err != nil {
+	if o.ID, err = st.CreateOrder(ctx, o, store.PrivateKey{CertName: c.Name, KeyType: p.cert.KeyType, PEM: keyPEM, PublicSHA: publicSHA}); err != nil {
 		return "", err
 	}
 	if o, err = st.GetOrder(ctx, o.ID); err != nil {

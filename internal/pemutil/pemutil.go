@@ -4,7 +4,9 @@ package pemutil
 
 import (
 	"crypto"
+	"crypto/sha256"
 	"crypto/x509"
+	"encoding/hex"
 	"encoding/pem"
 	"errors"
 	"fmt"
@@ -69,4 +71,15 @@ func EncodeKey(k crypto.Signer) ([]byte, error) {
 		return nil, fmt.Errorf("encoding the key: %w", err)
 	}
 	return pem.EncodeToMemory(&pem.Block{Type: "PRIVATE KEY", Bytes: der}), nil
+}
+
+// PublicSHA is the hex SHA-256 of pub's DER SubjectPublicKeyInfo: how the
+// store names a private key by its public half.
+func PublicSHA(pub crypto.PublicKey) (string, error) {
+	spki, err := x509.MarshalPKIXPublicKey(pub)
+	if err != nil {
+		return "", fmt.Errorf("encoding the public key: %w", err)
+	}
+	sum := sha256.Sum256(spki)
+	return hex.EncodeToString(sum[:]), nil
 }
